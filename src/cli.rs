@@ -1,0 +1,323 @@
+//! Command-line flags and the dispatch to modes.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Args, Parser};
+
+use crate::bundle::extract::{ExtractLimits, DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES};
+use crate::error::{Error, Result};
+use crate::logging::{self, LogFormat};
+use crate::modes::{self, Context};
+use crate::reference::Target;
+use crate::registry::{credentials, retry::RetryPolicy, ClientOptions, RegistryClient};
+
+const EXAMPLES: &str = "\
+Examples:
+  Push a source tree as a bundle and record its digest:
+    ocistep --push-source-bundle ./src --image registry.example.com/app:v1-src \\
+            --result-file-image-digest digest.txt
+
+  Pull it on a build node, verified and extracted into ./work:
+    ocistep --pull-source-bundle ./work --image registry.example.com/app@sha256:... \\
+            --result-file-source-timestamp ts.txt --prune
+
+  No registry at all: an OCI image layout on disk:
+    ocistep --push-source-bundle ./src --image oci:./bundles:v1
+    ocistep --pull-source-bundle ./work --image oci:./bundles:v1
+
+Exit codes: 0 ok, 1 internal, 2 usage, 3 auth, 4 not found, 5 digest mismatch,
+6 unsafe archive, 7 platform not found, 8 registry unreachable, 9 invalid input,
+10 target conflict, 11 unusable registry content.";
+
+/// ocistep: move source bundles and images through OCI registries for native
+/// multi-architecture builds.
+#[derive(Debug, Parser)]
+#[command(name = "ocistep", version, about, after_help = EXAMPLES, max_term_width = 100)]
+pub struct Cli {
+    /// The mode of this run (exactly one).
+    #[command(flatten)]
+    pub mode: ModeArgs,
+
+    /// Image reference: `registry/repo[:tag][@digest]` or `oci:PATH[:tag]` (an OCI layout on disk).
+    #[arg(long, value_name = "REF", alias = "source-bundle-image")]
+    pub image: String,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+
+    #[command(flatten)]
+    pub push: PushArgs,
+
+    #[command(flatten)]
+    pub pull: PullArgs,
+
+    #[command(flatten)]
+    pub results: ResultArgs,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// Exactly one of these selects what the run does.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct ModeArgs {
+    /// Pack DIR into a source bundle and push it to --image.
+    #[arg(long, value_name = "DIR", help_heading = "Modes")]
+    pub push_source_bundle: Option<PathBuf>,
+    /// Pull the source bundle --image, verify it and extract it into DIR.
+    #[arg(long, value_name = "DIR", help_heading = "Modes")]
+    pub pull_source_bundle: Option<PathBuf>,
+}
+
+/// How to reach registries.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// Directory with `.dockerconfigjson` or `config.json` (an empty value means none).
+    #[arg(long, value_parser = path_allowing_empty, value_name = "DIR", help_heading = "Registry")]
+    pub secret_path: Option<PathBuf>,
+    /// Allow plain HTTP and self-signed certificates for every registry.
+    #[arg(long, help_heading = "Registry")]
+    pub insecure: bool,
+    /// Extra CA certificates (PEM) to trust.
+    #[arg(long, value_parser = path_allowing_empty, value_name = "FILE", help_heading = "Registry")]
+    pub ca_file: Option<PathBuf>,
+    /// Attempts per request for transient faults (429, 5xx, resets).
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20), help_heading = "Registry")]
+    pub retries: u32,
+}
+
+/// Flags of the pushing modes.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Source timestamp (seconds since the epoch or RFC 3339); sets every mtime and the `created` annotation.
+    #[arg(
+        long,
+        value_name = "TIME",
+        env = "SOURCE_DATE_EPOCH",
+        help_heading = "Push"
+    )]
+    pub source_timestamp: Option<String>,
+    /// Extra ignore file (gitignore syntax); `.shpignore` in DIR is always read.
+    #[arg(long, value_name = "FILE", help_heading = "Push")]
+    pub ignore_file: Vec<PathBuf>,
+    /// Leave out paths matching PATTERN (gitignore syntax, repeatable).
+    #[arg(long, value_name = "PATTERN", help_heading = "Push")]
+    pub exclude: Vec<String>,
+    /// Store symlinks that leave the tree as the files they point to, instead of failing.
+    #[arg(long, help_heading = "Push")]
+    pub dereference_symlinks: bool,
+    /// gzip level, 1 (fast) to 9 (small).
+    #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=9), help_heading = "Push")]
+    pub compression_level: u32,
+    /// Manifest annotation `key=value` (repeatable).
+    #[arg(long, value_name = "KEY=VALUE", help_heading = "Push")]
+    pub annotation: Vec<String>,
+}
+
+/// Flags of the pulling modes.
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Delete the bundle from the registry after a successful pull.
+    #[arg(long, help_heading = "Pull")]
+    pub prune: bool,
+    /// Print every extracted entry to stdout.
+    #[arg(long, help_heading = "Pull")]
+    pub show_listing: bool,
+    /// Replace entries of DIR that the bundle also holds (otherwise they are a conflict).
+    #[arg(long, help_heading = "Pull")]
+    pub overwrite: bool,
+    /// Refuse bundles that expand to more than SIZE (bytes, or with K/M/G/T suffix).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Pull")]
+    pub max_extract_size: Option<u64>,
+    /// Refuse bundles with more than N entries.
+    #[arg(long, value_name = "N", help_heading = "Pull")]
+    pub max_entries: Option<u64>,
+}
+
+/// Where to write results (bare values, no trailing newline).
+#[derive(Debug, Args)]
+pub struct ResultArgs {
+    /// Write the manifest digest (`sha256:…`) here.
+    #[arg(long, value_parser = path_allowing_empty, value_name = "FILE", help_heading = "Results")]
+    pub result_file_image_digest: Option<PathBuf>,
+    /// Write the total size in bytes (manifest, config and layers) here.
+    #[arg(long, value_parser = path_allowing_empty, value_name = "FILE", help_heading = "Results")]
+    pub result_file_image_size: Option<PathBuf>,
+    /// Write the pinned reference (`registry/repo@sha256:…`) here.
+    #[arg(long, value_parser = path_allowing_empty, value_name = "FILE", help_heading = "Results")]
+    pub result_file_image_ref: Option<PathBuf>,
+    /// Write the bundle's source timestamp (seconds since the epoch; empty if it has none) here.
+    #[arg(long, value_parser = path_allowing_empty, value_name = "FILE", help_heading = "Results")]
+    pub result_file_source_timestamp: Option<PathBuf>,
+}
+
+/// Logging.
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, help_heading = "Output")]
+    pub log_format: LogFormat,
+    /// More detail (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count, help_heading = "Output")]
+    pub verbose: u8,
+    /// Warnings and errors only.
+    #[arg(short, long, conflicts_with = "verbose", help_heading = "Output")]
+    pub quiet: bool,
+}
+
+/// Accepts any path, the empty one included (see [`non_empty`]).
+fn path_allowing_empty(s: &str) -> std::result::Result<PathBuf, std::convert::Infallible> {
+    Ok(PathBuf::from(s))
+}
+
+/// Treats an empty path (an unbound Tekton workspace or an unset param) as absent.
+fn non_empty(p: &Option<PathBuf>) -> Option<PathBuf> {
+    p.clone().filter(|p| !p.as_os_str().is_empty())
+}
+
+/// Parses `1024`, `512K`, `64M`, `10G`, `1T` (powers of 1024).
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let mult = match c.to_ascii_uppercase() {
+                'K' => 1u64 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return Err(format!("unknown size suffix in {s:?}; use K, M, G or T")),
+            };
+            (&s[..i], mult)
+        }
+        _ => (s, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("invalid size {s:?}; expected e.g. 10G"))
+}
+
+/// Parses `key=value` annotations into a sorted map.
+pub fn parse_annotations(values: &[String]) -> Result<BTreeMap<String, String>> {
+    values
+        .iter()
+        .map(|v| match v.split_once('=') {
+            Some((k, val)) if !k.is_empty() => Ok((k.to_string(), val.to_string())),
+            _ => Err(Error::Usage(format!(
+                "invalid --annotation {v:?}: expected KEY=VALUE"
+            ))),
+        })
+        .collect()
+}
+
+impl Cli {
+    /// The registry client these flags describe.
+    pub fn registry_client(&self) -> Result<RegistryClient> {
+        let secret_path = non_empty(&self.registry.secret_path);
+        if let Some(p) = &secret_path {
+            credentials::validate_secret_path(p)?;
+        }
+        RegistryClient::new(ClientOptions {
+            insecure: self.registry.insecure,
+            ca_file: non_empty(&self.registry.ca_file),
+            credential_files: credentials::config_files(secret_path.as_deref()),
+            retry: RetryPolicy {
+                max_attempts: self.registry.retries,
+                ..RetryPolicy::default()
+            },
+        })
+    }
+
+    /// Extraction limits from the flags.
+    pub fn extract_limits(&self) -> ExtractLimits {
+        ExtractLimits {
+            max_bytes: self.pull.max_extract_size.unwrap_or(DEFAULT_MAX_BYTES),
+            max_entries: self.pull.max_entries.unwrap_or(DEFAULT_MAX_ENTRIES),
+        }
+    }
+
+    /// Result file paths, with empty values dropped.
+    pub fn result_files(&self) -> modes::ResultFiles {
+        modes::ResultFiles {
+            digest: non_empty(&self.results.result_file_image_digest),
+            size: non_empty(&self.results.result_file_image_size),
+            reference: non_empty(&self.results.result_file_image_ref),
+            source_timestamp: non_empty(&self.results.result_file_source_timestamp),
+        }
+    }
+}
+
+/// Parses the command line, sets up logging and runs the selected mode.
+pub fn run(cli: Cli) -> Result<()> {
+    logging::init(cli.output.log_format, cli.output.verbose, cli.output.quiet);
+    let target = Target::parse(&cli.image)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
+    let ctx = Context {
+        client: Arc::new(cli.registry_client()?),
+        progress: !cli.output.quiet && cli.output.log_format == LogFormat::Text,
+        results: cli.result_files(),
+    };
+    runtime.block_on(async {
+        if let Some(dir) = &cli.mode.push_source_bundle {
+            modes::push_source_bundle::run(&ctx, dir, &target, &cli.push).await
+        } else if let Some(dir) = &cli.mode.pull_source_bundle {
+            modes::pull_source_bundle::run(&ctx, dir, &target, &cli.pull, cli.extract_limits())
+                .await
+        } else {
+            Err(Error::Usage("no mode given; see --help".to_string()))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("10G").unwrap(), 10 << 30);
+        assert_eq!(parse_size("512k").unwrap(), 512 << 10);
+        assert_eq!(parse_size("42").unwrap(), 42);
+        assert!(parse_size("1X").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
+
+    #[test]
+    fn annotations() {
+        let a = parse_annotations(&["b=2".into(), "a=x=y".into()]).unwrap();
+        assert_eq!(a.get("a").map(String::as_str), Some("x=y"));
+        assert!(parse_annotations(&["novalue".into()]).is_err());
+    }
+
+    #[test]
+    fn exactly_one_mode() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        assert!(Cli::try_parse_from(["ocistep", "--image", "x"]).is_err());
+        assert!(Cli::try_parse_from([
+            "ocistep",
+            "--push-source-bundle",
+            "a",
+            "--pull-source-bundle",
+            "b",
+            "--image",
+            "x"
+        ])
+        .is_err());
+        let c = Cli::try_parse_from([
+            "ocistep",
+            "--push-source-bundle",
+            "a",
+            "--source-bundle-image",
+            "x",
+        ])
+        .unwrap();
+        assert_eq!(c.image, "x");
+    }
+}

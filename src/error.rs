@@ -1,0 +1,124 @@
+//! The error type of ocistep and the exit code each kind of failure maps to.
+//!
+//! Every error names what failed and, where possible, what the user can do
+//! about it. Errors never carry credentials: registry messages are reduced to
+//! their status line and error codes before they are wrapped here.
+
+use std::path::PathBuf;
+
+/// Process exit codes, documented in the README. Each kind of failure a
+/// pipeline may want to react to has its own code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    /// Success.
+    Ok = 0,
+    /// An unexpected failure (a bug, or an I/O error with no better class).
+    Internal = 1,
+    /// Bad flags or a malformed reference (clap uses 2 as well).
+    Usage = 2,
+    /// The registry refused the credentials (401/403) or none were found.
+    Auth = 3,
+    /// Repository, tag, manifest or blob does not exist.
+    NotFound = 4,
+    /// Content did not match its digest or size.
+    DigestMismatch = 5,
+    /// An archive entry was refused (path escape, device node, limits).
+    UnsafeArchive = 6,
+    /// No manifest for the requested platform.
+    PlatformNotFound = 7,
+    /// The registry could not be reached, or kept failing after retries.
+    Unreachable = 8,
+    /// The local input cannot be packed (escaping symlink, unreadable file).
+    InvalidInput = 9,
+    /// The target directory holds entries the pull would overwrite.
+    TargetConflict = 10,
+    /// The registry answered something ocistep cannot use (bad manifest,
+    /// unexpected media type, protocol error).
+    BadContent = 11,
+}
+
+/// Everything that can go wrong in ocistep.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad flags or values.
+    #[error("{0}")]
+    Usage(String),
+    /// Credentials missing or rejected.
+    #[error("{0}")]
+    Auth(String),
+    /// Something named by the user does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// Content failed verification.
+    #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// What was verified (manifest, blob and where it came from).
+        what: String,
+        /// The digest or size that was asked for.
+        expected: String,
+        /// What the content really hashed to.
+        actual: String,
+    },
+    /// An archive entry was refused.
+    #[error("unsafe archive: {0}")]
+    UnsafeArchive(String),
+    /// No platform matched.
+    #[error("{0}")]
+    PlatformNotFound(String),
+    /// Network-level failure, or retries exhausted.
+    #[error("{0}")]
+    Unreachable(String),
+    /// A source tree that cannot be packed.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The pull target has conflicting entries.
+    #[error("{0}")]
+    TargetConflict(String),
+    /// Unusable registry or layout content.
+    #[error("{0}")]
+    BadContent(String),
+    /// A local I/O error, with the path it concerns.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done ("reading", "creating", ...).
+        action: &'static str,
+        /// The path concerned.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Anything else.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The exit code for this error.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Error::Usage(_) => ExitCode::Usage,
+            Error::Auth(_) => ExitCode::Auth,
+            Error::NotFound(_) => ExitCode::NotFound,
+            Error::DigestMismatch { .. } => ExitCode::DigestMismatch,
+            Error::UnsafeArchive(_) => ExitCode::UnsafeArchive,
+            Error::PlatformNotFound(_) => ExitCode::PlatformNotFound,
+            Error::Unreachable(_) => ExitCode::Unreachable,
+            Error::InvalidInput(_) => ExitCode::InvalidInput,
+            Error::TargetConflict(_) => ExitCode::TargetConflict,
+            Error::BadContent(_) => ExitCode::BadContent,
+            Error::Io { .. } | Error::Internal(_) => ExitCode::Internal,
+        }
+    }
+
+    /// Wraps an I/O error with the action and path it concerns.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Shorthand for results in ocistep.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

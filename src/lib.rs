@@ -1,0 +1,22 @@
+//! ocistep: move source bundles and images through OCI registries for native
+//! multi-architecture builds.
+//!
+//! The binary in `main.rs` is a thin wrapper around [`cli::run`]; everything
+//! else lives in this library so the tests use the same code.
+
+pub mod bundle;
+pub mod cli;
+pub mod digest;
+pub mod error;
+pub mod layout;
+pub mod logging;
+pub mod manifest;
+pub mod modes;
+pub mod progress;
+pub mod reference;
+pub mod registry;
+pub mod results;
+pub mod store;
+pub mod timestamp;
+
+pub use error::{Error, ExitCode, Result};

@@ -1,0 +1,32 @@
+//! One file per mode; each composes library calls and writes its results.
+
+pub mod pull_source_bundle;
+pub mod push_source_bundle;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::registry::RegistryClient;
+
+/// What every mode shares in one run.
+pub struct Context {
+    /// The registry client (unused for `oci:` layouts).
+    pub client: Arc<RegistryClient>,
+    /// Show progress bars (only ever on a terminal).
+    pub progress: bool,
+    /// Where to write results.
+    pub results: ResultFiles,
+}
+
+/// Result file paths; `None` means "not asked for".
+#[derive(Debug, Clone, Default)]
+pub struct ResultFiles {
+    /// Manifest digest.
+    pub digest: Option<PathBuf>,
+    /// Total size in bytes.
+    pub size: Option<PathBuf>,
+    /// Pinned reference `name@digest`.
+    pub reference: Option<PathBuf>,
+    /// Source timestamp in seconds.
+    pub source_timestamp: Option<PathBuf>,
+}

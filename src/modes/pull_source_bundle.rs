@@ -1,0 +1,101 @@
+//! `--pull-source-bundle DIR`: fetch and verify the manifest, stream the
+//! layer through digest verification into a staging directory, then move
+//! it into DIR. Optionally list what was extracted and prune the bundle.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::bundle::extract::{self, ExtractLimits, ExtractStats};
+use crate::bundle::format;
+use crate::bundle::install::Staging;
+use crate::cli::PullArgs;
+use crate::error::{Error, Result};
+use crate::modes::Context;
+use crate::reference::Target;
+use crate::results;
+use crate::store::Store;
+
+/// Runs the mode.
+pub async fn run(
+    ctx: &Context,
+    dir: &Path,
+    target: &Target,
+    args: &PullArgs,
+    limits: ExtractLimits,
+) -> Result<()> {
+    let started = std::time::Instant::now();
+    let store = Store::for_reading(target, &ctx.client)?;
+    let fetched = store.get_manifest().await?;
+    let manifest = fetched.image_manifest()?;
+    let info = format::inspect(&manifest, &target.to_string())?;
+    tracing::info!(
+        "pulling {target} ({}, layer {} bytes)",
+        fetched.digest,
+        info.layer.size
+    );
+
+    let mut staging = Staging::new(dir)?;
+    let policy = ctx.client.retry_policy();
+    let mut attempt = 0;
+    let (stats, listing) = loop {
+        attempt += 1;
+        let path = staging.path().to_path_buf();
+        let compression = info.compression;
+        let outcome = store
+            .stream_blob(&info.layer, move |reader| {
+                let mut listing = Vec::new();
+                let stats = extract::unpack(reader, compression, &path, &limits, &mut |e| {
+                    listing.push(e.path.to_string())
+                })?;
+                Ok::<(ExtractStats, Vec<String>), Error>((stats, listing))
+            })
+            .await;
+        match outcome {
+            Err(Error::Unreachable(msg)) if policy.may_retry(attempt) => {
+                let delay = policy.delay(attempt, None);
+                tracing::warn!("{msg}; pulling the layer again in {delay:?}");
+                tokio::time::sleep(delay).await;
+                staging.reset()?;
+            }
+            other => break other?,
+        }
+    };
+    staging.commit(args.overwrite)?;
+    tracing::info!(
+        "extracted {} entries ({} bytes) into {} in {:.2?}",
+        stats.entries,
+        stats.bytes,
+        dir.display(),
+        started.elapsed()
+    );
+
+    if args.show_listing {
+        let mut out = std::io::stdout().lock();
+        for path in &listing {
+            writeln!(out, "{path}").map_err(|e| Error::io("writing", "stdout", e))?;
+        }
+    }
+    let total = fetched.bytes.len() as u64 + manifest.config.size + info.layer.size;
+    results::write(ctx.results.digest.as_deref(), fetched.digest.as_str())?;
+    results::write(ctx.results.size.as_deref(), &total.to_string())?;
+    results::write(
+        ctx.results.reference.as_deref(),
+        &store.pinned(&fetched.digest),
+    )?;
+    if info.source_timestamp.is_none() && ctx.results.source_timestamp.is_some() {
+        tracing::warn!("the bundle carries no source timestamp; the result file is left empty");
+    }
+    let ts = info
+        .source_timestamp
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    results::write(ctx.results.source_timestamp.as_deref(), &ts)?;
+
+    if args.prune {
+        match store.delete_manifest(&fetched.digest).await {
+            Ok(()) => tracing::info!("pruned {}", store.pinned(&fetched.digest)),
+            Err(e) => tracing::warn!("the pull succeeded but --prune failed: {e}"),
+        }
+    }
+    Ok(())
+}

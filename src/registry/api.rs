@@ -1,0 +1,339 @@
+//! The distribution API calls ocistep makes: manifests (get, put, delete)
+//! and blobs (exists, get, upload), with registry errors turned into
+//! [`Error`]s that say what to do.
+
+use bytes::Bytes;
+use reqwest::{Response, StatusCode};
+use serde::Deserialize;
+
+use super::session::{Access, RegistryClient};
+use crate::digest::{self, Digest};
+use crate::error::{Error, Result};
+use crate::manifest::{FetchedManifest, MANIFEST_ACCEPT};
+use crate::reference::ImageRef;
+use crate::registry::upload::BlobSource;
+
+/// The largest manifest ocistep accepts (the distribution default is 4 MiB).
+pub const MAX_MANIFEST_BYTES: usize = 8 * 1024 * 1024;
+
+impl RegistryClient {
+    /// Fetches the manifest `image` names (by digest if it has one, else by
+    /// tag) and verifies its bytes against the digest asked for, or the
+    /// digest the registry reports.
+    pub async fn get_manifest(&self, image: &ImageRef) -> Result<FetchedManifest> {
+        let reference = image.manifest_reference();
+        let what = format!("fetching manifest {image}");
+        let resp = self
+            .send(image, Access::Pull, &what, |http, origin| {
+                Ok(http
+                    .get(format!(
+                        "{origin}/v2/{}/manifests/{reference}",
+                        image.repository
+                    ))
+                    .header(reqwest::header::ACCEPT, MANIFEST_ACCEPT.join(", ")))
+            })
+            .await?;
+        let resp = check(resp, image, &what).await?;
+        let media_type = header(&resp, reqwest::header::CONTENT_TYPE.as_str());
+        let reported = header(&resp, "docker-content-digest");
+        let bytes = read_limited(resp, MAX_MANIFEST_BYTES, &what).await?;
+        let fetched = FetchedManifest::new(bytes, media_type);
+        let expected = match (&image.digest, reported) {
+            (Some(d), _) => Some(d.clone()),
+            (None, Some(r)) => Digest::parse(&r).ok(),
+            (None, None) => None,
+        };
+        if let Some(expected) = expected {
+            digest::verify(
+                &format!("manifest of {image}"),
+                &expected,
+                None,
+                &fetched.digest,
+                0,
+            )?;
+        }
+        Ok(fetched)
+    }
+
+    /// Pushes manifest bytes under `reference` (a tag or the digest) and
+    /// returns their digest, checked against what the registry reports.
+    pub async fn put_manifest(
+        &self,
+        image: &ImageRef,
+        reference: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<Digest> {
+        let digest = Digest::of(bytes);
+        let body = Bytes::copy_from_slice(bytes);
+        let what = format!("pushing manifest {}:{reference}", image.name());
+        let resp = self
+            .send(image, Access::Push, &what, |http, origin| {
+                Ok(http
+                    .put(format!(
+                        "{origin}/v2/{}/manifests/{reference}",
+                        image.repository
+                    ))
+                    .header(reqwest::header::CONTENT_TYPE, media_type)
+                    .body(body.clone()))
+            })
+            .await?;
+        let resp = check(resp, image, &what).await?;
+        if let Some(reported) = header(&resp, "docker-content-digest") {
+            if reported != digest.as_str() {
+                return Err(Error::DigestMismatch {
+                    what: format!("manifest stored at {image}"),
+                    expected: digest.to_string(),
+                    actual: reported,
+                });
+            }
+        }
+        Ok(digest)
+    }
+
+    /// Deletes the manifest with `digest` (what `--prune` does).
+    pub async fn delete_manifest(&self, image: &ImageRef, digest: &Digest) -> Result<()> {
+        let what = format!("deleting {}", image.with_digest(digest));
+        let resp = self
+            .send(image, Access::Push, &what, |http, origin| {
+                Ok(http.delete(format!(
+                    "{origin}/v2/{}/manifests/{digest}",
+                    image.repository
+                )))
+            })
+            .await?;
+        if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
+            return Err(Error::BadContent(format!(
+                "{what}: the registry does not allow deletes (405); enable them (distribution: REGISTRY_STORAGE_DELETE_ENABLED=true) or drop --prune"
+            )));
+        }
+        check(resp, image, &what).await.map(|_| ())
+    }
+
+    /// True when the repository already has the blob.
+    pub async fn blob_exists(&self, image: &ImageRef, digest: &Digest) -> Result<bool> {
+        let what = format!("checking blob {digest} in {}", image.name());
+        let resp = self
+            .send(image, Access::Push, &what, |http, origin| {
+                Ok(http.head(format!("{origin}/v2/{}/blobs/{digest}", image.repository)))
+            })
+            .await?;
+        match resp.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => check(resp, image, &what).await.map(|_| false),
+        }
+    }
+
+    /// Starts a blob download; the caller streams and verifies the body.
+    pub async fn get_blob(&self, image: &ImageRef, digest: &Digest) -> Result<Response> {
+        let what = format!("downloading blob {digest} from {}", image.name());
+        let resp = self
+            .send(image, Access::Pull, &what, |http, origin| {
+                Ok(http.get(format!("{origin}/v2/{}/blobs/{digest}", image.repository)))
+            })
+            .await?;
+        check(resp, image, &what).await
+    }
+
+    /// Uploads a blob unless the repository has it already: HEAD, then a
+    /// POST to open an upload and one streamed PUT. A failed attempt starts a
+    /// new upload session. Returns false when the blob was already there.
+    pub async fn upload_blob(
+        &self,
+        image: &ImageRef,
+        digest: &Digest,
+        size: u64,
+        source: &BlobSource,
+    ) -> Result<bool> {
+        if self.blob_exists(image, digest).await? {
+            tracing::debug!("blob {digest} already in {}, not uploading", image.name());
+            return Ok(false);
+        }
+        let what = format!("uploading blob {digest} to {}", image.name());
+        let policy = self.retry_policy();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.upload_once(image, digest, size, source, &what).await {
+                Err(Error::Unreachable(msg)) if policy.may_retry(attempt) => {
+                    let delay = policy.delay(attempt, None);
+                    tracing::warn!("{msg}; starting the upload again in {delay:?}");
+                    tokio::time::sleep(delay).await;
+                }
+                other => return other.map(|_| true),
+            }
+        }
+    }
+
+    async fn upload_once(
+        &self,
+        image: &ImageRef,
+        digest: &Digest,
+        size: u64,
+        source: &BlobSource,
+        what: &str,
+    ) -> Result<()> {
+        let resp = self
+            .send(image, Access::Push, what, |http, origin| {
+                Ok(http
+                    .post(format!("{origin}/v2/{}/blobs/uploads/", image.repository))
+                    .header(reqwest::header::CONTENT_LENGTH, 0))
+            })
+            .await?;
+        let resp = check(resp, image, what).await?;
+        let location = header(&resp, "location").ok_or_else(|| {
+            Error::BadContent(format!(
+                "{what}: the registry opened an upload without a Location header"
+            ))
+        })?;
+        let origin = self.origin(image).await?;
+        let url = upload_url(&origin, &location, digest)?;
+        let resp = self
+            .send(image, Access::Push, what, |http, _| {
+                Ok(http
+                    .put(url.clone())
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .header(reqwest::header::CONTENT_LENGTH, size)
+                    .body(source.body()?))
+            })
+            .await?;
+        if resp.status().is_server_error() {
+            return Err(Error::Unreachable(format!(
+                "{what}: registry answered {}",
+                resp.status()
+            )));
+        }
+        check(resp, image, what).await.map(|_| ())
+    }
+}
+
+/// Resolves an upload `Location` (absolute or relative) and adds the digest.
+fn upload_url(origin: &str, location: &str, digest: &Digest) -> Result<reqwest::Url> {
+    let base = reqwest::Url::parse(&format!("{origin}/"))
+        .map_err(|e| Error::Internal(format!("bad registry origin {origin}: {e}")))?;
+    let mut url = base
+        .join(location)
+        .map_err(|e| Error::BadContent(format!("registry sent an invalid upload location: {e}")))?;
+    url.query_pairs_mut().append_pair("digest", digest.as_str());
+    Ok(url)
+}
+
+fn header(resp: &Response, name: &str) -> Option<String> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.split(';').next().unwrap_or(s).trim().to_string())
+}
+
+async fn read_limited(mut resp: Response, limit: usize, what: &str) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| {
+        Error::Unreachable(format!(
+            "{what}: connection failed while reading: {}",
+            super::session::error_chain(&e)
+        ))
+    })? {
+        if out.len() + chunk.len() > limit {
+            return Err(Error::BadContent(format!(
+                "{what}: response larger than {limit} bytes"
+            )));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    errors: Vec<RegistryError>,
+}
+
+#[derive(Deserialize)]
+struct RegistryError {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// Passes successful responses through and turns failures into errors
+/// that name the registry's error codes and what to do.
+pub async fn check(resp: Response, image: &ImageRef, what: &str) -> Result<Response> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let body = read_limited(resp, 64 * 1024, what)
+        .await
+        .unwrap_or_default();
+    let errors: Vec<RegistryError> = serde_json::from_slice::<ErrorBody>(&body)
+        .map(|b| b.errors)
+        .unwrap_or_default();
+    let codes: Vec<&str> = errors.iter().map(|e| e.code.as_str()).collect();
+    let detail = errors
+        .iter()
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e.code,
+                e.message.chars().take(200).collect::<String>()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let detail = if detail.is_empty() {
+        status.to_string()
+    } else {
+        format!("{status} ({detail})")
+    };
+    Err(match status {
+        StatusCode::UNAUTHORIZED => Error::Auth(format!(
+            "{what}: registry {} requires credentials that were not given or were refused ({detail}); provide them with --secret-path, DOCKER_CONFIG or ~/.docker/config.json",
+            image.registry
+        )),
+        StatusCode::FORBIDDEN => Error::Auth(format!(
+            "{what}: access to {} is denied ({detail}); check that the credentials may {} this repository",
+            image.name(),
+            if what.starts_with("push") || what.starts_with("upload") || what.starts_with("delet") { "push to" } else { "pull from" }
+        )),
+        StatusCode::NOT_FOUND if codes.contains(&"NAME_UNKNOWN") => Error::NotFound(format!(
+            "{what}: repository {} does not exist; check the image name",
+            image.name()
+        )),
+        StatusCode::NOT_FOUND if codes.contains(&"MANIFEST_UNKNOWN") || what.starts_with("fetching manifest") => {
+            Error::NotFound(format!("{what}: {} not found in {}; check the tag or digest", image.manifest_reference(), image.name()))
+        }
+        StatusCode::NOT_FOUND => Error::NotFound(format!("{what}: not found ({detail})")),
+        s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
+            Error::Unreachable(format!("{what}: registry kept failing ({detail}); try again later"))
+        }
+        _ => Error::BadContent(format!("{what}: registry answered {detail}")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_url_handles_relative_and_absolute_locations() {
+        let d = Digest::of(b"a");
+        let u = upload_url(
+            "http://127.0.0.1:5000",
+            "/v2/app/blobs/uploads/abc?_state=x",
+            &d,
+        )
+        .unwrap();
+        assert_eq!(
+            u.as_str(),
+            format!(
+                "http://127.0.0.1:5000/v2/app/blobs/uploads/abc?_state=x&digest=sha256%3A{}",
+                d.hex()
+            )
+        );
+        let u = upload_url("http://127.0.0.1:5000", "https://blob.example/up/1", &d).unwrap();
+        assert!(u.as_str().starts_with("https://blob.example/up/1?digest="));
+    }
+}

@@ -1,0 +1,267 @@
+//! Where images are read from and written to: a registry repository or an
+//! OCI layout on disk. Modes talk to a [`Store`] and work the same on both.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::digest::{self, Digest, StreamHasher};
+use crate::error::{Error, Result};
+use crate::layout::Layout;
+use crate::manifest::{Descriptor, FetchedManifest};
+use crate::reference::{ImageRef, LayoutRef, Target};
+use crate::registry::{BlobSource, RegistryClient};
+
+/// A registry repository or a layout, with the reference the user gave.
+pub enum Store {
+    /// A registry repository.
+    Registry {
+        /// The shared client.
+        client: Arc<RegistryClient>,
+        /// The reference.
+        image: ImageRef,
+    },
+    /// An OCI image layout.
+    Layout {
+        /// The layout.
+        layout: Layout,
+        /// The reference.
+        reference: LayoutRef,
+    },
+}
+
+impl Store {
+    /// A store to write to: layouts are created when missing.
+    pub fn for_writing(target: &Target, client: &Arc<RegistryClient>) -> Result<Self> {
+        Self::open(target, client, true)
+    }
+
+    /// A store to read from: layouts must exist.
+    pub fn for_reading(target: &Target, client: &Arc<RegistryClient>) -> Result<Self> {
+        Self::open(target, client, false)
+    }
+
+    fn open(target: &Target, client: &Arc<RegistryClient>, create: bool) -> Result<Self> {
+        Ok(match target {
+            Target::Registry(image) => Store::Registry {
+                client: client.clone(),
+                image: image.clone(),
+            },
+            Target::Layout(reference) => Store::Layout {
+                layout: if create {
+                    Layout::open_or_create(&reference.path)?
+                } else {
+                    Layout::open(&reference.path)?
+                },
+                reference: reference.clone(),
+            },
+        })
+    }
+
+    /// The tag the reference names, if any.
+    pub fn tag(&self) -> Option<&str> {
+        match self {
+            Store::Registry { image, .. } => image.tag.as_deref(),
+            Store::Layout { reference, .. } => reference.tag.as_deref(),
+        }
+    }
+
+    /// `name@digest` for result files: `registry/repo@sha256:…` or `oci:PATH@sha256:…`.
+    pub fn pinned(&self, digest: &Digest) -> String {
+        match self {
+            Store::Registry { image, .. } => image.with_digest(digest),
+            Store::Layout { reference, .. } => format!("oci:{}@{digest}", reference.path.display()),
+        }
+    }
+
+    /// Stores a blob unless it is there already; true when bytes were written.
+    pub async fn put_blob(&self, desc: &Descriptor, source: &BlobSource) -> Result<bool> {
+        let digest = desc.parsed_digest()?;
+        match self {
+            Store::Registry { client, image } => {
+                client.upload_blob(image, &digest, desc.size, source).await
+            }
+            Store::Layout { layout, .. } => {
+                if layout.has_blob(&digest) {
+                    return Ok(false);
+                }
+                match source {
+                    BlobSource::Bytes(b) => layout.put_blob_bytes(&digest, b)?,
+                    BlobSource::File { path, .. } => layout.put_blob_file(&digest, path)?,
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    /// Stores a manifest, under the reference's tag when it has one, and
+    /// returns its digest. Blobs must be stored first, so a tag never points
+    /// at missing content.
+    pub async fn put_manifest(&self, bytes: &[u8], media_type: &str) -> Result<Digest> {
+        let digest = Digest::of(bytes);
+        match self {
+            Store::Registry { client, image } => {
+                let reference = image.tag.clone().unwrap_or_else(|| digest.to_string());
+                client
+                    .put_manifest(image, &reference, bytes, media_type)
+                    .await
+            }
+            Store::Layout { layout, reference } => {
+                layout.put_blob_bytes(&digest, bytes)?;
+                if let Some(tag) = &reference.tag {
+                    layout.set_tag(
+                        tag,
+                        Descriptor::new(media_type, &digest, bytes.len() as u64),
+                    )?;
+                }
+                Ok(digest)
+            }
+        }
+    }
+
+    /// Fetches and verifies the manifest the reference names.
+    pub async fn get_manifest(&self) -> Result<FetchedManifest> {
+        match self {
+            Store::Registry { client, image } => client.get_manifest(image).await,
+            Store::Layout { layout, reference } => {
+                let desc = layout.resolve(reference.tag.as_deref(), reference.digest.as_ref())?;
+                layout.read_manifest(&desc)
+            }
+        }
+    }
+
+    /// Deletes a manifest (registry) or its index entry (layout).
+    pub async fn delete_manifest(&self, digest: &Digest) -> Result<()> {
+        match self {
+            Store::Registry { client, image } => client.delete_manifest(image, digest).await,
+            Store::Layout { layout, .. } => layout.remove_manifest(digest),
+        }
+    }
+
+    /// Streams a blob into `consume` (run on a blocking thread) while hashing
+    /// it. The digest and size are checked when the stream ends; a mismatch
+    /// wins over whatever `consume` returned, since its input was not genuine.
+    pub async fn stream_blob<T, F>(&self, desc: &Descriptor, consume: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Read) -> Result<T> + Send + 'static,
+    {
+        let digest = desc.parsed_digest()?;
+        let mut source = self.open_blob(&digest).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(32);
+        let consumer = tokio::task::spawn_blocking(move || {
+            let mut reader = ChannelReader {
+                rx,
+                current: Bytes::new(),
+            };
+            consume(&mut reader)
+        });
+        let mut hasher = StreamHasher::default();
+        let mut received = 0u64;
+        let mut consumer_open = true;
+        let what = format!("blob {digest}");
+        let network = loop {
+            match source.next_chunk().await {
+                Ok(Some(chunk)) => {
+                    received += chunk.len() as u64;
+                    if received > desc.size {
+                        break Err(Error::DigestMismatch {
+                            what: format!("{what} (size)"),
+                            expected: format!("{} bytes", desc.size),
+                            actual: format!("more than {} bytes", desc.size),
+                        });
+                    }
+                    hasher.update(&chunk);
+                    if consumer_open && tx.send(Ok(chunk)).await.is_err() {
+                        consumer_open = false;
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        if network.is_err() {
+            let _ = tx
+                .send(Err(std::io::Error::other("download interrupted")))
+                .await;
+        }
+        drop(tx);
+        let consumed = consumer
+            .await
+            .map_err(|e| Error::Internal(format!("extraction thread failed: {e}")))?;
+        network?;
+        let (actual, size) = hasher.finish();
+        digest::verify(&what, &digest, Some(desc.size), &actual, size)?;
+        consumed
+    }
+
+    async fn open_blob(&self, digest: &Digest) -> Result<BlobStream> {
+        match self {
+            Store::Registry { client, image } => {
+                Ok(BlobStream::Http(client.get_blob(image, digest).await?))
+            }
+            Store::Layout { layout, .. } => {
+                let path = layout.blob_path(digest);
+                let file = tokio::fs::File::open(&path)
+                    .await
+                    .map_err(|e| match e.kind() {
+                        std::io::ErrorKind::NotFound => Error::NotFound(format!(
+                            "blob {digest} is missing from layout {}",
+                            layout.root().display()
+                        )),
+                        _ => Error::io("opening", &path, e),
+                    })?;
+                Ok(BlobStream::File(
+                    tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024),
+                ))
+            }
+        }
+    }
+}
+
+/// The bytes of one blob as they arrive.
+enum BlobStream {
+    Http(reqwest::Response),
+    File(tokio_util::io::ReaderStream<tokio::fs::File>),
+}
+
+impl BlobStream {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
+        use futures_util::StreamExt;
+        match self {
+            BlobStream::Http(resp) => resp.chunk().await.map_err(|e| {
+                Error::Unreachable(format!(
+                    "download interrupted: {}",
+                    crate::registry::session::error_chain(&e)
+                ))
+            }),
+            BlobStream::File(s) => s
+                .next()
+                .await
+                .transpose()
+                .map_err(|e| Error::io("reading blob", "layout", e)),
+        }
+    }
+}
+
+/// A blocking `Read` over chunks sent from the async side.
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}

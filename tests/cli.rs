@@ -1,0 +1,236 @@
+//! The command line: help, version, usage errors, result files, logs, and
+//! source trees that cannot be packed.
+
+mod support;
+
+use predicates::prelude::PredicateBooleanExt;
+use predicates::str::contains;
+use support::ocistep;
+use support::tree::write;
+
+#[test]
+fn help_lists_every_mode_with_an_example_and_the_exit_codes() {
+    ocistep().arg("--help").assert().success().stdout(
+        contains("--push-source-bundle")
+            .and(contains("--pull-source-bundle"))
+            .and(contains("ocistep --push-source-bundle ./src --image"))
+            .and(contains("ocistep --pull-source-bundle ./work --image"))
+            .and(contains("Exit codes")),
+    );
+    ocistep()
+        .arg("--version")
+        .assert()
+        .success()
+        .stdout(contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    ocistep().args(["--image", "x"]).assert().code(2);
+    ocistep()
+        .args([
+            "--push-source-bundle",
+            ".",
+            "--pull-source-bundle",
+            ".",
+            "--image",
+            "x",
+        ])
+        .assert()
+        .code(2);
+    ocistep()
+        .args(["--push-source-bundle", ".", "--image", "Bad Ref"])
+        .assert()
+        .code(2)
+        .stderr(contains("invalid image reference"));
+    ocistep()
+        .args([
+            "--push-source-bundle",
+            ".",
+            "--image",
+            "oci:x",
+            "--annotation",
+            "novalue",
+        ])
+        .assert()
+        .code(2);
+    ocistep()
+        .args([
+            "--push-source-bundle",
+            ".",
+            "--image",
+            "oci:x",
+            "--compression-level",
+            "11",
+        ])
+        .assert()
+        .code(2);
+    ocistep()
+        .args([
+            "--push-source-bundle",
+            ".",
+            "--image",
+            "oci:x",
+            "--source-timestamp",
+            "yesterday",
+        ])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn missing_source_directory_is_a_usage_error_and_creates_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    let digest = tmp.path().join("d");
+    ocistep()
+        .arg("--push-source-bundle")
+        .arg(tmp.path().join("nope"))
+        .args(["--image", &format!("oci:{}:v1", layout.display())])
+        .arg("--result-file-image-digest")
+        .arg(&digest)
+        .assert()
+        .code(2)
+        .stderr(contains("nope"));
+    assert!(!digest.exists());
+}
+
+#[test]
+fn an_escaping_symlink_is_named_and_dereference_stores_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    write(&src, "a", b"a");
+    write(tmp.path(), "outside.txt", b"outside content");
+    std::os::unix::fs::symlink("../outside.txt", src.join("escape")).unwrap();
+    let image = format!("oci:{}:v1", tmp.path().join("layout").display());
+    ocistep()
+        .arg("--push-source-bundle")
+        .arg(&src)
+        .args(["--image", &image])
+        .assert()
+        .code(9)
+        .stderr(contains("escape").and(contains("--dereference-symlinks")));
+    ocistep()
+        .arg("--push-source-bundle")
+        .arg(&src)
+        .args(["--image", &image, "--dereference-symlinks"])
+        .assert()
+        .success();
+    let work = tmp.path().join("work");
+    ocistep()
+        .arg("--pull-source-bundle")
+        .arg(&work)
+        .args(["--image", &image])
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::read(work.join("escape")).unwrap(),
+        b"outside content"
+    );
+    assert!(!std::fs::symlink_metadata(work.join("escape"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
+
+#[test]
+fn ignore_file_and_excludes_leave_paths_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    for f in [
+        "keep.rs",
+        "debug.log",
+        "target/out.o",
+        "sub/deep.log",
+        "vendor/x",
+        "secret.env",
+    ] {
+        write(&src, f, b"x");
+    }
+    write(&src, ".shpignore", b"*.log\n");
+    write(tmp.path(), "extra-ignore", b"secret.env\n");
+    let image = format!("oci:{}:v1", tmp.path().join("layout").display());
+    ocistep()
+        .arg("--push-source-bundle")
+        .arg(&src)
+        .args([
+            "--image",
+            &image,
+            "--exclude",
+            "target/",
+            "--exclude",
+            "vendor",
+        ])
+        .arg("--ignore-file")
+        .arg(tmp.path().join("extra-ignore"))
+        .assert()
+        .success();
+    let out = ocistep()
+        .arg("--pull-source-bundle")
+        .arg(tmp.path().join("work"))
+        .args(["--image", &image, "--show-listing"])
+        .assert()
+        .success();
+    let listing = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let mut names: Vec<&str> = listing.lines().map(|l| l.trim_end_matches('/')).collect();
+    names.sort();
+    assert_eq!(names, vec![".shpignore", "keep.rs", "sub"]);
+}
+
+#[test]
+fn json_logs_are_json_lines_and_stdout_stays_clean() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(&tmp.path().join("src"), "a", b"a");
+    let out = ocistep()
+        .arg("--push-source-bundle")
+        .arg(tmp.path().join("src"))
+        .args([
+            "--image",
+            &format!("oci:{}:v1", tmp.path().join("l").display()),
+            "--log-format",
+            "json",
+        ])
+        .assert()
+        .success();
+    assert!(out.get_output().stdout.is_empty());
+    let stderr = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(!stderr.trim().is_empty());
+    for line in stderr.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        assert!(v.get("level").is_some(), "{line}");
+    }
+}
+
+#[test]
+fn source_date_epoch_sets_the_timestamp_and_empty_result_paths_mean_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(&tmp.path().join("src"), "a", b"a");
+    let image = format!("oci:{}:v1", tmp.path().join("l").display());
+    ocistep()
+        .env("SOURCE_DATE_EPOCH", "1234567890")
+        .arg("--push-source-bundle")
+        .arg(tmp.path().join("src"))
+        .args([
+            "--image",
+            &image,
+            "--result-file-image-size",
+            "",
+            "--secret-path",
+            "",
+        ])
+        .assert()
+        .success();
+    ocistep()
+        .arg("--pull-source-bundle")
+        .arg(tmp.path().join("w"))
+        .args(["--image", &image])
+        .arg("--result-file-source-timestamp")
+        .arg(tmp.path().join("ts"))
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("ts")).unwrap(),
+        "1234567890"
+    );
+}

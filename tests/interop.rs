@@ -1,0 +1,171 @@
+//! Bundles are ordinary OCI content: skopeo, umoci and tar read what ocistep
+//! pushes, and ocistep pulls what skopeo copies.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use support::tree::{sample_tree, snapshot};
+use support::{ocistep, require_tool, Registry};
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn push(src: &Path, image: &str, digest_file: &Path) {
+    ocistep()
+        .arg("--push-source-bundle")
+        .arg(src)
+        .args(["--image", image])
+        .arg("--result-file-image-digest")
+        .arg(digest_file)
+        .assert()
+        .success();
+}
+
+#[test]
+fn skopeo_inspect_sees_an_oci_manifest_with_artifact_type() {
+    require_tool("skopeo");
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    sample_tree(&tmp.path().join("src"));
+    let image = format!("{}/app:v1-src", reg.host());
+    push(&tmp.path().join("src"), &image, &tmp.path().join("d"));
+    let digest = std::fs::read_to_string(tmp.path().join("d")).unwrap();
+
+    let raw = run(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{image}"),
+    ]));
+    let manifest: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(
+        ocistep::digest::Digest::of(raw.as_bytes()).to_string(),
+        digest,
+        "result digest is the digest of the stored bytes"
+    );
+    assert_eq!(
+        manifest["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(
+        manifest["artifactType"],
+        "application/vnd.ocistep.source-bundle.v1"
+    );
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        "application/vnd.oci.image.config.v1+json"
+    );
+    assert_eq!(manifest["layers"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        manifest["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+
+    let inspect = run(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{image}"),
+    ]));
+    let inspect: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    assert_eq!(inspect["Digest"], digest.as_str());
+}
+
+#[test]
+fn skopeo_copy_then_umoci_and_tar_unpack_the_bundle() {
+    require_tool("skopeo");
+    require_tool("umoci");
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    sample_tree(&src);
+    let image = format!("{}/app:v1-src", reg.host());
+    push(&src, &image, &tmp.path().join("d"));
+
+    let out = tmp.path().join("out");
+    run(Command::new("skopeo").args([
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{image}"),
+        &format!("oci:{}:x", out.display()),
+    ]));
+
+    // tar lists the layer blob like any tar.gz.
+    let manifest_digest = std::fs::read_to_string(tmp.path().join("d")).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("blobs/sha256").join(&manifest_digest[7..])).unwrap(),
+    )
+    .unwrap();
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+    let listing = run(Command::new("tar")
+        .arg("-tzf")
+        .arg(out.join("blobs/sha256").join(&layer[7..])));
+    assert!(
+        listing.lines().any(|l| l == "scripts/build.sh"),
+        "{listing}"
+    );
+    assert!(listing.lines().any(|l| l == "empty/dir/"), "{listing}");
+
+    // umoci unpacks it as a root filesystem.
+    let rootfs = tmp.path().join("rootfs");
+    run(Command::new("umoci")
+        .args(["raw", "unpack", "--rootless", "--image"])
+        .arg(format!("{}:x", out.display()))
+        .arg(&rootfs));
+    assert_eq!(snapshot(&src), snapshot(&rootfs));
+
+    // The layout skopeo wrote is an ocistep source too.
+    let work = tmp.path().join("work");
+    ocistep()
+        .arg("--pull-source-bundle")
+        .arg(&work)
+        .args(["--image", &format!("oci:{}:x", out.display())])
+        .assert()
+        .success();
+    assert_eq!(snapshot(&src), snapshot(&work));
+}
+
+#[test]
+fn skopeo_copies_a_layout_bundle_into_the_registry_and_ocistep_pulls_it() {
+    require_tool("skopeo");
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    sample_tree(&src);
+    let layout = tmp.path().join("layout");
+    push(
+        &src,
+        &format!("oci:{}:v1", layout.display()),
+        &tmp.path().join("d"),
+    );
+    let image = format!("{}/copied:v1", reg.host());
+    run(Command::new("skopeo").args([
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", layout.display()),
+        &format!("docker://{image}"),
+    ]));
+    let work = tmp.path().join("work");
+    ocistep()
+        .arg("--pull-source-bundle")
+        .arg(&work)
+        .args(["--image", &image])
+        .arg("--result-file-image-digest")
+        .arg(tmp.path().join("d2"))
+        .assert()
+        .success();
+    assert_eq!(snapshot(&src), snapshot(&work));
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("d")).unwrap(),
+        std::fs::read_to_string(tmp.path().join("d2")).unwrap(),
+        "skopeo keeps the manifest bytes"
+    );
+}
