@@ -8,6 +8,7 @@ use clap::{Args, Parser};
 
 use crate::bundle::extract::{ExtractLimits, DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES};
 use crate::error::{Error, Result};
+use crate::index::IndexFormat;
 use crate::logging::{self, LogFormat};
 use crate::modes::{self, Context};
 use crate::reference::Target;
@@ -47,8 +48,18 @@ pub struct Cli {
     #[command(flatten)]
     pub registry: RegistryArgs,
 
+    /// Manifest (or index) annotation `key=value` (repeatable).
+    #[arg(long, value_name = "KEY=VALUE", global = true)]
+    pub annotation: Vec<String>,
+
     #[command(flatten)]
     pub push: PushArgs,
+
+    #[command(flatten)]
+    pub assemble: AssembleArgs,
+
+    #[command(flatten)]
+    pub push_image_args: PushImageArgs,
 
     #[command(flatten)]
     pub pull: PullArgs,
@@ -70,6 +81,12 @@ pub struct ModeArgs {
     /// Pull the source bundle --image, verify it and extract it into DIR.
     #[arg(long, value_name = "DIR", help_heading = "Modes")]
     pub pull_source_bundle: Option<PathBuf>,
+    /// Build an image index at --image from the --platform-image entries and push it.
+    #[arg(long, help_heading = "Modes")]
+    pub assemble_index: bool,
+    /// Push the image in DIR (an OCI image layout, or a docker/OCI tarball inside DIR) to --image.
+    #[arg(long, value_name = "DIR", help_heading = "Modes")]
+    pub push_image: Option<PathBuf>,
 }
 
 /// How to reach registries.
@@ -112,9 +129,43 @@ pub struct PushArgs {
     /// gzip level, 1 (fast) to 9 (small).
     #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=9), help_heading = "Push")]
     pub compression_level: u32,
-    /// Manifest annotation `key=value` (repeatable).
-    #[arg(long, value_name = "KEY=VALUE", help_heading = "Push")]
-    pub annotation: Vec<String>,
+}
+
+/// Flags of `--assemble-index`.
+#[derive(Debug, Args)]
+pub struct AssembleArgs {
+    /// A per-platform image: `os/arch[/variant]=REF`, or `REF` (platform read from its config).
+    /// Repeatable; one value may hold several entries separated by commas or newlines, or a JSON array.
+    #[arg(long, value_name = "ENTRY", help_heading = "Assemble index")]
+    pub platform_image: Vec<String>,
+    /// Build the index from the images that exist, leaving out (and naming) the others.
+    #[arg(long, help_heading = "Assemble index")]
+    pub allow_missing: bool,
+    /// Fail unless the index covers these platforms (comma-separated).
+    #[arg(long, value_name = "PLATFORMS", help_heading = "Assemble index")]
+    pub require_platforms: Option<String>,
+    /// Index format.
+    #[arg(long, value_enum, default_value_t = IndexFormat::Oci, help_heading = "Assemble index")]
+    pub index_format: IndexFormat,
+}
+
+/// Flags of `--push-image`.
+#[derive(Debug, Args)]
+pub struct PushImageArgs {
+    /// Image config label `key=value` (repeatable); changes the image digest.
+    #[arg(long, value_name = "KEY=VALUE", help_heading = "Push image")]
+    pub label: Vec<String>,
+    /// Creation time for the image config and history (seconds since the epoch or RFC 3339).
+    #[arg(long, value_name = "TIME", help_heading = "Push image")]
+    pub image_timestamp: Option<String>,
+    /// Read the creation time from FILE (e.g. a source-timestamp result).
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "image_timestamp",
+        help_heading = "Push image"
+    )]
+    pub image_timestamp_file: Option<PathBuf>,
 }
 
 /// Flags of the pulling modes.
@@ -149,6 +200,9 @@ pub struct ResultArgs {
     /// Write the pinned reference (`registry/repo@sha256:…`) here.
     #[arg(long, value_parser = path_allowing_empty, value_name = "FILE", help_heading = "Results")]
     pub result_file_image_ref: Option<PathBuf>,
+    /// Write a JSON array of `{platform, digest, size, reference}` for the index's children here.
+    #[arg(long, value_parser = path_allowing_empty, value_name = "FILE", help_heading = "Results")]
+    pub result_file_platform_results: Option<PathBuf>,
     /// Write the bundle's source timestamp (seconds since the epoch; empty if it has none) here.
     #[arg(long, value_parser = path_allowing_empty, value_name = "FILE", help_heading = "Results")]
     pub result_file_source_timestamp: Option<PathBuf>,
@@ -246,6 +300,7 @@ impl Cli {
             size: non_empty(&self.results.result_file_image_size),
             reference: non_empty(&self.results.result_file_image_ref),
             source_timestamp: non_empty(&self.results.result_file_source_timestamp),
+            platform_results: non_empty(&self.results.result_file_platform_results),
         }
     }
 }
@@ -263,12 +318,17 @@ pub fn run(cli: Cli) -> Result<()> {
         progress: !cli.output.quiet && cli.output.log_format == LogFormat::Text,
         results: cli.result_files(),
     };
+    let annotations = parse_annotations(&cli.annotation)?;
     runtime.block_on(async {
         if let Some(dir) = &cli.mode.push_source_bundle {
-            modes::push_source_bundle::run(&ctx, dir, &target, &cli.push).await
+            modes::push_source_bundle::run(&ctx, dir, &target, &cli.push, &annotations).await
         } else if let Some(dir) = &cli.mode.pull_source_bundle {
             modes::pull_source_bundle::run(&ctx, dir, &target, &cli.pull, cli.extract_limits())
                 .await
+        } else if cli.mode.assemble_index {
+            modes::assemble_index::run(&ctx, &target, &cli.assemble, &annotations).await
+        } else if let Some(dir) = &cli.mode.push_image {
+            modes::push_image::run(&ctx, dir, &target, &cli.push_image_args, &annotations).await
         } else {
             Err(Error::Usage("no mode given; see --help".to_string()))
         }

@@ -35,6 +35,9 @@ pub enum ExitCode {
     /// The registry answered something ocistep cannot use (bad manifest,
     /// unexpected media type, protocol error).
     BadContent = 11,
+    /// Some of several inputs (the children of an index) are missing or
+    /// unreadable; the message lists each one.
+    MissingInputs = 12,
 }
 
 /// Everything that can go wrong in ocistep.
@@ -77,6 +80,9 @@ pub enum Error {
     /// Unusable registry or layout content.
     #[error("{0}")]
     BadContent(String),
+    /// Several inputs are missing or unreadable.
+    #[error("{0}")]
+    MissingInputs(String),
     /// A local I/O error, with the path it concerns.
     #[error("{action} {path}: {source}")]
     Io {
@@ -106,6 +112,7 @@ impl Error {
             Error::InvalidInput(_) => ExitCode::InvalidInput,
             Error::TargetConflict(_) => ExitCode::TargetConflict,
             Error::BadContent(_) => ExitCode::BadContent,
+            Error::MissingInputs(_) => ExitCode::MissingInputs,
             Error::Io { .. } | Error::Internal(_) => ExitCode::Internal,
         }
     }

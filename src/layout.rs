@@ -156,6 +156,32 @@ impl Layout {
         )))
     }
 
+    /// The one manifest index.json names; an error listing them when there
+    /// are several.
+    pub fn single_manifest(&self) -> Result<Descriptor> {
+        let index = self.read_index()?;
+        match index.manifests.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(Error::NotFound(format!(
+                "layout {} holds no image",
+                self.root.display()
+            ))),
+            many => Err(Error::Usage(format!(
+                "layout {} holds {} images ({}); it must hold exactly one",
+                self.root.display(),
+                many.len(),
+                many.iter()
+                    .map(|d| d
+                        .annotations
+                        .get(ANNOTATION_REF_NAME)
+                        .cloned()
+                        .unwrap_or_else(|| d.digest.clone()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+
     /// Names `desc` with `tag` in index.json, replacing an earlier manifest of that name.
     pub fn set_tag(&self, tag: &str, mut desc: Descriptor) -> Result<()> {
         let mut index = self.read_index()?;

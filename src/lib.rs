@@ -8,15 +8,18 @@ pub mod bundle;
 pub mod cli;
 pub mod digest;
 pub mod error;
+pub mod index;
 pub mod layout;
 pub mod logging;
 pub mod manifest;
 pub mod modes;
+pub mod platform;
 pub mod progress;
 pub mod reference;
 pub mod registry;
 pub mod results;
 pub mod store;
 pub mod timestamp;
+pub mod transfer;
 
 pub use error::{Error, ExitCode, Result};

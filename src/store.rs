@@ -120,6 +120,93 @@ impl Store {
         }
     }
 
+    /// Stores a manifest by digest only (children of an index).
+    pub async fn put_manifest_by_digest(&self, bytes: &[u8], media_type: &str) -> Result<Digest> {
+        let digest = Digest::of(bytes);
+        match self {
+            Store::Registry { client, image } => {
+                client
+                    .put_manifest(image, digest.as_str(), bytes, media_type)
+                    .await
+            }
+            Store::Layout { layout, .. } => {
+                layout.put_blob_bytes(&digest, bytes)?;
+                Ok(digest)
+            }
+        }
+    }
+
+    /// True when the store has the blob.
+    pub async fn has_blob(&self, digest: &Digest) -> Result<bool> {
+        match self {
+            Store::Registry { client, image } => client.blob_exists(image, digest).await,
+            Store::Layout { layout, .. } => Ok(layout.has_blob(digest)),
+        }
+    }
+
+    /// True when both name the same repository (or the same layout), so
+    /// content in one is already in the other.
+    pub fn same_repository(&self, other: &Store) -> bool {
+        match (self, other) {
+            (Store::Registry { image: a, .. }, Store::Registry { image: b, .. }) => {
+                a.name() == b.name()
+            }
+            (Store::Layout { reference: a, .. }, Store::Layout { reference: b, .. }) => {
+                a.path == b.path
+            }
+            _ => false,
+        }
+    }
+
+    /// Mounts a blob from `from` when both are repositories of one registry;
+    /// false when that is not possible or the registry declined.
+    pub async fn mount_blob_from(&self, from: &Store, digest: &Digest) -> Result<bool> {
+        match (self, from) {
+            (Store::Registry { client, image }, Store::Registry { image: src, .. })
+                if image.registry == src.registry =>
+            {
+                client.mount_blob(image, digest, &src.repository).await
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Fetches and verifies the manifest with `digest` in this repository.
+    pub async fn get_manifest_by_digest(&self, digest: &Digest) -> Result<FetchedManifest> {
+        match self {
+            Store::Registry { client, image } => {
+                let pinned = ImageRef {
+                    tag: None,
+                    digest: Some(digest.clone()),
+                    ..image.clone()
+                };
+                client.get_manifest(&pinned).await
+            }
+            Store::Layout { layout, .. } => {
+                let desc = layout.resolve(None, Some(digest))?;
+                layout.read_manifest(&desc)
+            }
+        }
+    }
+
+    /// Reads a small blob (a config) into memory, verified, refusing more than `limit` bytes.
+    pub async fn read_blob(&self, desc: &Descriptor, limit: u64) -> Result<Vec<u8>> {
+        if desc.size > limit {
+            return Err(Error::BadContent(format!(
+                "blob {} is {} bytes, more than the {limit} expected",
+                desc.digest, desc.size
+            )));
+        }
+        self.stream_blob(desc, |reader| {
+            let mut out = Vec::new();
+            reader
+                .read_to_end(&mut out)
+                .map_err(|e| Error::Unreachable(format!("reading blob: {e}")))?;
+            Ok(out)
+        })
+        .await
+    }
+
     /// Fetches and verifies the manifest the reference names.
     pub async fn get_manifest(&self) -> Result<FetchedManifest> {
         match self {

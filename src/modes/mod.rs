@@ -1,6 +1,8 @@
 //! One file per mode; each composes library calls and writes its results.
 
+pub mod assemble_index;
 pub mod pull_source_bundle;
+pub mod push_image;
 pub mod push_source_bundle;
 
 use std::path::PathBuf;
@@ -29,4 +31,6 @@ pub struct ResultFiles {
     pub reference: Option<PathBuf>,
     /// Source timestamp in seconds.
     pub source_timestamp: Option<PathBuf>,
+    /// Per-platform JSON of an index.
+    pub platform_results: Option<PathBuf>,
 }

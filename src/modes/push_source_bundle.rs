@@ -1,6 +1,7 @@
 //! `--push-source-bundle DIR`: walk, pack, push the layer and config, then
 //! the manifest (so the tag appears only once everything it names exists).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use bytes::Bytes;
@@ -8,7 +9,7 @@ use bytes::Bytes;
 use crate::bundle::format;
 use crate::bundle::pack::{self, PackOptions};
 use crate::bundle::walk::{self, WalkOptions};
-use crate::cli::{parse_annotations, PushArgs};
+use crate::cli::PushArgs;
 use crate::error::{Error, Result};
 use crate::manifest::OCI_MANIFEST;
 use crate::modes::Context;
@@ -20,7 +21,13 @@ use crate::store::Store;
 use crate::timestamp;
 
 /// Runs the mode.
-pub async fn run(ctx: &Context, dir: &Path, target: &Target, args: &PushArgs) -> Result<()> {
+pub async fn run(
+    ctx: &Context,
+    dir: &Path,
+    target: &Target,
+    args: &PushArgs,
+    annotations: &BTreeMap<String, String>,
+) -> Result<()> {
     let store = Store::for_writing(target, &ctx.client)?;
     if store.tag().is_none() {
         return Err(Error::Usage(format!(
@@ -33,7 +40,6 @@ pub async fn run(ctx: &Context, dir: &Path, target: &Target, args: &PushArgs) ->
         .filter(|s| !s.is_empty())
         .map(timestamp::parse_flag)
         .transpose()?;
-    let annotations = parse_annotations(&args.annotation)?;
     let walk_opts = WalkOptions {
         ignore_files: args.ignore_file.clone(),
         excludes: args.exclude.clone(),
@@ -64,7 +70,7 @@ pub async fn run(ctx: &Context, dir: &Path, target: &Target, args: &PushArgs) ->
         packed.size,
         &packed.diff_id,
         source_timestamp,
-        &annotations,
+        annotations,
     );
     let progress = Progress::bytes(packed.size, "uploading", ctx.progress);
     let layer_source = BlobSource::File {

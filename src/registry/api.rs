@@ -125,6 +125,27 @@ impl RegistryClient {
         }
     }
 
+    /// Asks the registry to mount a blob from another repository on the
+    /// same registry. True when mounted (201); false when the registry
+    /// opened an upload instead (202, e.g. no pull access to `from`), in
+    /// which case the caller copies the blob.
+    pub async fn mount_blob(&self, image: &ImageRef, digest: &Digest, from: &str) -> Result<bool> {
+        let what = format!("mounting blob {digest} from {from} into {}", image.name());
+        let resp = self
+            .send(image, Access::Push, &what, |http, origin| {
+                Ok(http
+                    .post(format!("{origin}/v2/{}/blobs/uploads/", image.repository))
+                    .query(&[("mount", digest.as_str()), ("from", from)])
+                    .header(reqwest::header::CONTENT_LENGTH, 0))
+            })
+            .await?;
+        match resp.status() {
+            StatusCode::CREATED => Ok(true),
+            StatusCode::ACCEPTED => Ok(false),
+            _ => check(resp, image, &what).await.map(|_| false),
+        }
+    }
+
     /// Starts a blob download; the caller streams and verifies the body.
     pub async fn get_blob(&self, image: &ImageRef, digest: &Digest) -> Result<Response> {
         let what = format!("downloading blob {digest} from {}", image.name());

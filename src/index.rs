@@ -1,0 +1,140 @@
+//! Building image indexes: children sorted by platform so the digest does
+//! not depend on argument order, OCI or Docker manifest-list format.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::manifest::{Descriptor, DOCKER_MANIFEST_LIST, OCI_INDEX};
+use crate::platform::Platform;
+
+/// Which kind of index to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IndexFormat {
+    /// `application/vnd.oci.image.index.v1+json` (the default).
+    Oci,
+    /// `application/vnd.docker.distribution.manifest.list.v2+json`, for old clients.
+    Docker,
+}
+
+impl IndexFormat {
+    /// The index's media type.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            IndexFormat::Oci => OCI_INDEX,
+            IndexFormat::Docker => DOCKER_MANIFEST_LIST,
+        }
+    }
+}
+
+/// One child of the index: the manifest descriptor and its platform.
+#[derive(Debug, Clone)]
+pub struct IndexChild {
+    /// The child's platform.
+    pub platform: Platform,
+    /// The child manifest (its own media type, digest, size).
+    pub descriptor: Descriptor,
+}
+
+#[derive(Serialize)]
+struct Index<'a> {
+    #[serde(rename = "schemaVersion")]
+    schema_version: u32,
+    #[serde(rename = "mediaType")]
+    media_type: &'a str,
+    manifests: Vec<Descriptor>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    annotations: &'a BTreeMap<String, String>,
+}
+
+/// Sorts `children` into the index order (os, architecture, variant,
+/// os.version, digest) and returns the index bytes.
+pub fn build(
+    children: &mut [IndexChild],
+    format: IndexFormat,
+    annotations: &BTreeMap<String, String>,
+) -> Vec<u8> {
+    children.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
+    let manifests = children
+        .iter()
+        .map(|c| Descriptor {
+            platform: Some(serde_json::to_value(&c.platform).expect("platform serialises")),
+            annotations: BTreeMap::new(),
+            artifact_type: None,
+            ..c.descriptor.clone()
+        })
+        .collect();
+    let empty = BTreeMap::new();
+    let index = Index {
+        schema_version: 2,
+        media_type: format.media_type(),
+        manifests,
+        annotations: if format == IndexFormat::Oci {
+            annotations
+        } else {
+            &empty
+        },
+    };
+    serde_json::to_vec(&index).expect("index serialises")
+}
+
+fn sort_key(c: &IndexChild) -> (bool, &str, &str, &str, &str, &str) {
+    let p = &c.platform;
+    (
+        p.is_unknown(),
+        p.os.as_str(),
+        p.architecture.as_str(),
+        p.variant.as_deref().unwrap_or(""),
+        p.os_version.as_deref().unwrap_or(""),
+        c.descriptor.digest.as_str(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::Digest;
+    use crate::manifest::OCI_MANIFEST;
+
+    fn child(p: &str, seed: &[u8]) -> IndexChild {
+        IndexChild {
+            platform: Platform::parse(p).unwrap(),
+            descriptor: Descriptor::new(OCI_MANIFEST, &Digest::of(seed), 10),
+        }
+    }
+
+    #[test]
+    fn order_of_children_does_not_change_the_bytes() {
+        let mut a = vec![
+            child("linux/arm64", b"1"),
+            child("linux/amd64", b"2"),
+            child("linux/arm/v7", b"3"),
+        ];
+        let mut b = vec![
+            child("linux/arm/v7", b"3"),
+            child("linux/arm64", b"1"),
+            child("linux/amd64", b"2"),
+        ];
+        let ann = BTreeMap::new();
+        assert_eq!(
+            build(&mut a, IndexFormat::Oci, &ann),
+            build(&mut b, IndexFormat::Oci, &ann)
+        );
+        assert_eq!(a[0].platform.architecture, "amd64");
+    }
+
+    #[test]
+    fn docker_format_has_its_media_type_and_no_annotations() {
+        let mut c = vec![child("linux/amd64", b"1")];
+        let mut ann = BTreeMap::new();
+        ann.insert("k".to_string(), "v".to_string());
+        let v: serde_json::Value =
+            serde_json::from_slice(&build(&mut c, IndexFormat::Docker, &ann)).unwrap();
+        assert_eq!(v["mediaType"], DOCKER_MANIFEST_LIST);
+        assert!(v.get("annotations").is_none());
+        let v: serde_json::Value =
+            serde_json::from_slice(&build(&mut c, IndexFormat::Oci, &ann)).unwrap();
+        assert_eq!(v["annotations"]["k"], "v");
+        assert_eq!(v["manifests"][0]["platform"]["os"], "linux");
+    }
+}

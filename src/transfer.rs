@@ -1,0 +1,126 @@
+//! Copying content between stores: blobs are skipped when present, mounted
+//! within one registry, otherwise streamed through a spool file (never held
+//! in memory); manifests follow their blobs, index children before the index.
+
+use std::io::Write;
+
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+
+use crate::error::{Error, Result};
+use crate::manifest::{Descriptor, FetchedManifest};
+use crate::progress::Progress;
+use crate::registry::BlobSource;
+use crate::store::Store;
+
+/// What a copy moved, for logs and benchmarks.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CopyStats {
+    /// Blobs already at the destination.
+    pub blobs_present: u64,
+    /// Blobs mounted from another repository of the same registry.
+    pub blobs_mounted: u64,
+    /// Blobs streamed across.
+    pub blobs_copied: u64,
+    /// Bytes streamed across.
+    pub bytes_copied: u64,
+    /// Manifests stored.
+    pub manifests: u64,
+}
+
+impl CopyStats {
+    fn add(&mut self, other: CopyStats) {
+        self.blobs_present += other.blobs_present;
+        self.blobs_mounted += other.blobs_mounted;
+        self.blobs_copied += other.blobs_copied;
+        self.bytes_copied += other.bytes_copied;
+        self.manifests += other.manifests;
+    }
+}
+
+/// Copies one blob from `src` to `dst` unless `dst` has it.
+pub async fn copy_blob(src: &Store, dst: &Store, desc: &Descriptor) -> Result<CopyStats> {
+    let digest = desc.parsed_digest()?;
+    let mut stats = CopyStats::default();
+    if dst.same_repository(src) || dst.has_blob(&digest).await? {
+        stats.blobs_present = 1;
+        return Ok(stats);
+    }
+    if dst.mount_blob_from(src, &digest).await? {
+        stats.blobs_mounted = 1;
+        return Ok(stats);
+    }
+    let spool = spool_blob(src, desc).await?;
+    dst.put_blob(
+        desc,
+        &BlobSource::File {
+            path: spool.path().to_path_buf(),
+            progress: Progress::hidden(),
+        },
+    )
+    .await?;
+    stats.blobs_copied = 1;
+    stats.bytes_copied = desc.size;
+    Ok(stats)
+}
+
+/// Downloads a blob into a temporary file, verified against its digest.
+async fn spool_blob(src: &Store, desc: &Descriptor) -> Result<tempfile::NamedTempFile> {
+    let file = tempfile::NamedTempFile::new()
+        .map_err(|e| Error::io("creating a spool file in", std::env::temp_dir(), e))?;
+    let mut writer = file
+        .reopen()
+        .map_err(|e| Error::io("opening", file.path(), e))?;
+    let path = file.path().to_path_buf();
+    src.stream_blob(desc, move |reader| {
+        std::io::copy(reader, &mut writer).map_err(|e| Error::io("spooling blob to", &path, e))?;
+        writer
+            .flush()
+            .map_err(|e| Error::io("spooling blob to", &path, e))
+    })
+    .await?;
+    Ok(file)
+}
+
+/// Copies a manifest with everything it references to `dst` and stores it
+/// there by digest. Children of an index are copied first.
+pub fn copy_manifest<'a>(
+    src: &'a Store,
+    dst: &'a Store,
+    manifest: &'a FetchedManifest,
+) -> BoxFuture<'a, Result<CopyStats>> {
+    async move {
+        let mut stats = CopyStats::default();
+        if dst.same_repository(src) {
+            return Ok(stats);
+        }
+        if manifest.is_index() {
+            for child in index_children(manifest)? {
+                let child_manifest = src.get_manifest_by_digest(&child.parsed_digest()?).await?;
+                stats.add(copy_manifest(src, dst, &child_manifest).await?);
+            }
+        } else {
+            let image = manifest.image_manifest()?;
+            for desc in std::iter::once(&image.config).chain(image.layers.iter()) {
+                stats.add(copy_blob(src, dst, desc).await?);
+            }
+        }
+        dst.put_manifest_by_digest(&manifest.bytes, &manifest.media_type)
+            .await?;
+        stats.manifests += 1;
+        Ok(stats)
+    }
+    .boxed()
+}
+
+/// The `manifests` of an index or manifest list.
+pub fn index_children(manifest: &FetchedManifest) -> Result<Vec<Descriptor>> {
+    #[derive(serde::Deserialize)]
+    struct Index {
+        #[serde(default)]
+        manifests: Vec<Descriptor>,
+    }
+    let index: Index = serde_json::from_slice(&manifest.bytes)
+        .map_err(|e| Error::BadContent(format!("index {} is not valid: {e}", manifest.digest)))?;
+    Ok(index.manifests)
+}
