@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN := target/release/ocistep
 
-.PHONY: build test demo lint fmt clean
+.PHONY: build test demo lint fmt clean bench bench-smoke
 
 build:
 	$(CARGO) build --release --locked
@@ -15,6 +15,15 @@ test:
 ## The main job end to end with no registry of your own.
 demo: build
 	OCISTEP=$(BIN) ./scripts/demo.sh
+
+## Speed and memory against peers (tar|gzip, tar|pigz, skopeo+tar) in one run;
+## writes bench/results.md. Not a test: run it on an otherwise idle machine.
+bench: build
+	python3 bench/bench.py --binary $(BIN)
+
+## A tiny run of the benchmark, so it cannot rot (CI runs it).
+bench-smoke: build
+	python3 bench/bench.py --smoke --binary $(BIN) --out target/bench-smoke.md
 
 lint:
 	$(CARGO) fmt --check

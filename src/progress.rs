@@ -52,6 +52,27 @@ impl Progress {
     }
 }
 
+/// A reader that advances a [`Progress`] by the bytes read through it.
+pub struct ProgressReader<R> {
+    inner: R,
+    progress: Progress,
+}
+
+impl<R> ProgressReader<R> {
+    /// Wraps `inner`.
+    pub fn new(inner: R, progress: Progress) -> Self {
+        ProgressReader { inner, progress }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for ProgressReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.inc(n as u64);
+        Ok(n)
+    }
+}
+
 /// True when stderr is a terminal and no CI variable is set.
 pub fn show_on_this_terminal() -> bool {
     std::io::stderr().is_terminal()

@@ -11,6 +11,7 @@ use crate::bundle::install::Staging;
 use crate::cli::PullArgs;
 use crate::error::{Error, Result};
 use crate::modes::Context;
+use crate::progress::{Progress, ProgressReader};
 use crate::reference::Target;
 use crate::results;
 use crate::store::Store;
@@ -41,15 +42,19 @@ pub async fn run(
         attempt += 1;
         let path = staging.path().to_path_buf();
         let compression = info.compression;
+        let progress = Progress::bytes(info.layer.size, "downloading", ctx.progress);
+        let bar = progress.clone();
         let outcome = store
             .stream_blob(&info.layer, move |reader| {
                 let mut listing = Vec::new();
-                let stats = extract::unpack(reader, compression, &path, &limits, &mut |e| {
+                let mut reader = ProgressReader::new(reader, bar);
+                let stats = extract::unpack(&mut reader, compression, &path, &limits, &mut |e| {
                     listing.push(e.path.to_string())
                 })?;
                 Ok::<(ExtractStats, Vec<String>), Error>((stats, listing))
             })
             .await;
+        progress.finish();
         match outcome {
             Err(Error::Unreachable(msg)) if policy.may_retry(attempt) => {
                 let delay = policy.delay(attempt, None);

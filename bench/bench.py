@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""Benchmarks ocistep against peers on this machine, in one run.
+
+Generates the corpora (bench/gen_corpus.py, cached under bench/.corpus),
+starts a throwaway docker-registry on a loopback port, runs every command
+several times, and writes a markdown table of median, min and max wall time,
+peak RSS, and the ratio to the peer measured in the same run.
+
+  python3 bench/bench.py                 # full run, writes bench/results.md
+  python3 bench/bench.py --smoke         # tiny corpora, one run, checks it all works
+"""
+import argparse
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Registry:
+    """A docker-registry on a free loopback port with its storage in a temp dir."""
+
+    def __init__(self, work):
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        storage = os.path.join(work, "registry")
+        config = os.path.join(work, "registry.yml")
+        with open(config, "w") as f:
+            f.write(
+                "version: 0.1\nlog: {level: error, accesslog: {disabled: true}}\n"
+                f"storage: {{filesystem: {{rootdirectory: {storage}}}, delete: {{enabled: true}}}}\n"
+                f"http: {{addr: {self.host}}}\n"
+            )
+        binary = shutil.which("docker-registry")
+        if not binary:
+            sys.exit("docker-registry is missing: apt-get install -y docker-registry")
+        self.proc = subprocess.Popen([binary, "serve", config], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        sys.exit("docker-registry did not start")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def timed(cmd, setup=None):
+    """Runs a shell command; returns (seconds, peak RSS in MiB of the command's processes)."""
+    if setup:
+        setup()
+    start = time.perf_counter()
+    proc = subprocess.Popen(["bash", "-c", "set -o pipefail; " + cmd], stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"benchmark command failed ({status}): {cmd}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def measure(name, cmd, runs, setup=None):
+    samples = [timed(cmd(i) if callable(cmd) else cmd, setup) for i in range(runs)]
+    times = [s[0] for s in samples]
+    rss = max(s[1] for s in samples)
+    print(f"  {name}: median {statistics.median(times):.2f}s over {runs} runs, peak RSS {rss:.0f} MiB", file=sys.stderr)
+    return {"name": name, "median": statistics.median(times), "min": min(times), "max": max(times), "rss": rss}
+
+
+def corpus(kind, mb, files, smoke):
+    path = os.path.join(HERE, ".corpus", f"{kind}-{mb}mb-{files}")
+    if not os.path.isdir(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        subprocess.run([sys.executable, os.path.join(HERE, "gen_corpus.py"), kind, path + ".tmp", "--mb", str(mb), "--files", str(files)], check=True)
+        os.rename(path + ".tmp", path)
+    return path
+
+
+def tree_stats(path):
+    n, size = 0, 0
+    for dirpath, _, names in os.walk(path):
+        for name in names:
+            p = os.path.join(dirpath, name)
+            if os.path.isfile(p) and not os.path.islink(p):
+                n += 1
+                size += os.path.getsize(p)
+    return n, size
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="tiny corpora, one run each")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--source-mb", type=int, default=300)
+    ap.add_argument("--files", type=int, default=14870)
+    ap.add_argument("--large-mb", type=int, default=2048)
+    ap.add_argument("--level", type=int, default=6)
+    ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "ocistep"))
+    ap.add_argument("--out", default=os.path.join(HERE, "results.md"))
+    a = ap.parse_args()
+    if a.smoke:
+        a.runs, a.source_mb, a.files, a.large_mb = 1, 4, 200, 16
+    for tool in ("tar", "gzip", "skopeo"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is missing: apt-get install -y {tool}")
+    have_pigz = shutil.which("pigz") is not None
+    ocistep = os.path.abspath(a.binary)
+    if not os.access(ocistep, os.X_OK):
+        sys.exit(f"{ocistep} is missing: run make build first")
+
+    src = corpus("source", a.source_mb, a.files, a.smoke)
+    large = corpus("large", a.large_mb, 0, a.smoke)
+    work = tempfile.mkdtemp(prefix="ocistep-bench-")
+    reg = Registry(work)
+    rows = []
+    try:
+        level = a.level
+        o = f"{ocistep} -q --compression-level {level}"
+        print(f"source corpus: {src}", file=sys.stderr)
+        n_files, n_bytes = tree_stats(src)
+
+        # Push: walk, tar, compress, hash, upload (a new repository each run, so every blob uploads).
+        gzip_row = measure("tar | gzip", f"tar -cf - -C {src} . | gzip -{level} > /dev/null", a.runs)
+        rows.append(("push", gzip_row, None))
+        pigz_row = None
+        if have_pigz:
+            pigz_row = measure("tar | pigz", f"tar -cf - -C {src} . | pigz -{level} > /dev/null", a.runs)
+            rows.append(("push", pigz_row, gzip_row))
+        push = measure("ocistep push", lambda i: f"{o} --push-source-bundle {src} --image {reg.host}/bench/push{i}:v1", a.runs)
+        rows.append(("push", push, pigz_row or gzip_row))
+        if pigz_row:
+            rows.append(("push", dict(push, name="ocistep push (vs gzip)"), gzip_row))
+        again = measure("ocistep push, unchanged tree", f"{o} --push-source-bundle {src} --image {reg.host}/bench/push0:v2", a.runs)
+        rows.append(("push", again, push))
+        default_push = measure("ocistep push, default level", lambda i: f"{ocistep} -q --push-source-bundle {src} --image {reg.host}/bench/default{i}:v1", a.runs)
+        rows.append(("push", default_push, gzip_row))
+
+        # Pull: download, verify, decompress, extract into an empty directory.
+        image = f"{reg.host}/bench/push0:v1"
+        layout = os.path.join(work, "layout")
+        subprocess.run(["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{image}", f"oci:{layout}:x"], check=True)
+        target = os.path.join(work, "target")
+
+        def clean():
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.rmtree(layout + "2", ignore_errors=True)
+            os.makedirs(target)
+
+        peer = measure(
+            "skopeo copy + tar -xzf",
+            f"skopeo copy -q --src-tls-verify=false docker://{image} oci:{layout}2:x && "
+            f"tar -xzf $(ls -S {layout}2/blobs/sha256/* | head -1) -C {target}",
+            a.runs,
+            clean,
+        )
+        rows.append(("pull", peer, None))
+        tarx = measure("tar -xzf (layer on disk)", f"tar -xzf $(ls -S {layout}/blobs/sha256/* | head -1) -C {target}", a.runs, clean)
+        rows.append(("pull", tarx, None))
+        pull = measure("ocistep pull", f"{ocistep} -q --pull-source-bundle {target} --image {image}", a.runs, clean)
+        rows.append(("pull", pull, peer))
+        rows.append(("pull", dict(pull, name="ocistep pull (vs tar -xzf)"), tarx))
+
+        # Memory: a large incompressible tree.
+        big_push = measure("ocistep push, large incompressible", lambda i: f"{o} --push-source-bundle {large} --image {reg.host}/bench/large{i}:v1", max(1, a.runs // 2))
+        rows.append(("memory", big_push, None))
+        big_pull = measure("ocistep pull, large incompressible", f"{ocistep} -q --pull-source-bundle {target} --image {reg.host}/bench/large0:v1", max(1, a.runs // 2), clean)
+        rows.append(("memory", big_pull, None))
+
+        help_row = measure("ocistep --help", f"{ocistep} --help", max(3, a.runs))
+        rows.append(("startup", help_row, None))
+    finally:
+        reg.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    size_mb = os.path.getsize(ocistep) / (1 << 20)
+    with open(a.out, "w") as f:
+        f.write("# Benchmark results\n\n")
+        f.write(f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; ")
+        f.write(f"{a.runs} runs each; source corpus {n_files} files, {n_bytes / 1e6:.0f} MB; large corpus {a.large_mb} MiB; gzip level {a.level}; ")
+        f.write(f"release binary {size_mb:.1f} MiB.\n\n")
+        f.write("| group | command | median s | min s | max s | peak RSS MiB | ratio | vs |\n|---|---|---|---|---|---|---|---|\n")
+        for group, row, peer in rows:
+            ratio = f"{row['median'] / peer['median']:.2f}x" if peer else ""
+            name = row["name"].replace("|", "\\|")
+            vs = peer["name"].replace("|", "\\|") if peer else ""
+            f.write(f"| {group} | {name} | {row['median']:.3f} | {row['min']:.3f} | {row['max']:.3f} | {row['rss']:.0f} | {ratio} | {vs} |\n")
+    print(f"wrote {a.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
