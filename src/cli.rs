@@ -203,6 +203,10 @@ pub struct ResultArgs {
     /// Write a JSON array of `{platform, digest, size, reference}` for the index's children here.
     #[arg(long, value_parser = path_allowing_empty, value_name = "FILE", help_heading = "Results")]
     pub result_file_platform_results: Option<PathBuf>,
+    /// Also write every result as `OCISTEP_*=value` lines here (GitLab `artifacts: reports: dotenv`).
+    /// Results also go to `$GITHUB_OUTPUT` when it is set.
+    #[arg(long, value_parser = path_allowing_empty, value_name = "FILE", help_heading = "Results")]
+    pub dotenv_file: Option<PathBuf>,
     /// Write the bundle's source timestamp (seconds since the epoch; empty if it has none) here.
     #[arg(long, value_parser = path_allowing_empty, value_name = "FILE", help_heading = "Results")]
     pub result_file_source_timestamp: Option<PathBuf>,
@@ -301,6 +305,7 @@ impl Cli {
             reference: non_empty(&self.results.result_file_image_ref),
             source_timestamp: non_empty(&self.results.result_file_source_timestamp),
             platform_results: non_empty(&self.results.result_file_platform_results),
+            dotenv: non_empty(&self.results.dotenv_file),
         }
     }
 }

@@ -156,6 +156,11 @@ impl Layout {
         )))
     }
 
+    /// Every manifest descriptor index.json names, in its order.
+    pub fn manifests(&self) -> Result<Vec<Descriptor>> {
+        Ok(self.read_index()?.manifests)
+    }
+
     /// The one manifest index.json names; an error listing them when there
     /// are several.
     pub fn single_manifest(&self) -> Result<Descriptor> {

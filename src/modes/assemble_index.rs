@@ -19,7 +19,7 @@ use crate::manifest::{Descriptor, FetchedManifest};
 use crate::modes::Context;
 use crate::platform::Platform;
 use crate::reference::Target;
-use crate::results;
+use crate::results::{self, Outcome};
 use crate::store::Store;
 use crate::transfer::{copy_manifest, index_children};
 
@@ -155,12 +155,18 @@ pub async fn run(
             ),
         })
         .collect();
-    results::write(ctx.results.digest.as_deref(), digest.as_str())?;
-    results::write(ctx.results.size.as_deref(), &bytes.len().to_string())?;
-    results::write(ctx.results.reference.as_deref(), &pinned)?;
     let json =
         serde_json::to_string(&platform_results).map_err(|e| Error::Internal(e.to_string()))?;
-    results::write(ctx.results.platform_results.as_deref(), &json)?;
+    results::publish(
+        &ctx.results,
+        &Outcome {
+            digest: Some(digest),
+            size: Some(bytes.len() as u64),
+            reference: Some(pinned),
+            source_timestamp: None,
+            platform_results: Some(json),
+        },
+    )?;
     Ok(())
 }
 

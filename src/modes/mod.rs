@@ -5,7 +5,6 @@ pub mod pull_source_bundle;
 pub mod push_image;
 pub mod push_source_bundle;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::registry::RegistryClient;
@@ -20,17 +19,4 @@ pub struct Context {
     pub results: ResultFiles,
 }
 
-/// Result file paths; `None` means "not asked for".
-#[derive(Debug, Clone, Default)]
-pub struct ResultFiles {
-    /// Manifest digest.
-    pub digest: Option<PathBuf>,
-    /// Total size in bytes.
-    pub size: Option<PathBuf>,
-    /// Pinned reference `name@digest`.
-    pub reference: Option<PathBuf>,
-    /// Source timestamp in seconds.
-    pub source_timestamp: Option<PathBuf>,
-    /// Per-platform JSON of an index.
-    pub platform_results: Option<PathBuf>,
-}
+pub use crate::results::ResultFiles;

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::modes::Context;
 use crate::progress::{Progress, ProgressReader};
 use crate::reference::Target;
-use crate::results;
+use crate::results::{self, Outcome};
 use crate::store::Store;
 
 /// Runs the mode.
@@ -81,20 +81,23 @@ pub async fn run(
         }
     }
     let total = fetched.bytes.len() as u64 + manifest.config.size + info.layer.size;
-    results::write(ctx.results.digest.as_deref(), fetched.digest.as_str())?;
-    results::write(ctx.results.size.as_deref(), &total.to_string())?;
-    results::write(
-        ctx.results.reference.as_deref(),
-        &store.pinned(&fetched.digest),
-    )?;
     if info.source_timestamp.is_none() && ctx.results.source_timestamp.is_some() {
         tracing::warn!("the bundle carries no source timestamp; the result file is left empty");
     }
-    let ts = info
-        .source_timestamp
-        .map(|t| t.to_string())
-        .unwrap_or_default();
-    results::write(ctx.results.source_timestamp.as_deref(), &ts)?;
+    results::publish(
+        &ctx.results,
+        &Outcome {
+            digest: Some(fetched.digest.clone()),
+            size: Some(total),
+            reference: Some(store.pinned(&fetched.digest)),
+            source_timestamp: Some(
+                info.source_timestamp
+                    .map(|t| t.to_string())
+                    .unwrap_or_default(),
+            ),
+            platform_results: None,
+        },
+    )?;
 
     if args.prune {
         match store.delete_manifest(&fetched.digest).await {

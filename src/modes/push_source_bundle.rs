@@ -16,7 +16,7 @@ use crate::modes::Context;
 use crate::progress::Progress;
 use crate::reference::Target;
 use crate::registry::BlobSource;
-use crate::results;
+use crate::results::{self, Outcome};
 use crate::store::Store;
 use crate::timestamp;
 
@@ -99,11 +99,15 @@ pub async fn run(
         started.elapsed()
     );
 
-    results::write(ctx.results.digest.as_deref(), digest.as_str())?;
-    results::write(ctx.results.size.as_deref(), &total.to_string())?;
-    results::write(ctx.results.reference.as_deref(), &pinned)?;
-    if let Some(ts) = source_timestamp {
-        results::write(ctx.results.source_timestamp.as_deref(), &ts.to_string())?;
-    }
+    results::publish(
+        &ctx.results,
+        &Outcome {
+            digest: Some(digest),
+            size: Some(total),
+            reference: Some(pinned),
+            source_timestamp: source_timestamp.map(|ts| ts.to_string()),
+            platform_results: None,
+        },
+    )?;
     Ok(())
 }

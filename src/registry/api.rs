@@ -95,7 +95,7 @@ impl RegistryClient {
     pub async fn delete_manifest(&self, image: &ImageRef, digest: &Digest) -> Result<()> {
         let what = format!("deleting {}", image.with_digest(digest));
         let resp = self
-            .send(image, Access::Push, &what, |http, origin| {
+            .send(image, Access::Delete, &what, |http, origin| {
                 Ok(http.delete(format!(
                     "{origin}/v2/{}/manifests/{digest}",
                     image.repository
@@ -286,6 +286,12 @@ pub async fn check(resp: Response, image: &ImageRef, what: &str) -> Result<Respo
     if status.is_success() {
         return Ok(resp);
     }
+    let insufficient_scope = resp
+        .headers()
+        .get(reqwest::header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(super::token::parse_challenge)
+        .is_some_and(|c| c.error.as_deref() == Some("insufficient_scope"));
     let body = read_limited(resp, 64 * 1024, what)
         .await
         .unwrap_or_default();
@@ -310,6 +316,11 @@ pub async fn check(resp: Response, image: &ImageRef, what: &str) -> Result<Respo
         format!("{status} ({detail})")
     };
     Err(match status {
+        StatusCode::UNAUTHORIZED if insufficient_scope => Error::Auth(format!(
+            "{what}: registry {} did not grant this access to {} ({detail}); provide credentials that allow it with --secret-path, DOCKER_CONFIG or ~/.docker/config.json",
+            image.registry,
+            image.name()
+        )),
         StatusCode::UNAUTHORIZED => Error::Auth(format!(
             "{what}: registry {} requires credentials that were not given or were refused ({detail}); provide them with --secret-path, DOCKER_CONFIG or ~/.docker/config.json",
             image.registry

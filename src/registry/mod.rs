@@ -5,6 +5,7 @@ pub mod api;
 pub mod credentials;
 pub mod retry;
 pub mod session;
+pub mod token;
 pub mod upload;
 
 pub use session::{Access, ClientOptions, RegistryClient};

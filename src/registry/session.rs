@@ -14,6 +14,7 @@ use tokio::sync::Mutex;
 
 use super::credentials::{self, Credentials, Secret};
 use super::retry::{is_transient_error, is_transient_status, parse_retry_after, RetryPolicy};
+use super::token;
 use crate::error::{Error, Result};
 use crate::reference::ImageRef;
 
@@ -22,8 +23,10 @@ use crate::reference::ImageRef;
 pub enum Access {
     /// Read.
     Pull,
-    /// Read and write (also used for deletes).
+    /// Read and write.
     Push,
+    /// Delete manifests (token registries want a `delete` scope for it).
+    Delete,
 }
 
 /// How the client talks to registries.
@@ -160,7 +163,12 @@ impl RegistryClient {
                 Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED && !authenticated => {
                     authenticated = true;
                     attempt -= 1;
-                    self.authenticate(&host, image, access).await?;
+                    let challenge = resp
+                        .headers()
+                        .get(reqwest::header::WWW_AUTHENTICATE)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(token::parse_challenge);
+                    self.authenticate(&host, image, access, challenge).await?;
                 }
                 Ok(resp) if is_transient_status(resp.status()) && policy.may_retry(attempt) => {
                     let retry_after = resp
@@ -181,7 +189,26 @@ impl RegistryClient {
     }
 
     /// Runs the token handshake (or settles on basic auth) for one repository.
-    async fn authenticate(&self, host: &Host, image: &ImageRef, access: Access) -> Result<()> {
+    async fn authenticate(
+        &self,
+        host: &Host,
+        image: &ImageRef,
+        access: Access,
+        challenge: Option<token::BearerChallenge>,
+    ) -> Result<()> {
+        if let (Access::Delete, Some(challenge)) = (access, &challenge) {
+            let scope = challenge
+                .scope
+                .clone()
+                .unwrap_or_else(|| format!("repository:{}:delete", image.repository));
+            let token =
+                token::fetch_token(&self.http, challenge, &scope, &host.credentials).await?;
+            host.auth.lock().await.insert(
+                (image.repository.clone(), access),
+                AuthHeader::Bearer(token),
+            );
+            return Ok(());
+        }
         let reference = oci_client::Reference::with_tag(
             host.name.clone(),
             image.repository.clone(),
@@ -189,7 +216,7 @@ impl RegistryClient {
         );
         let op = match access {
             Access::Pull => RegistryOperation::Pull,
-            Access::Push => RegistryOperation::Push,
+            Access::Push | Access::Delete => RegistryOperation::Push,
         };
         let token = host
             .oci

@@ -4,7 +4,8 @@
 //!
 //! * [`Registry`]: a real CNCF distribution registry (`docker-registry`)
 //!   running on a free loopback port, optionally with htpasswd basic auth
-//!   and/or TLS, with its own storage and access log, stopped on drop;
+//!   and/or TLS, or with token auth served by a [`TokenServer`], with its
+//!   own storage and access log, stopped on drop;
 //! * [`http_get`] / [`http_request`]: a minimal HTTP/1.1 client over plain
 //!   TCP for probing a registry without extra crates;
 //! * [`require_tool`]: a hard check (never a silent skip) that an external
@@ -16,9 +17,12 @@
 // Every test file compiles this module on its own and uses only part of it.
 #![allow(dead_code, unused_imports)]
 
+pub mod faults;
 pub mod http;
+pub mod images;
 pub mod registry;
 pub mod tls;
+pub mod token;
 pub mod tree;
 
 use std::path::{Path, PathBuf};
@@ -27,6 +31,7 @@ use std::process::{Command, Output};
 pub use http::{http_get, http_request, http_request_with, HttpResponse};
 pub use registry::{AccessLogEntry, Registry, RegistryOptions};
 pub use tls::TlsMaterial;
+pub use token::{TokenRequest, TokenServer};
 
 /// Debian package that provides an external tool. Most tools come in a
 /// package of the same name (`docker-registry`, `skopeo`, `umoci`,

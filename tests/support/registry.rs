@@ -5,6 +5,10 @@
 //! `127.0.0.1` port with its own temporary storage, configuration and log
 //! file. It is killed and its files removed when the value is dropped.
 //!
+//! With [`RegistryOptions::token_auth`] the registry uses distribution's
+//! token auth, and a [`TokenServer`] issuing the tokens runs next to it on
+//! another free loopback port (stopped together with the registry).
+//!
 //! # Access log
 //!
 //! The registry writes two kinds of lines to its log (stdout and stderr are
@@ -34,6 +38,7 @@ use tempfile::TempDir;
 use super::http::http_request_with;
 use super::require_tool;
 use super::tls::{self, TlsMaterial};
+use super::token::{self, TokenRequest, TokenServer};
 
 /// User agent of the readiness probe; its requests are excluded from
 /// [`Registry::requests`].
@@ -55,6 +60,10 @@ pub struct RegistryOptions {
     pub tls: bool,
     /// Allow `DELETE` of manifests and blobs.
     pub delete_enabled: bool,
+    /// Require a Bearer token (distribution's token auth) issued by a
+    /// [`TokenServer`] started with the registry, which accepts this user
+    /// and password. Cannot be combined with `basic_auth`.
+    pub token_auth: Option<(String, String)>,
 }
 
 impl Default for RegistryOptions {
@@ -64,6 +73,7 @@ impl Default for RegistryOptions {
             basic_auth: None,
             tls: false,
             delete_enabled: true,
+            token_auth: None,
         }
     }
 }
@@ -73,6 +83,15 @@ impl RegistryOptions {
     pub fn with_basic_auth(user: &str, password: &str) -> Self {
         Self {
             basic_auth: Some((user.to_string(), password.to_string())),
+            ..Self::default()
+        }
+    }
+
+    /// Options with token auth for `user`/`password` (plain HTTP, deletes
+    /// enabled).
+    pub fn with_token_auth(user: &str, password: &str) -> Self {
+        Self {
+            token_auth: Some((user.to_string(), password.to_string())),
             ..Self::default()
         }
     }
@@ -137,9 +156,12 @@ pub struct Registry {
     port: u16,
     tls: Option<TlsMaterial>,
     basic_auth: Option<(String, String)>,
+    token_auth: Option<(String, String)>,
     docker_config_dir: Option<PathBuf>,
     log_path: PathBuf,
     storage_dir: PathBuf,
+    /// The token server (with token auth); stopped when dropped.
+    token_server: Option<TokenServer>,
     /// Declared last so it is removed after the process was stopped.
     dir: TempDir,
 }
@@ -155,6 +177,10 @@ impl Registry {
     /// Panics (with the registry's log) when it cannot be started, and with
     /// an installation hint when a needed tool is missing.
     pub fn start_with(opts: RegistryOptions) -> Registry {
+        assert!(
+            opts.basic_auth.is_none() || opts.token_auth.is_none(),
+            "a registry has either basic auth or token auth, not both"
+        );
         let binary = require_tool("docker-registry");
         let dir = tempfile::Builder::new()
             .prefix("ocistep-registry-")
@@ -167,28 +193,43 @@ impl Registry {
             .as_ref()
             .map(|(user, password)| write_htpasswd(dir.path(), user, password));
         let tls = opts.tls.then(|| tls::generate(dir.path()));
+        let token_server = opts.token_auth.as_ref().map(|(user, password)| {
+            TokenServer::start(user, password, token::generate(dir.path()))
+        });
         let log_path = dir.path().join("registry.log");
         let config_path = dir.path().join("config.yml");
 
         let mut failures = Vec::new();
         for _ in 0..START_ATTEMPTS {
             let port = free_port();
-            let config = config_yaml(port, &storage_dir, &opts, htpasswd.as_deref(), tls.as_ref());
+            let config = config_yaml(
+                port,
+                &storage_dir,
+                &opts,
+                htpasswd.as_deref(),
+                tls.as_ref(),
+                token_server.as_ref(),
+            );
             std::fs::write(&config_path, config).expect("write registry config");
             let child = spawn(&binary, &config_path, &log_path, dir.path());
             match wait_until_ready(child, port, tls.is_some(), &log_path) {
                 Ok(child) => {
-                    let docker_config_dir = opts.basic_auth.as_ref().map(|(user, password)| {
-                        write_docker_config(dir.path(), port, user, password)
-                    });
+                    let docker_config_dir =
+                        opts.basic_auth.as_ref().or(opts.token_auth.as_ref()).map(
+                            |(user, password)| {
+                                write_docker_config(dir.path(), port, user, password)
+                            },
+                        );
                     return Registry {
                         child,
                         port,
                         tls,
                         basic_auth: opts.basic_auth,
+                        token_auth: opts.token_auth,
                         docker_config_dir,
                         log_path,
                         storage_dir,
+                        token_server,
                         dir,
                     };
                 }
@@ -228,16 +269,44 @@ impl Registry {
         self.tls.as_ref().map(|material| material.ca_cert.clone())
     }
 
-    /// With basic auth: the configured user and password.
+    /// With basic auth or token auth: the configured user and password.
     pub fn credentials(&self) -> Option<(String, String)> {
-        self.basic_auth.clone()
+        self.basic_auth.clone().or_else(|| self.token_auth.clone())
     }
 
-    /// With basic auth: a directory (usable as `DOCKER_CONFIG`) holding a
-    /// `config.json` of the form
+    /// With basic auth or token auth: a directory (usable as
+    /// `DOCKER_CONFIG`) holding a `config.json` of the form
     /// `{"auths":{"127.0.0.1:PORT":{"auth":"<base64 user:password>"}}}`.
     pub fn docker_config_dir(&self) -> Option<PathBuf> {
         self.docker_config_dir.clone()
+    }
+
+    /// With token auth: the token server's realm,
+    /// `http://127.0.0.1:PORT/token`.
+    pub fn token_realm(&self) -> Option<String> {
+        self.token_server.as_ref().map(TokenServer::realm)
+    }
+
+    /// With token auth: `127.0.0.1:PORT` of the token server.
+    pub fn token_host(&self) -> Option<String> {
+        self.token_server.as_ref().map(TokenServer::host)
+    }
+
+    /// Number of requests the token server answered so far, whatever their
+    /// outcome (0 without token auth).
+    pub fn token_requests(&self) -> usize {
+        self.token_server
+            .as_ref()
+            .map_or(0, TokenServer::request_count)
+    }
+
+    /// Every request the token server answered so far, in order (empty
+    /// without token auth).
+    pub fn token_log(&self) -> Vec<TokenRequest> {
+        self.token_server
+            .as_ref()
+            .map(TokenServer::requests)
+            .unwrap_or_default()
     }
 
     /// The registry's storage root (filesystem driver), e.g. to inspect
@@ -305,6 +374,7 @@ fn config_yaml(
     opts: &RegistryOptions,
     htpasswd: Option<&Path>,
     tls: Option<&TlsMaterial>,
+    token_server: Option<&TokenServer>,
 ) -> String {
     let mut http = serde_json::json!({
         "addr": format!("127.0.0.1:{port}"),
@@ -333,6 +403,16 @@ fn config_yaml(
     if let Some(path) = htpasswd {
         config["auth"] = serde_json::json!({
             "htpasswd": { "realm": "ocistep-test", "path": path },
+        });
+    }
+    if let Some(server) = token_server {
+        config["auth"] = serde_json::json!({
+            "token": {
+                "realm": server.realm(),
+                "service": token::SERVICE,
+                "issuer": token::ISSUER,
+                "rootcertbundle": server.root_cert_bundle(),
+            },
         });
     }
     serde_yaml_ng::to_string(&config).expect("serialize registry config")

@@ -1,0 +1,133 @@
+//! The bearer-token handshake for scopes oci-client cannot ask for (deletes
+//! need `repository:NAME:delete`): parse the registry's challenge and fetch a
+//! token for exactly the scope it names.
+
+use serde::Deserialize;
+
+use super::credentials::{Credentials, Secret};
+use crate::error::{Error, Result};
+
+/// A `WWW-Authenticate: Bearer …` challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BearerChallenge {
+    /// Where to ask for a token.
+    pub realm: String,
+    /// The `service` parameter to pass on.
+    pub service: Option<String>,
+    /// The scope the registry wants (`repository:app:delete`).
+    pub scope: Option<String>,
+    /// `insufficient_scope` and friends.
+    pub error: Option<String>,
+}
+
+/// Parses a Bearer challenge; `None` for Basic or malformed ones.
+pub fn parse_challenge(header: &str) -> Option<BearerChallenge> {
+    let rest = header
+        .trim()
+        .strip_prefix("Bearer")
+        .or_else(|| header.trim().strip_prefix("bearer"))?;
+    let mut params = std::collections::BTreeMap::new();
+    let mut s = rest.trim_start();
+    while !s.is_empty() {
+        let (key, after) = s.split_once('=')?;
+        let key = key
+            .trim()
+            .trim_start_matches(',')
+            .trim()
+            .to_ascii_lowercase();
+        let (value, remaining) = if let Some(quoted) = after.strip_prefix('"') {
+            let end = quoted.find('"')?;
+            (&quoted[..end], &quoted[end + 1..])
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            (after[..end].trim(), &after[end..])
+        };
+        params.insert(key, value.to_string());
+        s = remaining.trim_start().trim_start_matches(',').trim_start();
+    }
+    Some(BearerChallenge {
+        realm: params.remove("realm")?,
+        service: params.remove("service"),
+        scope: params.remove("scope"),
+        error: params.remove("error"),
+    })
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    access_token: Option<String>,
+}
+
+/// Asks the challenge's realm for a token covering `scope`, with basic
+/// credentials when there are any.
+pub async fn fetch_token(
+    http: &reqwest::Client,
+    challenge: &BearerChallenge,
+    scope: &str,
+    credentials: &Credentials,
+) -> Result<Secret> {
+    let mut query = vec![("scope", scope.to_string())];
+    if let Some(service) = &challenge.service {
+        query.push(("service", service.clone()));
+    }
+    let mut request = http.get(&challenge.realm).query(&query);
+    if let Credentials::Basic { username, password } = credentials {
+        request = request.basic_auth(username, Some(password.expose()));
+    }
+    let resp = request.send().await.map_err(|e| {
+        Error::Unreachable(format!(
+            "cannot reach the token service {}: {}",
+            challenge.realm,
+            super::session::error_chain(&e)
+        ))
+    })?;
+    if !resp.status().is_success() {
+        return Err(Error::Auth(format!(
+            "the token service {} refused the credentials for {scope} ({}); check the docker config in --secret-path, DOCKER_CONFIG or ~/.docker/config.json",
+            challenge.realm,
+            resp.status()
+        )));
+    }
+    let body: TokenResponse = resp.json().await.map_err(|e| {
+        Error::BadContent(format!(
+            "the token service {} sent no token: {e}",
+            challenge.realm
+        ))
+    })?;
+    body.token
+        .or(body.access_token)
+        .map(Secret::new)
+        .ok_or_else(|| {
+            Error::BadContent(format!(
+                "the token service {} sent no token",
+                challenge.realm
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_distribution_challenges() {
+        let c = parse_challenge(
+            r#"Bearer realm="http://127.0.0.1:1/token",service="reg",scope="repository:a/b:delete",error="insufficient_scope""#,
+        )
+        .unwrap();
+        assert_eq!(c.realm, "http://127.0.0.1:1/token");
+        assert_eq!(c.service.as_deref(), Some("reg"));
+        assert_eq!(c.scope.as_deref(), Some("repository:a/b:delete"));
+        assert_eq!(c.error.as_deref(), Some("insufficient_scope"));
+        assert!(parse_challenge(r#"Basic realm="x""#).is_none());
+        assert_eq!(
+            parse_challenge("Bearer realm=https://auth.example/token")
+                .unwrap()
+                .realm,
+            "https://auth.example/token"
+        );
+    }
+}
