@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::index::IndexFormat;
 use crate::logging::{self, LogFormat};
 use crate::modes::{self, Context};
+use crate::platform::Platform;
 use crate::reference::Target;
 use crate::registry::{credentials, retry::RetryPolicy, ClientOptions, RegistryClient};
 
@@ -47,6 +48,10 @@ pub struct Cli {
 
     #[command(flatten)]
     pub registry: RegistryArgs,
+
+    /// Platform to pull from an index: `os/arch[/variant]` or `os-arch` (default: this machine's).
+    #[arg(long, value_name = "PLATFORM", global = true)]
+    pub platform: Option<String>,
 
     /// Manifest (or index) annotation `key=value` (repeatable).
     #[arg(long, value_name = "KEY=VALUE", global = true)]
@@ -324,12 +329,16 @@ pub fn run(cli: Cli) -> Result<()> {
         results: cli.result_files(),
     };
     let annotations = parse_annotations(&cli.annotation)?;
+    let platform = match cli.platform.as_deref().filter(|p| !p.is_empty()) {
+        Some(p) => Platform::parse(p)?,
+        None => Platform::host(),
+    };
     runtime.block_on(async {
         if let Some(dir) = &cli.mode.push_source_bundle {
             modes::push_source_bundle::run(&ctx, dir, &target, &cli.push, &annotations).await
         } else if let Some(dir) = &cli.mode.pull_source_bundle {
-            modes::pull_source_bundle::run(&ctx, dir, &target, &cli.pull, cli.extract_limits())
-                .await
+            let limits = cli.extract_limits();
+            modes::pull_source_bundle::run(&ctx, dir, &target, &cli.pull, limits, &platform).await
         } else if cli.mode.assemble_index {
             modes::assemble_index::run(&ctx, &target, &cli.assemble, &annotations).await
         } else if let Some(dir) = &cli.mode.push_image {

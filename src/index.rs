@@ -78,6 +78,14 @@ pub fn build(
     serde_json::to_vec(&index).expect("index serialises")
 }
 
+/// The platform an index entry declares, normalised.
+pub fn child_platform(desc: &Descriptor) -> Option<Platform> {
+    desc.platform
+        .as_ref()
+        .and_then(|v| serde_json::from_value::<Platform>(v.clone()).ok())
+        .map(Platform::normalized)
+}
+
 fn sort_key(c: &IndexChild) -> (bool, &str, &str, &str, &str, &str) {
     let p = &c.platform;
     (

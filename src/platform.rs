@@ -153,6 +153,62 @@ impl fmt::Display for Platform {
     }
 }
 
+impl Platform {
+    /// The platforms this one can run, best first (containerd's rules):
+    /// itself, then older arm variants; arm64 also runs arm/v8..v5 and
+    /// amd64 runs 386.
+    pub fn compatible(&self) -> Vec<Platform> {
+        let me = self.clone().normalized();
+        let with = |arch: &str, variant: Option<&str>| Platform {
+            architecture: arch.to_string(),
+            variant: variant.map(str::to_string),
+            os_version: None,
+            os_features: Vec::new(),
+            os: me.os.clone(),
+        };
+        let mut out = vec![me.clone()];
+        let arm_below = |from: u32| {
+            (5..=from)
+                .rev()
+                .map(|v| format!("v{v}"))
+                .collect::<Vec<_>>()
+        };
+        match (me.architecture.as_str(), me.variant.as_deref()) {
+            ("arm64", _) => out.extend(arm_below(8).iter().map(|v| with("arm", Some(v)))),
+            ("arm", Some(v)) => {
+                let n = v.trim_start_matches('v').parse::<u32>().unwrap_or(7);
+                out.extend(arm_below(n).iter().skip(1).map(|v| with("arm", Some(v))));
+            }
+            ("amd64", _) => out.push(with("386", None)),
+            _ => {}
+        }
+        out
+    }
+
+    /// Picks the best item for this platform from `items`, using
+    /// [`Platform::compatible`] order; with equal rank an exact `os.version`
+    /// match wins.
+    pub fn select<'a, T>(
+        &self,
+        items: &'a [T],
+        platform_of: impl Fn(&T) -> Option<Platform>,
+    ) -> Option<&'a T> {
+        let order = self.compatible();
+        items
+            .iter()
+            .filter_map(|item| {
+                let p = platform_of(item)?.normalized();
+                let rank = order.iter().position(|c| {
+                    c.os == p.os && c.architecture == p.architecture && c.variant == p.variant
+                })?;
+                let version_miss = self.os_version.is_some() && p.os_version != self.os_version;
+                Some(((rank, version_miss), item))
+            })
+            .min_by_key(|(key, _)| *key)
+            .map(|(_, item)| item)
+    }
+}
+
 fn is_os(s: &str) -> bool {
     matches!(
         s,
@@ -210,6 +266,32 @@ mod tests {
         );
         let back: Platform = serde_json::from_str(&json).unwrap();
         assert_eq!(back, w);
+    }
+
+    #[test]
+    fn selection_follows_containerd_fallbacks() {
+        let items: Vec<Platform> = [
+            "linux/amd64",
+            "linux/arm/v6",
+            "linux/arm/v7",
+            "windows/amd64",
+        ]
+        .iter()
+        .map(|s| Platform::parse(s).unwrap())
+        .collect();
+        let pick = |want: &str| {
+            Platform::parse(want)
+                .unwrap()
+                .select(&items, |p| Some(p.clone()))
+                .map(Platform::short)
+        };
+        assert_eq!(pick("linux/arm/v7").as_deref(), Some("linux/arm/v7"));
+        assert_eq!(pick("linux/arm/v6").as_deref(), Some("linux/arm/v6"));
+        assert_eq!(pick("linux/arm64").as_deref(), Some("linux/arm/v7"));
+        assert_eq!(pick("linux/arm/v5"), None);
+        assert_eq!(pick("linux/amd64").as_deref(), Some("linux/amd64"));
+        assert_eq!(pick("windows-amd64").as_deref(), Some("windows/amd64"));
+        assert_eq!(pick("linux/s390x"), None);
     }
 
     #[test]

@@ -8,8 +8,10 @@ use bytes::Bytes;
 
 use crate::digest::{self, Digest, StreamHasher};
 use crate::error::{Error, Result};
+use crate::index;
 use crate::layout::Layout;
 use crate::manifest::{Descriptor, FetchedManifest};
+use crate::platform::Platform;
 use crate::reference::{ImageRef, LayoutRef, Target};
 use crate::registry::{BlobSource, RegistryClient};
 
@@ -214,6 +216,39 @@ impl Store {
             Store::Layout { layout, reference } => {
                 let desc = layout.resolve(reference.tag.as_deref(), reference.digest.as_ref())?;
                 layout.read_manifest(&desc)
+            }
+        }
+    }
+
+    /// For an index, fetches the child that best matches `platform`
+    /// (containerd's fallbacks); a single manifest is returned as is.
+    pub async fn resolve_platform(
+        &self,
+        fetched: FetchedManifest,
+        platform: &Platform,
+    ) -> Result<FetchedManifest> {
+        if !fetched.is_index() {
+            return Ok(fetched);
+        }
+        let children = crate::transfer::index_children(&fetched)?;
+        match platform.select(&children, index::child_platform) {
+            Some(child) => self.get_manifest_by_digest(&child.parsed_digest()?).await,
+            None => {
+                let available: Vec<String> = children
+                    .iter()
+                    .filter_map(index::child_platform)
+                    .map(|p| p.to_string())
+                    .collect();
+                Err(Error::PlatformNotFound(format!(
+                    "index {} has no image for {}; it has: {}; choose one with --platform",
+                    fetched.digest,
+                    platform.short(),
+                    if available.is_empty() {
+                        "no platform entries".to_string()
+                    } else {
+                        available.join(", ")
+                    }
+                )))
             }
         }
     }

@@ -210,7 +210,7 @@ async fn resolve(ctx: &Context, entry: &Entry) -> Result<Vec<Resolved>> {
     }
     let mut out = Vec::new();
     for desc in index_children(&manifest)? {
-        let Some(platform) = index_platform(&desc) else {
+        let Some(platform) = index::child_platform(&desc) else {
             continue;
         };
         if entry
@@ -251,13 +251,6 @@ async fn resolve(ctx: &Context, entry: &Entry) -> Result<Vec<Resolved>> {
     Ok(out)
 }
 
-fn index_platform(desc: &Descriptor) -> Option<Platform> {
-    desc.platform
-        .as_ref()
-        .and_then(|v| serde_json::from_value::<Platform>(v.clone()).ok())
-        .map(Platform::normalized)
-}
-
 /// The platform of a single image, from its config, checked against the
 /// declared one.
 async fn platform_of(
@@ -269,7 +262,7 @@ async fn platform_of(
     let config = source.read_blob(&image.config, MAX_CONFIG_BYTES).await?;
     let from_config = serde_json::from_slice::<Platform>(&config)
         .ok()
-        .filter(|p| !p.os.is_empty() && !p.architecture.is_empty())
+        .filter(|p| !p.os.is_empty() && !p.architecture.is_empty() && !p.is_unknown())
         .map(Platform::normalized);
     match (&entry.declared, from_config) {
         (Some(declared), Some(actual)) if !declared.same_as(&actual) => Err(Error::InvalidInput(format!(

@@ -11,6 +11,7 @@ use crate::bundle::install::Staging;
 use crate::cli::PullArgs;
 use crate::error::{Error, Result};
 use crate::modes::Context;
+use crate::platform::Platform;
 use crate::progress::{Progress, ProgressReader};
 use crate::reference::Target;
 use crate::results::{self, Outcome};
@@ -23,10 +24,13 @@ pub async fn run(
     target: &Target,
     args: &PullArgs,
     limits: ExtractLimits,
+    platform: &Platform,
 ) -> Result<()> {
     let started = std::time::Instant::now();
     let store = Store::for_reading(target, &ctx.client)?;
-    let fetched = store.get_manifest().await?;
+    let fetched = store
+        .resolve_platform(store.get_manifest().await?, platform)
+        .await?;
     let manifest = fetched.image_manifest()?;
     let info = format::inspect(&manifest, &target.to_string())?;
     tracing::info!(
