@@ -43,8 +43,13 @@ pub struct Cli {
     pub mode: ModeArgs,
 
     /// Image reference: `registry/repo[:tag][@digest]` or `oci:PATH[:tag]` (an OCI layout on disk).
-    #[arg(long, value_name = "REF", alias = "source-bundle-image")]
-    pub image: String,
+    #[arg(
+        long,
+        value_name = "REF",
+        alias = "source-bundle-image",
+        required_unless_present = "copy"
+    )]
+    pub image: Option<String>,
 
     #[command(flatten)]
     pub registry: RegistryArgs,
@@ -92,6 +97,9 @@ pub struct ModeArgs {
     /// Push the image in DIR (an OCI image layout, or a docker/OCI tarball inside DIR) to --image.
     #[arg(long, value_name = "DIR", help_heading = "Modes")]
     pub push_image: Option<PathBuf>,
+    /// Copy an image or index with all its children from SRC to DST (registry or oci: layout, either way).
+    #[arg(long, num_args = 2, value_names = ["SRC", "DST"], help_heading = "Modes")]
+    pub copy: Option<Vec<String>>,
 }
 
 /// How to reach registries.
@@ -106,6 +114,12 @@ pub struct RegistryArgs {
     /// Extra CA certificates (PEM) to trust.
     #[arg(long, value_parser = path_allowing_empty, value_name = "FILE", help_heading = "Registry")]
     pub ca_file: Option<PathBuf>,
+    /// Keep pulled manifests and blobs in an OCI layout here, shared between runs and modes.
+    #[arg(long, value_name = "DIR", env = "OCISTEP_CACHE_DIR", value_parser = path_allowing_empty, help_heading = "Registry")]
+    pub cache_dir: Option<PathBuf>,
+    /// Resolve tags from --cache-dir instead of asking the registry.
+    #[arg(long, requires = "cache_dir", help_heading = "Registry")]
+    pub offline: bool,
     /// Attempts per request for transient faults (429, 5xx, resets).
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20), help_heading = "Registry")]
     pub retries: u32,
@@ -318,7 +332,15 @@ impl Cli {
 /// Parses the command line, sets up logging and runs the selected mode.
 pub fn run(cli: Cli) -> Result<()> {
     logging::init(cli.output.log_format, cli.output.verbose, cli.output.quiet);
-    let target = Target::parse(&cli.image)?;
+    let target = match cli.image.as_deref() {
+        Some(image) => Target::parse(image)?,
+        None if cli.mode.copy.is_some() => Target::parse("oci:.")?,
+        None => {
+            return Err(Error::Usage(
+                "--image is required for this mode".to_string(),
+            ))
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -341,6 +363,8 @@ pub fn run(cli: Cli) -> Result<()> {
             modes::pull_source_bundle::run(&ctx, dir, &target, &cli.pull, limits, &platform).await
         } else if cli.mode.assemble_index {
             modes::assemble_index::run(&ctx, &target, &cli.assemble, &annotations).await
+        } else if let Some([src, dst]) = cli.mode.copy.as_deref() {
+            modes::copy::run(&ctx, &Target::parse(src)?, &Target::parse(dst)?).await
         } else if let Some(dir) = &cli.mode.push_image {
             modes::push_image::run(&ctx, dir, &target, &cli.push_image_args, &annotations).await
         } else {
@@ -392,6 +416,8 @@ mod tests {
             "x",
         ])
         .unwrap();
-        assert_eq!(c.image, "x");
+        assert_eq!(c.image.as_deref(), Some("x"));
+        let c = Cli::try_parse_from(["ocistep", "--copy", "a:1", "oci:b:1"]).unwrap();
+        assert_eq!(c.mode.copy.unwrap(), ["a:1", "oci:b:1"]);
     }
 }

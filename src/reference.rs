@@ -49,6 +49,16 @@ impl Target {
     }
 }
 
+impl Target {
+    /// The tag the reference names, if any.
+    pub fn tag(&self) -> Option<&str> {
+        match self {
+            Target::Registry(r) => r.tag.as_deref(),
+            Target::Layout(l) => l.tag.as_deref(),
+        }
+    }
+}
+
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

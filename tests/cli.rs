@@ -93,6 +93,7 @@ fn missing_source_directory_is_a_usage_error_and_creates_nothing() {
         .code(2)
         .stderr(contains("nope"));
     assert!(!digest.exists());
+    assert!(!layout.exists(), "no layout is created for a failed push");
 }
 
 #[test]

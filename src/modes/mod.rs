@@ -1,6 +1,7 @@
 //! One file per mode; each composes library calls and writes its results.
 
 pub mod assemble_index;
+pub mod copy;
 pub mod pull_source_bundle;
 pub mod push_image;
 pub mod push_source_bundle;

@@ -28,8 +28,7 @@ pub async fn run(
     args: &PushArgs,
     annotations: &BTreeMap<String, String>,
 ) -> Result<()> {
-    let store = Store::for_writing(target, &ctx.client)?;
-    if store.tag().is_none() {
+    if target.tag().is_none() {
         return Err(Error::Usage(format!(
             "--image {target} names a digest; a push needs a tag (e.g. app:v1-src)"
         )));
@@ -65,6 +64,7 @@ pub async fn run(
         started.elapsed()
     );
 
+    let store = Store::for_writing(target, &ctx.client)?;
     let docs = format::build(
         &packed.digest,
         packed.size,

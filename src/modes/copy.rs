@@ -1,0 +1,46 @@
+//! `--copy SRC DST`: an image or an index with all its children, from a
+//! registry or layout to a registry or layout. Blobs move once (skipped
+//! when present, mounted within a registry); the tag is set last.
+
+use crate::error::Result;
+use crate::modes::Context;
+use crate::reference::Target;
+use crate::results::{self, Outcome};
+use crate::store::Store;
+use crate::transfer::copy_manifest;
+
+/// Runs the mode.
+pub async fn run(ctx: &Context, src: &Target, dst: &Target) -> Result<()> {
+    let from = Store::for_reading(src, &ctx.client)?;
+    let manifest = from.get_manifest().await?;
+    let to = Store::for_writing(dst, &ctx.client)?;
+    let stats = copy_manifest(&from, &to, &manifest).await?;
+    let digest = match to.tag() {
+        Some(_) => {
+            to.put_manifest(&manifest.bytes, &manifest.media_type)
+                .await?
+        }
+        None => {
+            to.put_manifest_by_digest(&manifest.bytes, &manifest.media_type)
+                .await?
+        }
+    };
+    let pinned = to.pinned(&digest);
+    tracing::info!(
+        "copied {src} to {pinned}: {} manifests, {} blobs copied ({} bytes), {} mounted, {} already there",
+        stats.manifests,
+        stats.blobs_copied,
+        stats.bytes_copied,
+        stats.blobs_mounted,
+        stats.blobs_present
+    );
+    results::publish(
+        &ctx.results,
+        &Outcome {
+            digest: Some(digest),
+            size: Some(manifest.bytes.len() as u64),
+            reference: Some(pinned),
+            ..Outcome::default()
+        },
+    )
+}

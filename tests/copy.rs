@@ -1,0 +1,68 @@
+//! `--copy`: an index with its children from a registry to a layout and on
+//! to another registry, digests unchanged, blobs moved once.
+
+mod support;
+
+use support::tree::write;
+use support::{ocistep, require_tool, run_ok, Registry};
+
+#[test]
+fn index_copies_registry_to_layout_to_registry_unchanged() {
+    require_tool("skopeo");
+    let (a, b) = (Registry::start(), Registry::start());
+    let tmp = tempfile::tempdir().unwrap();
+    for arch in ["amd64", "arm64"] {
+        write(&tmp.path().join(arch), "arch", arch.as_bytes());
+        ocistep()
+            .arg("--push-source-bundle")
+            .arg(tmp.path().join(arch))
+            .args(["--image", &format!("{}/src:{arch}", a.host())])
+            .assert()
+            .success();
+    }
+    let index = format!("{}/src:v1", a.host());
+    ocistep()
+        .args(["--assemble-index", "--image", &index, "--platform-image"])
+        .arg(format!("linux/amd64={0}/src:amd64,linux/arm64={0}/src:arm64", a.host()))
+        .arg("--result-file-image-digest")
+        .arg(tmp.path().join("index-digest"))
+        .assert()
+        .success();
+    let digest = std::fs::read_to_string(tmp.path().join("index-digest")).unwrap();
+
+    let layout = format!("oci:{}:v1", tmp.path().join("layout").display());
+    let copied = tmp.path().join("copied");
+    ocistep().args(["--copy", &index, &layout]).arg("--result-file-image-digest").arg(&copied).assert().success();
+    assert_eq!(std::fs::read_to_string(&copied).unwrap(), digest);
+    let raw = run_ok(support::tool("skopeo").args(["inspect", "--raw", &layout]));
+    assert_eq!(ocistep::digest::Digest::of(raw.as_bytes()).to_string(), digest);
+
+    let target = format!("{}/mirror/src:v1", b.host());
+    ocistep().args(["--copy", &layout, &target]).arg("--result-file-image-digest").arg(&copied).assert().success();
+    assert_eq!(std::fs::read_to_string(&copied).unwrap(), digest);
+    // Two children, each with a config and a layer: four blobs, each uploaded once.
+    assert_eq!(b.request_count("POST", "/blobs/uploads/"), 4);
+    // Both children can be fetched from the mirror by platform.
+    for arch in ["amd64", "arm64"] {
+        let work = tmp.path().join(format!("w-{arch}"));
+        ocistep()
+            .arg("--pull-source-bundle")
+            .arg(&work)
+            .args(["--image", &target, "--platform", &format!("linux/{arch}")])
+            .assert()
+            .success();
+        assert_eq!(std::fs::read_to_string(work.join("arch")).unwrap(), arch);
+    }
+    // Copying again moves no blob.
+    ocistep().args(["--copy", &layout, &target]).assert().success();
+    assert_eq!(b.request_count("POST", "/blobs/uploads/"), 4);
+}
+
+#[test]
+fn copy_of_a_missing_source_is_not_found() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let dst = format!("oci:{}:x", tmp.path().join("l").display());
+    ocistep().args(["--copy", &format!("{}/nope:v1", reg.host()), &dst]).assert().code(4);
+    assert!(!tmp.path().join("l").exists(), "no layout is created for a failed copy");
+}
