@@ -71,6 +71,11 @@ pub enum Error {
     /// Network-level failure, or retries exhausted.
     #[error("{0}")]
     Unreachable(String),
+    /// A transfer cut short after it started (body reset or truncated);
+    /// worth starting over, unlike an [`Error::Unreachable`] whose retries
+    /// are already spent.
+    #[error("{0}")]
+    Interrupted(String),
     /// A source tree that cannot be packed.
     #[error("{0}")]
     InvalidInput(String),
@@ -108,7 +113,7 @@ impl Error {
             Error::DigestMismatch { .. } => ExitCode::DigestMismatch,
             Error::UnsafeArchive(_) => ExitCode::UnsafeArchive,
             Error::PlatformNotFound(_) => ExitCode::PlatformNotFound,
-            Error::Unreachable(_) => ExitCode::Unreachable,
+            Error::Unreachable(_) | Error::Interrupted(_) => ExitCode::Unreachable,
             Error::InvalidInput(_) => ExitCode::InvalidInput,
             Error::TargetConflict(_) => ExitCode::TargetConflict,
             Error::BadContent(_) => ExitCode::BadContent,

@@ -8,6 +8,7 @@ pub mod bundle;
 pub mod cli;
 pub mod digest;
 pub mod error;
+pub mod image;
 pub mod index;
 pub mod layout;
 pub mod logging;

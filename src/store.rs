@@ -61,6 +61,17 @@ impl Store {
         })
     }
 
+    /// The retry policy for transfers from this store (layouts: one attempt).
+    pub fn retry_policy(&self) -> crate::registry::retry::RetryPolicy {
+        match self {
+            Store::Registry { client, .. } => client.retry_policy(),
+            Store::Layout { .. } => crate::registry::retry::RetryPolicy {
+                max_attempts: 1,
+                ..Default::default()
+            },
+        }
+    }
+
     /// The tag the reference names, if any.
     pub fn tag(&self) -> Option<&str> {
         match self {
@@ -138,6 +149,14 @@ impl Store {
         }
     }
 
+    /// True when the store has the manifest with `digest`.
+    pub async fn has_manifest(&self, digest: &Digest) -> Result<bool> {
+        match self {
+            Store::Registry { client, image } => client.manifest_exists(image, digest).await,
+            Store::Layout { layout, .. } => Ok(layout.has_blob(digest)),
+        }
+    }
+
     /// True when the store has the blob.
     pub async fn has_blob(&self, digest: &Digest) -> Result<bool> {
         match self {
@@ -203,7 +222,7 @@ impl Store {
             let mut out = Vec::new();
             reader
                 .read_to_end(&mut out)
-                .map_err(|e| Error::Unreachable(format!("reading blob: {e}")))?;
+                .map_err(|e| Error::Interrupted(format!("reading blob: {e}")))?;
             Ok(out)
         })
         .await
@@ -353,7 +372,7 @@ impl BlobStream {
         use futures_util::StreamExt;
         match self {
             BlobStream::Http(resp) => resp.chunk().await.map_err(|e| {
-                Error::Unreachable(format!(
+                Error::Interrupted(format!(
                     "download interrupted: {}",
                     crate::registry::session::error_chain(&e)
                 ))

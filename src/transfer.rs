@@ -50,7 +50,18 @@ pub async fn copy_blob(src: &Store, dst: &Store, desc: &Descriptor) -> Result<Co
         stats.blobs_mounted = 1;
         return Ok(stats);
     }
-    let spool = spool_blob(src, desc).await?;
+    let policy = src.retry_policy();
+    let mut attempt = 0;
+    let spool = loop {
+        attempt += 1;
+        match spool_blob(src, desc).await {
+            Ok(spool) => break spool,
+            Err(e) => match policy.restart_delay(attempt, &e) {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => return Err(e),
+            },
+        }
+    };
     dst.put_blob(
         desc,
         &BlobSource::File {
@@ -91,7 +102,8 @@ pub fn copy_manifest<'a>(
 ) -> BoxFuture<'a, Result<CopyStats>> {
     async move {
         let mut stats = CopyStats::default();
-        if dst.same_repository(src) {
+        // A registry holds a manifest only with everything it references.
+        if dst.same_repository(src) || dst.has_manifest(&manifest.digest).await? {
             return Ok(stats);
         }
         if manifest.is_index() {

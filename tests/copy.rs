@@ -23,7 +23,10 @@ fn index_copies_registry_to_layout_to_registry_unchanged() {
     let index = format!("{}/src:v1", a.host());
     ocistep()
         .args(["--assemble-index", "--image", &index, "--platform-image"])
-        .arg(format!("linux/amd64={0}/src:amd64,linux/arm64={0}/src:arm64", a.host()))
+        .arg(format!(
+            "linux/amd64={0}/src:amd64,linux/arm64={0}/src:arm64",
+            a.host()
+        ))
         .arg("--result-file-image-digest")
         .arg(tmp.path().join("index-digest"))
         .assert()
@@ -32,13 +35,26 @@ fn index_copies_registry_to_layout_to_registry_unchanged() {
 
     let layout = format!("oci:{}:v1", tmp.path().join("layout").display());
     let copied = tmp.path().join("copied");
-    ocistep().args(["--copy", &index, &layout]).arg("--result-file-image-digest").arg(&copied).assert().success();
+    ocistep()
+        .args(["--copy", &index, &layout])
+        .arg("--result-file-image-digest")
+        .arg(&copied)
+        .assert()
+        .success();
     assert_eq!(std::fs::read_to_string(&copied).unwrap(), digest);
     let raw = run_ok(support::tool("skopeo").args(["inspect", "--raw", &layout]));
-    assert_eq!(ocistep::digest::Digest::of(raw.as_bytes()).to_string(), digest);
+    assert_eq!(
+        ocistep::digest::Digest::of(raw.as_bytes()).to_string(),
+        digest
+    );
 
     let target = format!("{}/mirror/src:v1", b.host());
-    ocistep().args(["--copy", &layout, &target]).arg("--result-file-image-digest").arg(&copied).assert().success();
+    ocistep()
+        .args(["--copy", &layout, &target])
+        .arg("--result-file-image-digest")
+        .arg(&copied)
+        .assert()
+        .success();
     assert_eq!(std::fs::read_to_string(&copied).unwrap(), digest);
     // Two children, each with a config and a layer: four blobs, each uploaded once.
     assert_eq!(b.request_count("POST", "/blobs/uploads/"), 4);
@@ -54,7 +70,10 @@ fn index_copies_registry_to_layout_to_registry_unchanged() {
         assert_eq!(std::fs::read_to_string(work.join("arch")).unwrap(), arch);
     }
     // Copying again moves no blob.
-    ocistep().args(["--copy", &layout, &target]).assert().success();
+    ocistep()
+        .args(["--copy", &layout, &target])
+        .assert()
+        .success();
     assert_eq!(b.request_count("POST", "/blobs/uploads/"), 4);
 }
 
@@ -63,6 +82,12 @@ fn copy_of_a_missing_source_is_not_found() {
     let reg = Registry::start();
     let tmp = tempfile::tempdir().unwrap();
     let dst = format!("oci:{}:x", tmp.path().join("l").display());
-    ocistep().args(["--copy", &format!("{}/nope:v1", reg.host()), &dst]).assert().code(4);
-    assert!(!tmp.path().join("l").exists(), "no layout is created for a failed copy");
+    ocistep()
+        .args(["--copy", &format!("{}/nope:v1", reg.host()), &dst])
+        .assert()
+        .code(4);
+    assert!(
+        !tmp.path().join("l").exists(),
+        "no layout is created for a failed copy"
+    );
 }

@@ -103,7 +103,10 @@ pub async fn run(
     for (entry, outcome) in entries.iter().zip(outcomes) {
         match outcome {
             Ok(children) => resolved.extend(children),
-            Err(e) => problems.push(format!("  {}: {e}", label(entry))),
+            Err(e) if is_missing(&e) => problems.push(format!("  {}: {e}", label(entry))),
+            // A mislabelled child, a bad reference or forged content is
+            // wrong, not missing: --allow-missing does not excuse it.
+            Err(e) => return Err(e),
         }
     }
     if !problems.is_empty() {
@@ -168,6 +171,19 @@ pub async fn run(
         },
     )?;
     Ok(())
+}
+
+/// Errors that mean "this input is not there or cannot be read".
+fn is_missing(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::NotFound(_)
+            | Error::Auth(_)
+            | Error::Unreachable(_)
+            | Error::Interrupted(_)
+            | Error::BadContent(_)
+            | Error::PlatformNotFound(_)
+    )
 }
 
 fn label(entry: &Entry) -> String {

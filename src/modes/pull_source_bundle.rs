@@ -60,13 +60,14 @@ pub async fn run(
             .await;
         progress.finish();
         match outcome {
-            Err(Error::Unreachable(msg)) if policy.may_retry(attempt) => {
-                let delay = policy.delay(attempt, None);
-                tracing::warn!("{msg}; pulling the layer again in {delay:?}");
-                tokio::time::sleep(delay).await;
-                staging.reset()?;
-            }
-            other => break other?,
+            Ok(extracted) => break extracted,
+            Err(e) => match policy.restart_delay(attempt, &e) {
+                Some(delay) => {
+                    tokio::time::sleep(delay).await;
+                    staging.reset()?;
+                }
+                None => return Err(e),
+            },
         }
     };
     staging.commit(args.overwrite)?;

@@ -1,18 +1,20 @@
-//! `--push-image DIR`: push what a builder wrote (an OCI image layout) to
-//! `--image`. Blobs the target has are not uploaded again; without
-//! mutations the pushed digest equals the layout's.
+//! `--push-image DIR`: push what a builder wrote (an OCI image layout, an
+//! OCI archive or a docker archive) to `--image`, optionally with labels,
+//! annotations and a creation time applied. Blobs the target has are not
+//! uploaded again; without mutations the pushed digest equals the layout's.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::cli::PushImageArgs;
 use crate::error::{Error, Result};
-use crate::layout::Layout;
+use crate::image::mutate::Mutations;
+use crate::image::push::push;
+use crate::image::source::{Form, ImageSource};
 use crate::modes::Context;
-use crate::reference::{LayoutRef, Target};
+use crate::reference::Target;
 use crate::results;
 use crate::store::Store;
-use crate::transfer::copy_manifest;
 
 /// Runs the mode.
 pub async fn run(
@@ -22,49 +24,40 @@ pub async fn run(
     args: &PushImageArgs,
     annotations: &BTreeMap<String, String>,
 ) -> Result<()> {
-    if !args.label.is_empty()
-        || args.image_timestamp.is_some()
-        || args.image_timestamp_file.is_some()
-        || !annotations.is_empty()
-    {
-        return Err(Error::Usage(
-            "--label, --annotation and --image-timestamp are not supported with --push-image yet"
-                .to_string(),
-        ));
-    }
+    let mutations = Mutations::from_flags(args, annotations)?;
+    let source = open(dir).await?;
     let dst = Store::for_writing(target, &ctx.client)?;
     if dst.tag().is_none() {
         return Err(Error::Usage(format!(
             "--image {target} names a digest; a push needs a tag"
         )));
     }
-    let layout = Layout::open(dir)?;
-    let desc = layout.single_manifest()?;
-    let src = Store::Layout {
-        layout,
-        reference: LayoutRef {
-            path: dir.to_path_buf(),
-            tag: None,
-            digest: Some(desc.parsed_digest()?),
-        },
-    };
-    let manifest = src.get_manifest().await?;
-    let stats = copy_manifest(&src, &dst, &manifest).await?;
-    let digest = dst
-        .put_manifest(&manifest.bytes, &manifest.media_type)
-        .await?;
-    let pinned = dst.pinned(&digest);
+    let pushed = push(&source.store(), &dst, &source.selection, &mutations).await?;
+    let pinned = dst.pinned(&pushed.digest);
     tracing::info!(
         "pushed {} as {pinned} ({} blobs uploaded, {} already present)",
-        dir.display(),
-        stats.blobs_copied,
-        stats.blobs_present
+        describe(dir, &source.form),
+        pushed.blobs_uploaded,
+        pushed.blobs_present
     );
-    results::write(ctx.results.digest.as_deref(), digest.as_str())?;
-    results::write(
-        ctx.results.size.as_deref(),
-        &manifest.bytes.len().to_string(),
-    )?;
+    results::write(ctx.results.digest.as_deref(), pushed.digest.as_str())?;
+    results::write(ctx.results.size.as_deref(), &pushed.size.to_string())?;
     results::write(ctx.results.reference.as_deref(), &pinned)?;
     Ok(())
+}
+
+/// Opens DIR on a blocking thread (a tarball is unpacked, maybe converted).
+async fn open(dir: &Path) -> Result<ImageSource> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || ImageSource::open(&dir))
+        .await
+        .map_err(|e| Error::Internal(format!("reading the image failed: {e}")))?
+}
+
+fn describe(dir: &Path, form: &Form) -> String {
+    match form {
+        Form::Layout => format!("layout {}", dir.display()),
+        Form::OciArchive(p) => format!("OCI archive {}", p.display()),
+        Form::DockerArchive(p) => format!("docker archive {}", p.display()),
+    }
 }

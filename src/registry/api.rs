@@ -23,20 +23,18 @@ impl RegistryClient {
     pub async fn get_manifest(&self, image: &ImageRef) -> Result<FetchedManifest> {
         let reference = image.manifest_reference();
         let what = format!("fetching manifest {image}");
-        let resp = self
-            .send(image, Access::Pull, &what, |http, origin| {
-                Ok(http
-                    .get(format!(
-                        "{origin}/v2/{}/manifests/{reference}",
-                        image.repository
-                    ))
-                    .header(reqwest::header::ACCEPT, MANIFEST_ACCEPT.join(", ")))
-            })
-            .await?;
-        let resp = check(resp, image, &what).await?;
-        let media_type = header(&resp, reqwest::header::CONTENT_TYPE.as_str());
-        let reported = header(&resp, "docker-content-digest");
-        let bytes = read_limited(resp, MAX_MANIFEST_BYTES, &what).await?;
+        let policy = self.retry_policy();
+        let mut attempt = 0;
+        let (bytes, media_type, reported) = loop {
+            attempt += 1;
+            match self.fetch_manifest_once(image, &reference, &what).await {
+                Err(e) => match policy.restart_delay(attempt, &e) {
+                    Some(delay) => tokio::time::sleep(delay).await,
+                    None => return Err(e),
+                },
+                Ok(fetched) => break fetched,
+            }
+        };
         let fetched = FetchedManifest::new(bytes, media_type);
         let expected = match (&image.digest, reported) {
             (Some(d), _) => Some(d.clone()),
@@ -53,6 +51,30 @@ impl RegistryClient {
             )?;
         }
         Ok(fetched)
+    }
+
+    /// One GET of a manifest: bytes, media type and the reported digest.
+    async fn fetch_manifest_once(
+        &self,
+        image: &ImageRef,
+        reference: &str,
+        what: &str,
+    ) -> Result<(Vec<u8>, Option<String>, Option<String>)> {
+        let resp = self
+            .send(image, Access::Pull, what, |http, origin| {
+                Ok(http
+                    .get(format!(
+                        "{origin}/v2/{}/manifests/{reference}",
+                        image.repository
+                    ))
+                    .header(reqwest::header::ACCEPT, MANIFEST_ACCEPT.join(", ")))
+            })
+            .await?;
+        let resp = check(resp, image, what, Access::Pull).await?;
+        let media_type = header(&resp, reqwest::header::CONTENT_TYPE.as_str());
+        let reported = header(&resp, "docker-content-digest");
+        let bytes = read_limited(resp, MAX_MANIFEST_BYTES, what).await?;
+        Ok((bytes, media_type, reported))
     }
 
     /// Pushes manifest bytes under `reference` (a tag or the digest) and
@@ -78,7 +100,7 @@ impl RegistryClient {
                     .body(body.clone()))
             })
             .await?;
-        let resp = check(resp, image, &what).await?;
+        let resp = check(resp, image, &what, Access::Push).await?;
         if let Some(reported) = header(&resp, "docker-content-digest") {
             if reported != digest.as_str() {
                 return Err(Error::DigestMismatch {
@@ -107,7 +129,27 @@ impl RegistryClient {
                 "{what}: the registry does not allow deletes (405); enable them (distribution: REGISTRY_STORAGE_DELETE_ENABLED=true) or drop --prune"
             )));
         }
-        check(resp, image, &what).await.map(|_| ())
+        check(resp, image, &what, Access::Delete).await.map(|_| ())
+    }
+
+    /// True when the repository already has the manifest with `digest`.
+    pub async fn manifest_exists(&self, image: &ImageRef, digest: &Digest) -> Result<bool> {
+        let what = format!("checking manifest {digest} in {}", image.name());
+        let resp = self
+            .send(image, Access::Push, &what, |http, origin| {
+                Ok(http
+                    .head(format!(
+                        "{origin}/v2/{}/manifests/{digest}",
+                        image.repository
+                    ))
+                    .header(reqwest::header::ACCEPT, MANIFEST_ACCEPT.join(", ")))
+            })
+            .await?;
+        match resp.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => check(resp, image, &what, Access::Push).await.map(|_| false),
+        }
     }
 
     /// True when the repository already has the blob.
@@ -121,7 +163,7 @@ impl RegistryClient {
         match resp.status() {
             s if s.is_success() => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
-            _ => check(resp, image, &what).await.map(|_| false),
+            _ => check(resp, image, &what, Access::Push).await.map(|_| false),
         }
     }
 
@@ -142,7 +184,7 @@ impl RegistryClient {
         match resp.status() {
             StatusCode::CREATED => Ok(true),
             StatusCode::ACCEPTED => Ok(false),
-            _ => check(resp, image, &what).await.map(|_| false),
+            _ => check(resp, image, &what, Access::Push).await.map(|_| false),
         }
     }
 
@@ -154,7 +196,7 @@ impl RegistryClient {
                 Ok(http.get(format!("{origin}/v2/{}/blobs/{digest}", image.repository)))
             })
             .await?;
-        check(resp, image, &what).await
+        check(resp, image, &what, Access::Pull).await
     }
 
     /// Uploads a blob unless the repository has it already: HEAD, then a
@@ -177,12 +219,11 @@ impl RegistryClient {
         loop {
             attempt += 1;
             match self.upload_once(image, digest, size, source, &what).await {
-                Err(Error::Unreachable(msg)) if policy.may_retry(attempt) => {
-                    let delay = policy.delay(attempt, None);
-                    tracing::warn!("{msg}; starting the upload again in {delay:?}");
-                    tokio::time::sleep(delay).await;
-                }
-                other => return other.map(|_| true),
+                Ok(()) => return Ok(true),
+                Err(e) => match policy.restart_delay(attempt, &e) {
+                    Some(delay) => tokio::time::sleep(delay).await,
+                    None => return Err(e),
+                },
             }
         }
     }
@@ -202,7 +243,7 @@ impl RegistryClient {
                     .header(reqwest::header::CONTENT_LENGTH, 0))
             })
             .await?;
-        let resp = check(resp, image, what).await?;
+        let resp = check(resp, image, what, Access::Push).await?;
         let location = header(&resp, "location").ok_or_else(|| {
             Error::BadContent(format!(
                 "{what}: the registry opened an upload without a Location header"
@@ -210,22 +251,28 @@ impl RegistryClient {
         })?;
         let origin = self.origin(image).await?;
         let url = upload_url(&origin, &location, digest)?;
+        // One attempt only: a PUT cut short may have spoilt the session, so a
+        // failure starts over with a new POST (see upload_blob).
         let resp = self
-            .send(image, Access::Push, what, |http, _| {
+            .send_once(image, Access::Push, what, |http, _| {
                 Ok(http
                     .put(url.clone())
                     .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
                     .header(reqwest::header::CONTENT_LENGTH, size)
                     .body(source.body()?))
             })
-            .await?;
-        if resp.status().is_server_error() {
-            return Err(Error::Unreachable(format!(
+            .await
+            .map_err(|e| match e {
+                Error::Unreachable(msg) => Error::Interrupted(msg),
+                other => other,
+            })?;
+        if super::retry::is_transient_status(resp.status()) {
+            return Err(Error::Interrupted(format!(
                 "{what}: registry answered {}",
                 resp.status()
             )));
         }
-        check(resp, image, what).await.map(|_| ())
+        check(resp, image, what, Access::Push).await.map(|_| ())
     }
 }
 
@@ -250,7 +297,7 @@ fn header(resp: &Response, name: &str) -> Option<String> {
 async fn read_limited(mut resp: Response, limit: usize, what: &str) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(|e| {
-        Error::Unreachable(format!(
+        Error::Interrupted(format!(
             "{what}: connection failed while reading: {}",
             super::session::error_chain(&e)
         ))
@@ -281,7 +328,12 @@ struct RegistryError {
 
 /// Passes successful responses through and turns failures into errors
 /// that name the registry's error codes and what to do.
-pub async fn check(resp: Response, image: &ImageRef, what: &str) -> Result<Response> {
+pub async fn check(
+    resp: Response,
+    image: &ImageRef,
+    what: &str,
+    access: Access,
+) -> Result<Response> {
     let status = resp.status();
     if status.is_success() {
         return Ok(resp);
@@ -328,7 +380,11 @@ pub async fn check(resp: Response, image: &ImageRef, what: &str) -> Result<Respo
         StatusCode::FORBIDDEN => Error::Auth(format!(
             "{what}: access to {} is denied ({detail}); check that the credentials may {} this repository",
             image.name(),
-            if what.starts_with("push") || what.starts_with("upload") || what.starts_with("delet") { "push to" } else { "pull from" }
+            match access {
+                Access::Pull => "pull from",
+                Access::Push => "push to",
+                Access::Delete => "delete from",
+            }
         )),
         StatusCode::NOT_FOUND if codes.contains(&"NAME_UNKNOWN") => Error::NotFound(format!(
             "{what}: repository {} does not exist; check the image name",

@@ -6,6 +6,8 @@ use std::time::Duration;
 use rand::Rng;
 use reqwest::StatusCode;
 
+use crate::error::Error;
+
 /// How often and how long to retry.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -46,6 +48,21 @@ impl RetryPolicy {
     /// True when another attempt may follow attempt number `attempt`.
     pub fn may_retry(&self, attempt: u32) -> bool {
         attempt < self.max_attempts
+    }
+
+    /// The delay before starting a transfer over after attempt number
+    /// `attempt` failed with `err`: only a transfer cut short
+    /// ([`Error::Interrupted`]) is started over, and only while attempts
+    /// remain. Requests that already used up their retries are not repeated.
+    pub fn restart_delay(&self, attempt: u32, err: &Error) -> Option<Duration> {
+        match err {
+            Error::Interrupted(msg) if self.may_retry(attempt) => {
+                let delay = self.delay(attempt, None);
+                tracing::warn!("{msg} (attempt {attempt}); starting over in {delay:?}");
+                Some(delay)
+            }
+            _ => None,
+        }
     }
 }
 

@@ -130,9 +130,43 @@ impl RegistryClient {
     where
         F: Fn(&reqwest::Client, &str) -> Result<RequestBuilder>,
     {
+        self.send_with(self.opts.retry, image, access, what, build)
+            .await
+    }
+
+    /// Like [`RegistryClient::send`] but with one attempt only: for requests
+    /// that cannot be repeated as they are (an upload PUT whose session a cut
+    /// body may have spoilt).
+    pub async fn send_once<F>(
+        &self,
+        image: &ImageRef,
+        access: Access,
+        what: &str,
+        build: F,
+    ) -> Result<Response>
+    where
+        F: Fn(&reqwest::Client, &str) -> Result<RequestBuilder>,
+    {
+        let once = RetryPolicy {
+            max_attempts: 1,
+            ..self.opts.retry
+        };
+        self.send_with(once, image, access, what, build).await
+    }
+
+    async fn send_with<F>(
+        &self,
+        policy: RetryPolicy,
+        image: &ImageRef,
+        access: Access,
+        what: &str,
+        build: F,
+    ) -> Result<Response>
+    where
+        F: Fn(&reqwest::Client, &str) -> Result<RequestBuilder>,
+    {
         let host = self.host(image).await?;
         let origin = format!("{}://{}", host.scheme, host.name);
-        let policy = self.opts.retry;
         let mut attempt = 0;
         let mut authenticated = false;
         loop {

@@ -1,0 +1,194 @@
+//! Pushing an image (or index) from one store to another, mutated on the
+//! way. Blobs go first (skipped when present, mounted or streamed by
+//! [`copy_blob`]), children before their index, the tagged manifest last.
+//! Without mutations every manifest is pushed byte for byte.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::image::mutate::Mutations;
+use crate::image::source::Selection;
+use crate::index::{self, IndexChild, IndexFormat};
+use crate::manifest::{Descriptor, FetchedManifest};
+use crate::registry::BlobSource;
+use crate::store::Store;
+use crate::transfer::{copy_blob, index_children, CopyStats};
+
+/// The largest image config read to mutate it.
+const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
+/// What a push stored.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    /// Digest of the tagged manifest.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Blobs uploaded (or mutated configs written).
+    pub blobs_uploaded: u64,
+    /// Blobs the target had already, or mounted.
+    pub blobs_present: u64,
+}
+
+/// Running totals of the blobs moved.
+#[derive(Debug, Default)]
+struct Tally {
+    uploaded: u64,
+    present: u64,
+}
+
+impl Tally {
+    fn add(&mut self, stats: CopyStats) {
+        self.uploaded += stats.blobs_copied;
+        self.present += stats.blobs_present + stats.blobs_mounted;
+    }
+}
+
+/// Pushes `selection` from `src` to `dst` (under `dst`'s tag) with
+/// `mutations` applied.
+pub async fn push(
+    src: &Store,
+    dst: &Store,
+    selection: &Selection,
+    mutations: &Mutations,
+) -> Result<Pushed> {
+    let mut tally = Tally::default();
+    let (bytes, media_type) = match selection {
+        Selection::Single(desc) => {
+            let manifest = prepare(src, dst, desc, mutations, &mut tally).await?;
+            (manifest.bytes, manifest.media_type)
+        }
+        Selection::Platforms(images) => {
+            let mut children = Vec::with_capacity(images.len());
+            for (platform, desc) in images {
+                let manifest = prepare(src, dst, desc, mutations, &mut tally).await?;
+                dst.put_manifest_by_digest(&manifest.bytes, &manifest.media_type)
+                    .await?;
+                children.push(IndexChild {
+                    platform: platform.clone(),
+                    descriptor: manifest.descriptor(),
+                });
+            }
+            let format = IndexFormat::Oci;
+            let bytes = index::build(&mut children, format, &mutations.annotations);
+            (bytes, format.media_type().to_string())
+        }
+    };
+    let digest = dst.put_manifest(&bytes, &media_type).await?;
+    Ok(Pushed {
+        digest,
+        size: bytes.len() as u64,
+        blobs_uploaded: tally.uploaded,
+        blobs_present: tally.present,
+    })
+}
+
+/// Copies what `desc` references to `dst` (children of an index are
+/// stored there by digest) and returns the manifest, mutated, ready to be
+/// stored itself.
+fn prepare<'a>(
+    src: &'a Store,
+    dst: &'a Store,
+    desc: &'a Descriptor,
+    mutations: &'a Mutations,
+    tally: &'a mut Tally,
+) -> BoxFuture<'a, Result<FetchedManifest>> {
+    async move {
+        let manifest = fetch(src, desc).await?;
+        if manifest.is_index() {
+            prepare_index(src, dst, manifest, mutations, tally).await
+        } else {
+            prepare_image(src, dst, manifest, mutations, tally).await
+        }
+    }
+    .boxed()
+}
+
+/// Reads a manifest, keeping the media type its descriptor declares.
+async fn fetch(src: &Store, desc: &Descriptor) -> Result<FetchedManifest> {
+    let fetched = src.get_manifest_by_digest(&desc.parsed_digest()?).await?;
+    Ok(FetchedManifest::new(
+        fetched.bytes,
+        Some(desc.media_type.clone()).filter(|m| !m.is_empty()),
+    ))
+}
+
+async fn prepare_index(
+    src: &Store,
+    dst: &Store,
+    manifest: FetchedManifest,
+    mutations: &Mutations,
+    tally: &mut Tally,
+) -> Result<FetchedManifest> {
+    let mut replaced = BTreeMap::new();
+    for child in index_children(&manifest)? {
+        let prepared = prepare(src, dst, &child, mutations, tally).await?;
+        dst.put_manifest_by_digest(&prepared.bytes, &prepared.media_type)
+            .await?;
+        replaced.insert(
+            child.digest.clone(),
+            (prepared.digest.clone(), prepared.bytes.len() as u64),
+        );
+    }
+    if mutations.is_empty() {
+        return Ok(manifest);
+    }
+    let bytes = mutations.apply_to_index(&manifest.bytes, &replaced)?;
+    Ok(FetchedManifest::new(bytes, Some(manifest.media_type)))
+}
+
+async fn prepare_image(
+    src: &Store,
+    dst: &Store,
+    manifest: FetchedManifest,
+    mutations: &Mutations,
+    tally: &mut Tally,
+) -> Result<FetchedManifest> {
+    let image = manifest.image_manifest()?;
+    for layer in &image.layers {
+        tally.add(copy_blob(src, dst, layer).await?);
+    }
+    if !mutations.changes_config() {
+        tally.add(copy_blob(src, dst, &image.config).await?);
+        if mutations.is_empty() {
+            return Ok(manifest);
+        }
+        let bytes = mutations.apply_to_manifest(&manifest.bytes, None)?;
+        return Ok(FetchedManifest::new(bytes, Some(manifest.media_type)));
+    }
+    let config = src.read_blob(&image.config, MAX_CONFIG_BYTES).await?;
+    let config = mutations
+        .apply_to_config(&config)
+        .map_err(|e| in_image(e, &manifest))?;
+    let config_desc = Descriptor {
+        digest: Digest::of(&config).to_string(),
+        size: config.len() as u64,
+        ..image.config.clone()
+    };
+    let config_digest = config_desc.parsed_digest()?;
+    if dst
+        .put_blob(&config_desc, &BlobSource::Bytes(Bytes::from(config)))
+        .await?
+    {
+        tally.uploaded += 1;
+    } else {
+        tally.present += 1;
+    }
+    let bytes = mutations
+        .apply_to_manifest(&manifest.bytes, Some((&config_digest, config_desc.size)))
+        .map_err(|e| in_image(e, &manifest))?;
+    Ok(FetchedManifest::new(bytes, Some(manifest.media_type)))
+}
+
+/// Names the image a content error is about.
+fn in_image(e: Error, manifest: &FetchedManifest) -> Error {
+    match e {
+        Error::BadContent(m) => Error::BadContent(format!("image {}: {m}", manifest.digest)),
+        other => other,
+    }
+}

@@ -1,0 +1,547 @@
+//! Transient registry faults, injected by a proxy in front of a real
+//! registry: pushes and pulls retry them and still produce exactly what a
+//! fault-free run does; permanent failures end with exit code 8 after
+//! `--retries` attempts and change nothing; 4xx answers are not retried.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ocistep::bundle::install::STAGING_PREFIX;
+use ocistep::digest::Digest;
+use support::faults::{Fault, FaultProxy, Rule};
+use support::tree::{all_paths, sample_tree, snapshot};
+use support::{http_request_with, ocistep, run_ok, tool, Registry, RegistryOptions};
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+fn status(code: u16) -> Fault {
+    Fault::Status {
+        code,
+        retry_after: None,
+    }
+}
+
+fn push(src: &Path, image: &str, digest_file: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
+    ocistep()
+        .arg("--push-source-bundle")
+        .arg(src)
+        .args(["--image", image, "--source-timestamp", "1700000000"])
+        .arg("--result-file-image-digest")
+        .arg(digest_file)
+        .args(extra)
+        .assert()
+}
+
+fn pull(target: &Path, image: &str, extra: &[&str]) -> assert_cmd::assert::Assert {
+    ocistep()
+        .arg("--pull-source-bundle")
+        .arg(target)
+        .args(["--image", image])
+        .args(extra)
+        .assert()
+}
+
+/// The layer digest of the bundle at `repo:tag`, read from the registry.
+fn layer_digest(reg: &Registry, repo: &str, tag: &str) -> Digest {
+    let manifest = http_request_with(
+        "GET",
+        &reg.host(),
+        &format!("/v2/{repo}/manifests/{tag}"),
+        None,
+        &[("Accept", OCI_MANIFEST)],
+    )
+    .unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest.body).unwrap();
+    Digest::parse(manifest["layers"][0]["digest"].as_str().unwrap()).unwrap()
+}
+
+/// Pushes the sample tree straight to the registry as `app:v1`; returns
+/// the source directory.
+fn pushed_sample(reg: &Registry, dir: &Path) -> PathBuf {
+    let src = dir.join("src");
+    sample_tree(&src);
+    push(&src, &format!("{}/app:v1", reg.host()), &dir.join("d"), &[]).success();
+    src
+}
+
+/// Asserts that the request right after each one answered with an error
+/// status repeats it (same method and target) and got through.
+fn assert_status_faults_retried_as_is(proxy: &FaultProxy) {
+    let hits = proxy.hits();
+    for (i, (method, target, fault)) in hits.iter().enumerate() {
+        if fault.as_ref().is_some_and(|f| f.starts_with("status ")) {
+            let next = hits.get(i + 1);
+            assert!(
+                next.is_some_and(|(m, t, f)| m == method && t == target && f.is_none()),
+                "request {i} ({method} {target}, {fault:?}) was not retried next: {hits:#?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn push_retries_transient_faults_and_gives_the_same_digest() {
+    let reg = Registry::start();
+    let proxy = FaultProxy::start(
+        &reg.host(),
+        vec![
+            Rule::new(
+                "HEAD",
+                "/blobs/sha256:",
+                &[1],
+                Fault::Status {
+                    code: 429,
+                    retry_after: Some(1),
+                },
+            ),
+            Rule::new("POST", "/blobs/uploads/", &[1], status(503)),
+            Rule::new(
+                "PUT",
+                "/blobs/uploads/",
+                &[1],
+                Fault::ResetMidBody {
+                    after_bytes: 64 * 1024,
+                },
+            ),
+            Rule::new("PUT", "/manifests/", &[1], status(502)),
+        ],
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    sample_tree(&src);
+
+    let started = Instant::now();
+    let run = push(
+        &src,
+        &format!("{}/app:v1", proxy.host()),
+        &tmp.path().join("proxied"),
+        &["--retries", "3"],
+    );
+    let elapsed = started.elapsed();
+    let output = run.get_output();
+    assert!(
+        output.status.success(),
+        "push failed ({}): {}\nrequests: {:#?}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr),
+        proxy.hits()
+    );
+    assert!(
+        elapsed >= Duration::from_secs(1),
+        "Retry-After: 1 was not honoured: the push took {elapsed:?}"
+    );
+
+    let digest = std::fs::read_to_string(tmp.path().join("proxied")).unwrap();
+
+    push(
+        &src,
+        &format!("{}/direct:v1", reg.host()),
+        &tmp.path().join("direct"),
+        &[],
+    )
+    .success();
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("direct")).unwrap(),
+        digest
+    );
+    let raw = run_ok(tool("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/app:v1", reg.host()),
+    ]));
+    assert_eq!(Digest::of(raw.as_bytes()).to_string(), digest);
+
+    let layer = layer_digest(&reg, "app", "v1");
+    let requests: Vec<(String, String)> = proxy
+        .hits()
+        .into_iter()
+        .map(|(method, target, fault)| {
+            let what = if target.contains(layer.hex()) {
+                "layer"
+            } else if target.contains("/manifests/") {
+                "manifest"
+            } else if method == "POST" {
+                "upload"
+            } else {
+                "config"
+            };
+            (format!("{method} {what}"), fault.unwrap_or_default())
+        })
+        .collect();
+    // Each fault is followed by one more attempt; an upload cut short
+    // starts over from a new upload session.
+    let expected = [
+        ("HEAD layer", "status 429"),
+        ("HEAD layer", ""),
+        ("POST upload", "status 503"),
+        ("POST upload", ""),
+        ("PUT layer", "reset mid-body"),
+        ("POST upload", ""),
+        ("PUT layer", ""),
+        ("HEAD config", ""),
+        ("POST upload", ""),
+        ("PUT config", ""),
+        ("PUT manifest", "status 502"),
+        ("PUT manifest", ""),
+    ];
+    assert_eq!(
+        requests,
+        expected.map(|(r, f)| (r.to_string(), f.to_string())),
+        "requests: {:#?}",
+        proxy.hits()
+    );
+    assert_status_faults_retried_as_is(&proxy);
+}
+
+#[test]
+fn an_upload_cut_short_starts_over_in_a_new_session() {
+    let reg = Registry::start();
+    // The second blob PUT is the config's (200 bytes): the registry keeps
+    // the 50 bytes that got through, so that upload session is spoilt.
+    let proxy = FaultProxy::start(
+        &reg.host(),
+        vec![Rule::new(
+            "PUT",
+            "/blobs/uploads/",
+            &[2],
+            Fault::ResetMidBody { after_bytes: 50 },
+        )],
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    sample_tree(&src);
+
+    let run = push(
+        &src,
+        &format!("{}/app:v1", proxy.host()),
+        &tmp.path().join("digest"),
+        &["--retries", "3"],
+    );
+    let output = run.get_output();
+    let hits = proxy.hits();
+    assert!(
+        output.status.success(),
+        "push failed ({}): {}\nrequests: {hits:#?}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr),
+    );
+    let cut = hits.iter().position(|(_, _, f)| f.is_some()).unwrap();
+    let session = |i: usize| hits[i].1.split('?').next().unwrap().to_string();
+    assert_eq!(hits[cut + 1].0, "POST", "a new session next: {hits:#?}");
+    assert_eq!(hits[cut + 2].0, "PUT", "{hits:#?}");
+    assert_ne!(session(cut), session(cut + 2), "{hits:#?}");
+}
+
+#[test]
+fn pull_retries_transient_faults_and_leaves_no_staging_behind() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = pushed_sample(&reg, tmp.path());
+    let blob = format!("/blobs/{}", layer_digest(&reg, "app", "v1"));
+    let proxy = FaultProxy::start(
+        &reg.host(),
+        vec![
+            Rule::new("GET", "/manifests/", &[1], status(500)),
+            Rule::new("GET", "/manifests/", &[2], Fault::Stall { millis: 200 }),
+            Rule::new(
+                "GET",
+                &blob,
+                &[1],
+                Fault::ResetMidBody {
+                    after_bytes: 64 * 1024,
+                },
+            ),
+            Rule::new(
+                "GET",
+                &blob,
+                &[2],
+                Fault::TruncateBody {
+                    after_bytes: 300 * 1024,
+                },
+            ),
+        ],
+    );
+
+    let work = tmp.path().join("work");
+    pull(
+        &work,
+        &format!("{}/app:v1", proxy.host()),
+        &["--retries", "3"],
+    )
+    .success();
+
+    assert_eq!(snapshot(&src), snapshot(&work));
+    let leftovers: Vec<_> = all_paths(&work)
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(STAGING_PREFIX))
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "staging left behind: {leftovers:?}");
+
+    let labels: Vec<(String, String)> = proxy
+        .hits()
+        .into_iter()
+        .map(|(method, target, fault)| {
+            let what = if target.contains("/manifests/") {
+                "manifest"
+            } else {
+                "layer"
+            };
+            (format!("{method} {what}"), fault.unwrap_or_default())
+        })
+        .collect();
+    let expected = [
+        ("GET manifest", "status 500"),
+        ("GET manifest", "stall"),
+        ("GET layer", "reset mid-body"),
+        ("GET layer", "truncated body"),
+        ("GET layer", ""),
+    ];
+    assert_eq!(
+        labels,
+        expected.map(|(r, f)| (r.to_string(), f.to_string())),
+        "hits: {:#?}",
+        proxy.hits()
+    );
+    assert!(proxy.hits().iter().all(|(_, t, _)| t.contains("/v2/app/")));
+}
+
+#[test]
+fn pull_retries_a_manifest_cut_short() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = pushed_sample(&reg, tmp.path());
+    let proxy = FaultProxy::start(
+        &reg.host(),
+        vec![
+            Rule::new(
+                "GET",
+                "/manifests/",
+                &[1],
+                Fault::TruncateBody { after_bytes: 100 },
+            ),
+            Rule::new(
+                "GET",
+                "/manifests/",
+                &[2],
+                Fault::ResetMidBody { after_bytes: 100 },
+            ),
+        ],
+    );
+
+    let work = tmp.path().join("work");
+    let run = pull(
+        &work,
+        &format!("{}/app:v1", proxy.host()),
+        &["--retries", "3"],
+    );
+    let output = run.get_output();
+    assert!(
+        output.status.success(),
+        "pull failed ({}): {}\nrequests: {:#?}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr),
+        proxy.hits()
+    );
+    assert_eq!(
+        proxy.count("GET", "/manifests/v1"),
+        3,
+        "{:#?}",
+        proxy.hits()
+    );
+    assert_eq!(snapshot(&src), snapshot(&work));
+}
+
+#[test]
+fn failing_transfers_are_attempted_as_often_as_retries_says() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = pushed_sample(&reg, tmp.path());
+    let layer = format!("/blobs/{}", layer_digest(&reg, "app", "v1"));
+    let cut = Fault::ResetMidBody {
+        after_bytes: 64 * 1024,
+    };
+    let cases = [
+        (
+            "pull, layer GET always 503",
+            Rule::every(&layer, status(503)),
+            "GET",
+        ),
+        (
+            "push, upload POST always 503",
+            Rule::every("/blobs/uploads/", status(503)),
+            "POST",
+        ),
+        (
+            "push, upload PUT always cut",
+            Rule::new("PUT", "/blobs/uploads/", &[1, 2, 3, 4, 5, 6, 7, 8, 9], cut),
+            "PUT",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (case, rule, method) in cases {
+        let proxy = FaultProxy::start(&reg.host(), vec![rule]);
+        let run = if case.starts_with("pull") {
+            pull(
+                &tmp.path().join("work"),
+                &format!("{}/app:v1", proxy.host()),
+                &["--retries", "3"],
+            )
+        } else {
+            push(
+                &src,
+                &format!("{}/other:v1", proxy.host()),
+                &tmp.path().join("digest"),
+                &["--retries", "3"],
+            )
+        };
+        let code = run.get_output().status.code();
+        let faulted = proxy
+            .hits()
+            .iter()
+            .filter(|(m, _, fault)| m == method && fault.is_some())
+            .count();
+        if code != Some(8) || faulted != 3 {
+            wrong.push(format!(
+                "{case}: exit {code:?}, {faulted} {method} attempts: {:#?}",
+                proxy.hits()
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "expected exit 8 after exactly 3 attempts:\n{}",
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn push_to_a_registry_that_always_fails_gives_up_after_the_retries() {
+    let reg = Registry::start();
+    let proxy = FaultProxy::start(&reg.host(), vec![Rule::every("/v2/", status(503))]);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    sample_tree(&src);
+
+    let started = Instant::now();
+    let digest_file = tmp.path().join("digest");
+    push(
+        &src,
+        &format!("{}/app:v1", proxy.host()),
+        &digest_file,
+        &["--retries", "3"],
+    )
+    .code(8);
+    assert!(started.elapsed() < Duration::from_secs(30));
+
+    let hits = proxy.hits();
+    assert_eq!(hits.len(), 3, "{hits:#?}");
+    assert!(hits.iter().all(|hit| *hit == hits[0]), "{hits:#?}");
+    assert_eq!(hits[0].0, "HEAD");
+    assert!(!digest_file.exists(), "a failed run writes no result");
+    let tag = http_request_with(
+        "HEAD",
+        &reg.host(),
+        "/v2/app/manifests/v1",
+        None,
+        &[("Accept", OCI_MANIFEST)],
+    )
+    .unwrap();
+    assert_eq!(tag.status, 404, "no tag after a failed push");
+}
+
+#[test]
+fn pull_from_a_registry_that_always_fails_gives_up_and_changes_nothing() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    pushed_sample(&reg, tmp.path());
+    let proxy = FaultProxy::start(&reg.host(), vec![Rule::every("/v2/", status(503))]);
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    std::fs::write(work.join("keep"), "precious").unwrap();
+    let before = snapshot(&work);
+
+    let started = Instant::now();
+    pull(
+        &work,
+        &format!("{}/app:v1", proxy.host()),
+        &["--retries", "3"],
+    )
+    .code(8);
+    assert!(started.elapsed() < Duration::from_secs(30));
+
+    assert_eq!(proxy.count("GET", "/v2/app/manifests/v1"), 3);
+    assert_eq!(proxy.hits().len(), 3, "{:#?}", proxy.hits());
+    assert_eq!(snapshot(&work), before);
+}
+
+#[test]
+fn pulling_a_missing_tag_is_not_retried() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    pushed_sample(&reg, tmp.path());
+    let proxy = FaultProxy::start(&reg.host(), vec![]);
+
+    let target = tmp.path().join("work");
+    pull(&target, &format!("{}/app:missing", proxy.host()), &[]).code(4);
+    assert_eq!(proxy.count("GET", "/manifests/missing"), 1);
+    assert_eq!(proxy.hits().len(), 1, "{:#?}", proxy.hits());
+    assert!(!target.exists());
+}
+
+#[test]
+fn refused_access_is_not_retried() {
+    let reg = Registry::start();
+    let proxy = FaultProxy::start(&reg.host(), vec![Rule::every("/blobs/", status(403))]);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    sample_tree(&src);
+
+    let run = push(
+        &src,
+        &format!("{}/app:v1", proxy.host()),
+        &tmp.path().join("d"),
+        &[],
+    )
+    .code(3);
+    assert_eq!(proxy.count("HEAD", "/blobs/"), 1);
+    assert_eq!(proxy.hits().len(), 1, "{:#?}", proxy.hits());
+    let stderr = String::from_utf8_lossy(&run.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("may push to"),
+        "a push refused with 403 should ask for push access: {stderr}"
+    );
+}
+
+#[test]
+fn missing_credentials_are_not_retried() {
+    let reg = Registry::start_with(RegistryOptions::with_basic_auth("alice", "s3cret"));
+    let proxy = FaultProxy::start(&reg.host(), vec![]);
+    let tmp = tempfile::tempdir().unwrap();
+
+    let started = Instant::now();
+    pull(
+        &tmp.path().join("work"),
+        &format!("{}/app:v1", proxy.host()),
+        &[],
+    )
+    .code(3);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The request, and at most one more once the auth handshake found no
+    // credentials to use; never the transient-fault retries.
+    let manifest_gets = proxy.count("GET", "/manifests/v1");
+    assert!(
+        (1..=2).contains(&manifest_gets),
+        "{manifest_gets} attempts: {:#?}",
+        proxy.hits()
+    );
+    assert!(proxy
+        .hits()
+        .iter()
+        .all(|(_, target, _)| target == "/v2/" || target == "/v2/app/manifests/v1"));
+}
