@@ -301,6 +301,8 @@ impl Cli {
             insecure: self.registry.insecure,
             ca_file: non_empty(&self.registry.ca_file),
             credential_files: credentials::config_files(secret_path.as_deref()),
+            cache_dir: non_empty(&self.registry.cache_dir),
+            offline: self.registry.offline,
             retry: RetryPolicy {
                 max_attempts: self.registry.retries,
                 ..RetryPolicy::default()

@@ -5,6 +5,7 @@
 //! else lives in this library so the tests use the same code.
 
 pub mod bundle;
+pub mod cache;
 pub mod cli;
 pub mod digest;
 pub mod error;

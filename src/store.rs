@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::cache::BlobWriter;
 use crate::digest::{self, Digest, StreamHasher};
 use crate::error::{Error, Result};
 use crate::index;
@@ -289,7 +290,7 @@ impl Store {
         F: FnOnce(&mut dyn Read) -> Result<T> + Send + 'static,
     {
         let digest = desc.parsed_digest()?;
-        let mut source = self.open_blob(&digest).await?;
+        let (mut source, mut cache_entry) = self.open_blob(desc, &digest).await?;
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(32);
         let consumer = tokio::task::spawn_blocking(move || {
             let mut reader = ChannelReader {
@@ -314,6 +315,9 @@ impl Store {
                         });
                     }
                     hasher.update(&chunk);
+                    if let Some(entry) = cache_entry.as_mut() {
+                        entry.write(&chunk)?;
+                    }
                     if consumer_open && tx.send(Ok(chunk)).await.is_err() {
                         consumer_open = false;
                     }
@@ -334,31 +338,61 @@ impl Store {
         network?;
         let (actual, size) = hasher.finish();
         digest::verify(&what, &digest, Some(desc.size), &actual, size)?;
+        if let Some(entry) = cache_entry {
+            entry.commit()?;
+        }
         consumed
     }
 
-    async fn open_blob(&self, digest: &Digest) -> Result<BlobStream> {
+    /// Opens a blob: from the cache when it holds a verified copy, else from
+    /// the registry (with a cache entry to fill), or from the layout.
+    async fn open_blob(
+        &self,
+        desc: &Descriptor,
+        digest: &Digest,
+    ) -> Result<(BlobStream, Option<BlobWriter>)> {
         match self {
             Store::Registry { client, image } => {
-                Ok(BlobStream::Http(client.get_blob(image, digest).await?))
-            }
-            Store::Layout { layout, .. } => {
-                let path = layout.blob_path(digest);
-                let file = tokio::fs::File::open(&path)
-                    .await
-                    .map_err(|e| match e.kind() {
-                        std::io::ErrorKind::NotFound => Error::NotFound(format!(
-                            "blob {digest} is missing from layout {}",
-                            layout.root().display()
-                        )),
-                        _ => Error::io("opening", &path, e),
-                    })?;
-                Ok(BlobStream::File(
-                    tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024),
+                let Some(cache) = client.cache() else {
+                    return Ok((
+                        BlobStream::Http(client.get_blob(image, digest).await?),
+                        None,
+                    ));
+                };
+                if let Some(path) = cache.verified_blob(desc) {
+                    tracing::debug!("blob {digest} from the cache");
+                    return Ok((BlobStream::File(open_file(&path, digest).await?), None));
+                }
+                let entry = cache.blob_writer(digest)?;
+                Ok((
+                    BlobStream::Http(client.get_blob(image, digest).await?),
+                    Some(entry),
                 ))
             }
+            Store::Layout { layout, .. } => Ok((
+                BlobStream::File(open_file(&layout.blob_path(digest), digest).await?),
+                None,
+            )),
         }
     }
+}
+
+async fn open_file(
+    path: &std::path::Path,
+    digest: &Digest,
+) -> Result<tokio_util::io::ReaderStream<tokio::fs::File>> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                Error::NotFound(format!("blob {digest} is missing ({})", path.display()))
+            }
+            _ => Error::io("opening", path, e),
+        })?;
+    Ok(tokio_util::io::ReaderStream::with_capacity(
+        file,
+        256 * 1024,
+    ))
 }
 
 /// The bytes of one blob as they arrive.

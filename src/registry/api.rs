@@ -21,6 +21,9 @@ impl RegistryClient {
     /// tag) and verifies its bytes against the digest asked for, or the
     /// digest the registry reports.
     pub async fn get_manifest(&self, image: &ImageRef) -> Result<FetchedManifest> {
+        if let Some(cached) = self.cached_manifest(image)? {
+            return Ok(cached);
+        }
         let reference = image.manifest_reference();
         let what = format!("fetching manifest {image}");
         let policy = self.retry_policy();
@@ -50,7 +53,30 @@ impl RegistryClient {
                 0,
             )?;
         }
+        if let Some(cache) = self.cache() {
+            cache.put_manifest(
+                &fetched,
+                image.digest.is_none().then(|| image.to_string()).as_deref(),
+            )?;
+        }
         Ok(fetched)
+    }
+
+    /// A manifest the cache can answer for: by digest always, by tag only
+    /// with `--offline` (then a miss is an error).
+    fn cached_manifest(&self, image: &ImageRef) -> Result<Option<FetchedManifest>> {
+        let Some(cache) = self.cache() else {
+            return Ok(None);
+        };
+        if let Some(digest) = &image.digest {
+            return Ok(cache.manifest(digest));
+        }
+        if !cache.offline() {
+            return Ok(None);
+        }
+        cache.manifest_for_tag(&image.to_string()).map(Some).ok_or_else(|| {
+            Error::NotFound(format!("{image} is not in the cache and --offline forbids asking the registry; pull it once without --offline"))
+        })
     }
 
     /// One GET of a manifest: bytes, media type and the reported digest.

@@ -15,6 +15,7 @@ use tokio::sync::Mutex;
 use super::credentials::{self, Credentials, Secret};
 use super::retry::{is_transient_error, is_transient_status, parse_retry_after, RetryPolicy};
 use super::token;
+use crate::cache::Cache;
 use crate::error::{Error, Result};
 use crate::reference::ImageRef;
 
@@ -40,6 +41,10 @@ pub struct ClientOptions {
     pub credential_files: Vec<PathBuf>,
     /// Retry policy for transient faults.
     pub retry: RetryPolicy,
+    /// Cache of pulled manifests and blobs.
+    pub cache_dir: Option<PathBuf>,
+    /// Resolve tags from the cache only.
+    pub offline: bool,
 }
 
 /// A client for any number of registries, shared by one run.
@@ -48,6 +53,7 @@ pub struct RegistryClient {
     ca_certs: Vec<Vec<u8>>,
     http: reqwest::Client,
     hosts: Mutex<HashMap<String, Arc<Host>>>,
+    cache: Option<Cache>,
 }
 
 /// What is known about one registry host.
@@ -98,12 +104,23 @@ impl RegistryClient {
         let http = builder
             .build()
             .map_err(|e| Error::Internal(format!("cannot set up the HTTP client: {e}")))?;
+        let cache = opts
+            .cache_dir
+            .as_deref()
+            .map(|dir| Cache::open(dir, opts.offline))
+            .transpose()?;
         Ok(RegistryClient {
+            cache,
             opts,
             ca_certs,
             http,
             hosts: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The cache of pulled content, when `--cache-dir` is set.
+    pub fn cache(&self) -> Option<&Cache> {
+        self.cache.as_ref()
     }
 
     /// The retry policy in force.
