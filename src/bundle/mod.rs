@@ -5,6 +5,7 @@ pub mod extract;
 pub mod format;
 pub mod install;
 pub mod pack;
+pub mod pargz;
 pub mod walk;
 
 /// Compression of a tar layer.

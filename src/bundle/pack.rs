@@ -11,10 +11,9 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, Write};
 use std::path::Path;
 
-use flate2::write::GzEncoder;
-use flate2::GzBuilder;
 use tar::{EntryType, Header};
 
+use crate::bundle::pargz::ParallelGzWriter;
 use crate::bundle::walk::{SourceEntry, SourceKind};
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, Result};
@@ -24,10 +23,6 @@ const BUFFER_SIZE: usize = 256 * 1024;
 
 /// The gzip level used when none is given.
 pub const DEFAULT_COMPRESSION_LEVEL: u32 = 6;
-
-/// The gzip header's OS byte: "unknown", so the output is the same
-/// everywhere.
-const GZIP_OS_UNKNOWN: u8 = 255;
 
 /// Mode of directories in the archive.
 const DIR_MODE: u32 = 0o755;
@@ -121,7 +116,7 @@ fn compression(level: u32) -> Result<flate2::Compression> {
 
 /// The writer stack: tar, hashed for the diff id, gzip-compressed, hashed
 /// for the layer digest, into the sink.
-type LayerWriter<W> = tar::Builder<HashingWriter<GzEncoder<HashingWriter<W>>>>;
+type LayerWriter<W> = tar::Builder<HashingWriter<ParallelGzWriter<HashingWriter<W>>>>;
 
 /// Digests and sizes of a written layer.
 struct Written {
@@ -162,10 +157,8 @@ fn write_layer<W: Write>(
     sink: W,
     on_entry: &mut dyn FnMut(&SourceEntry),
 ) -> Result<Written, WriteError> {
-    let gzip = GzBuilder::new()
-        .mtime(0)
-        .operating_system(GZIP_OS_UNKNOWN)
-        .write(HashingWriter::new(sink), level);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let gzip = ParallelGzWriter::new(HashingWriter::new(sink), level, threads)?;
     let mut tar: LayerWriter<W> = tar::Builder::new(HashingWriter::new(gzip));
     let mut buffer = vec![0u8; BUFFER_SIZE];
     for entry in entries {
@@ -417,8 +410,9 @@ mod tests {
 
     #[test]
     fn known_digest() {
-        // Pinned on purpose: a change of deflate backend or of the tar layout
-        // changes these values, and must be a deliberate decision.
+        // Pinned on purpose: a change of deflate backend, of the parallel
+        // gzip block size or of the tar layout changes these values, and must
+        // be a deliberate decision.
         let dir = tempfile::tempdir().unwrap();
         sample_tree(dir.path());
         let layer = pack_dir(
@@ -430,7 +424,7 @@ mod tests {
         );
         assert_eq!(
             layer.digest.as_str(),
-            "sha256:1f287d505831f48545b32baa8f8fb2b41b80a96f0c606c5a6f214b38749feea3"
+            "sha256:ff2f6cdf31289a16e77e84a10f29186ad812d266e659b32217097ead132f72ef"
         );
         assert_eq!(
             layer.diff_id.as_str(),
