@@ -9,6 +9,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::bundle::fingerprint::PackedRecord;
 use crate::digest::{Digest, HashingReader};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
@@ -93,6 +94,28 @@ impl Cache {
         let file = tempfile::NamedTempFile::new_in(&dir)
             .map_err(|e| Error::io("creating a cache entry in", &dir, e))?;
         Ok(BlobWriter { file, dest })
+    }
+
+    /// The layer a tree with this fingerprint packed to before.
+    pub fn packed_layer(&self, fingerprint: &Digest) -> Option<PackedRecord> {
+        let bytes = std::fs::read(self.packed_path(fingerprint)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Remembers what a tree with this fingerprint packed to.
+    pub fn remember_packed(&self, fingerprint: &Digest, record: &PackedRecord) -> Result<()> {
+        let path = self.packed_path(fingerprint);
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
+        let bytes = serde_json::to_vec(record).map_err(|e| Error::Internal(e.to_string()))?;
+        crate::results::write(Some(&path), &String::from_utf8_lossy(&bytes))
+    }
+
+    fn packed_path(&self, fingerprint: &Digest) -> PathBuf {
+        self.layout
+            .root()
+            .join("ocistep-packed")
+            .join(format!("{}.json", fingerprint.hex()))
     }
 
     fn evict(&self, digest: &Digest) {

@@ -29,6 +29,13 @@ Examples:
     ocistep --push-source-bundle ./src --image oci:./bundles:v1
     ocistep --pull-source-bundle ./work --image oci:./bundles:v1
 
+  Push files as a generic OCI artifact with their own media types, then pull
+  it (the linux/arm64 child, when it is an index) into ./app:
+    ocistep --push-artifact --image registry.example.com/app:v1 \\
+            --artifact-type application/vnd.example.app.v1 \\
+            --file app.wasm:application/vnd.wasm.content.layer.v1+wasm --file static
+    ocistep --pull-artifact ./app --image registry.example.com/app:v1 --platform linux/arm64
+
 Exit codes: 0 ok, 1 internal, 2 usage, 3 auth, 4 not found, 5 digest mismatch,
 6 unsafe archive, 7 platform not found, 8 registry unreachable, 9 invalid input,
 10 target conflict, 11 unusable registry content.";
@@ -75,6 +82,9 @@ pub struct Cli {
     pub pull: PullArgs,
 
     #[command(flatten)]
+    pub artifact: ArtifactArgs,
+
+    #[command(flatten)]
     pub results: ResultArgs,
 
     #[command(flatten)]
@@ -100,6 +110,12 @@ pub struct ModeArgs {
     /// Copy an image or index with all its children from SRC to DST (registry or oci: layout, either way).
     #[arg(long, num_args = 2, value_names = ["SRC", "DST"], help_heading = "Modes")]
     pub copy: Option<Vec<String>>,
+    /// Push the --file values (and --config) as a generic OCI artifact to --image.
+    #[arg(long, help_heading = "Modes")]
+    pub push_artifact: bool,
+    /// Pull the artifact --image (for --platform, if it is an index) and write its titled layers into DIR.
+    #[arg(long, value_name = "DIR", help_heading = "Modes")]
+    pub pull_artifact: Option<PathBuf>,
 }
 
 /// How to reach registries.
@@ -205,6 +221,44 @@ pub struct PullArgs {
     /// Refuse bundles with more than N entries.
     #[arg(long, value_name = "N", help_heading = "Pull")]
     pub max_entries: Option<u64>,
+}
+
+/// Flags of `--push-artifact` and `--pull-artifact`.
+#[derive(Debug, Args)]
+pub struct ArtifactArgs {
+    /// The manifest's `artifactType` (required with the empty config).
+    #[arg(
+        long,
+        value_name = "TYPE",
+        conflicts_with = "pull_artifact",
+        help_heading = "Artifacts"
+    )]
+    pub artifact_type: Option<String>,
+    /// A file or directory to push as one layer titled with its base name (repeatable, in order).
+    /// Files default to `application/octet-stream`; a directory becomes a tar+gzip layer unpacked on pull.
+    #[arg(
+        long,
+        value_name = "PATH[:MEDIATYPE]",
+        conflicts_with = "pull_artifact",
+        help_heading = "Artifacts"
+    )]
+    pub file: Vec<String>,
+    /// The config blob and its media type (default: the OCI empty config `{}`).
+    #[arg(
+        long,
+        value_name = "PATH:MEDIATYPE",
+        conflicts_with = "pull_artifact",
+        help_heading = "Artifacts"
+    )]
+    pub config: Option<String>,
+    /// Pull only layers with this media type (repeatable).
+    #[arg(
+        long,
+        value_name = "TYPE",
+        conflicts_with = "push_artifact",
+        help_heading = "Artifacts"
+    )]
+    pub media_type: Vec<String>,
 }
 
 /// Where to write results (bare values, no trailing newline).
@@ -369,6 +423,20 @@ pub fn run(cli: Cli) -> Result<()> {
             modes::copy::run(&ctx, &Target::parse(src)?, &Target::parse(dst)?).await
         } else if let Some(dir) = &cli.mode.push_image {
             modes::push_image::run(&ctx, dir, &target, &cli.push_image_args, &annotations).await
+        } else if cli.mode.push_artifact {
+            modes::push_artifact::run(&ctx, &target, &cli.artifact, &cli.push, &annotations).await
+        } else if let Some(dir) = &cli.mode.pull_artifact {
+            let limits = cli.extract_limits();
+            modes::pull_artifact::run(
+                &ctx,
+                dir,
+                &target,
+                &cli.artifact,
+                &cli.pull,
+                limits,
+                &platform,
+            )
+            .await
         } else {
             Err(Error::Usage("no mode given; see --help".to_string()))
         }

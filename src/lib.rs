@@ -4,6 +4,7 @@
 //! The binary in `main.rs` is a thin wrapper around [`cli::run`]; everything
 //! else lives in this library so the tests use the same code.
 
+pub mod artifact;
 pub mod bundle;
 pub mod cache;
 pub mod cli;

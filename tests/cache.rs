@@ -194,3 +194,47 @@ fn concurrent_pulls_share_one_cache() {
         .success();
     assert_eq!(blob_gets(&reg), blobs);
 }
+
+#[test]
+fn an_unchanged_tree_is_not_packed_again_with_a_cache() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    sample_tree(&src);
+    let cache = tmp.path().join("cache");
+    let push = |tag: &str| {
+        let out = ocistep()
+            .arg("--push-source-bundle")
+            .arg(&src)
+            .args(["--image", &format!("{}/app:{tag}", reg.host())])
+            .arg("--cache-dir")
+            .arg(&cache)
+            .arg("--result-file-image-digest")
+            .arg(tmp.path().join("d"))
+            .assert()
+            .success();
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        (
+            std::fs::read_to_string(tmp.path().join("d")).unwrap(),
+            stderr,
+        )
+    };
+    let (first, log) = push("v1");
+    assert!(log.contains("bytes gzip"), "{log}");
+    let uploads = reg.request_count("POST", "/blobs/uploads/");
+    let (second, log) = push("v2");
+    assert_eq!(second, first);
+    assert!(
+        !log.contains("bytes gzip"),
+        "the tree was not packed again: {log}"
+    );
+    assert!(log.contains("nothing to upload"), "{log}");
+    assert_eq!(reg.request_count("POST", "/blobs/uploads/"), uploads);
+
+    // Same size, other content: packed again, new digest.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(src.join("README.md"), b"# SAMPLE\n").unwrap();
+    let (third, log) = push("v3");
+    assert!(log.contains("bytes gzip"), "{log}");
+    assert_ne!(third, first);
+}

@@ -2,6 +2,7 @@
 //! extracting such a layer safely.
 
 pub mod extract;
+pub mod fingerprint;
 pub mod format;
 pub mod install;
 pub mod pack;

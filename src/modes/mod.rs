@@ -2,7 +2,9 @@
 
 pub mod assemble_index;
 pub mod copy;
+pub mod pull_artifact;
 pub mod pull_source_bundle;
+pub mod push_artifact;
 pub mod push_image;
 pub mod push_source_bundle;
 

@@ -6,10 +6,12 @@ use std::path::Path;
 
 use bytes::Bytes;
 
+use crate::bundle::fingerprint::{fingerprint, PackedRecord};
 use crate::bundle::format;
 use crate::bundle::pack::{self, PackOptions};
-use crate::bundle::walk::{self, WalkOptions};
+use crate::bundle::walk::{self, SourceEntry, WalkOptions};
 use crate::cli::PushArgs;
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::manifest::OCI_MANIFEST;
 use crate::modes::Context;
@@ -50,40 +52,40 @@ pub async fn run(
     };
     let root = dir.to_path_buf();
     let started = std::time::Instant::now();
-    let packed = tokio::task::spawn_blocking(move || {
-        let entries = walk::walk(&root, &walk_opts, &mut |w| tracing::warn!("{w}"))?;
-        pack::pack(&entries, &pack_opts, &std::env::temp_dir(), &mut |_| {})
+    let entries = tokio::task::spawn_blocking(move || {
+        walk::walk(&root, &walk_opts, &mut |w| tracing::warn!("{w}"))
     })
     .await
-    .map_err(|e| Error::Internal(format!("packing thread failed: {e}")))??;
-    tracing::info!(
-        "packed {} entries, {} bytes -> {} bytes gzip in {:.2?}",
-        packed.entries,
-        packed.uncompressed_size,
-        packed.size,
-        started.elapsed()
-    );
-
+    .map_err(|e| Error::Internal(format!("walking thread failed: {e}")))??;
     let store = Store::for_writing(target, &ctx.client)?;
+    let layer = match reusable_layer(ctx, &store, &entries, &pack_opts).await? {
+        Some(layer) => layer,
+        None => pack_layer(ctx, entries, pack_opts).await?,
+    };
     let docs = format::build(
-        &packed.digest,
-        packed.size,
-        &packed.diff_id,
+        &layer.digest,
+        layer.size,
+        &layer.diff_id,
         source_timestamp,
         annotations,
     );
-    let progress = Progress::bytes(packed.size, "uploading", ctx.progress);
-    let layer_source = BlobSource::File {
-        path: packed.file.path().to_path_buf(),
-        progress: progress.clone(),
-    };
-    let uploaded = store.put_blob(&docs.layer_desc, &layer_source).await?;
-    progress.finish();
-    if !uploaded {
-        tracing::info!(
-            "layer {} already present, not uploaded again",
-            packed.digest
-        );
+    match &layer.file {
+        Some(file) => {
+            let progress = Progress::bytes(layer.size, "uploading", ctx.progress);
+            let source = BlobSource::File {
+                path: file.path().to_path_buf(),
+                progress: progress.clone(),
+            };
+            let uploaded = store.put_blob(&docs.layer_desc, &source).await?;
+            progress.finish();
+            if !uploaded {
+                tracing::info!("layer {} already present, not uploaded again", layer.digest);
+            }
+        }
+        None => tracing::info!(
+            "tree unchanged since it packed to {}, which {target} has: nothing to upload",
+            layer.digest
+        ),
     }
     store
         .put_blob(
@@ -110,4 +112,79 @@ pub async fn run(
         },
     )?;
     Ok(())
+}
+
+/// A layer to push: packed now (with its spool file) or known from before.
+struct Layer {
+    digest: Digest,
+    size: u64,
+    diff_id: Digest,
+    file: Option<tempfile::NamedTempFile>,
+}
+
+/// The layer this tree packed to last time, when the cache remembers its
+/// fingerprint and the target already holds that layer.
+async fn reusable_layer(
+    ctx: &Context,
+    store: &Store,
+    entries: &[SourceEntry],
+    opts: &PackOptions,
+) -> Result<Option<Layer>> {
+    let Some(cache) = ctx.client.cache() else {
+        return Ok(None);
+    };
+    let Some(fp) = fingerprint(entries, opts) else {
+        return Ok(None);
+    };
+    let Some(record) = cache.packed_layer(&fp) else {
+        return Ok(None);
+    };
+    let (Ok(digest), Ok(diff_id)) = (
+        Digest::parse(&record.digest),
+        Digest::parse(&record.diff_id),
+    ) else {
+        return Ok(None);
+    };
+    if !store.has_blob(&digest).await? {
+        return Ok(None);
+    }
+    Ok(Some(Layer {
+        digest,
+        size: record.size,
+        diff_id,
+        file: None,
+    }))
+}
+
+/// Packs the tree into a spool file, and remembers the result in the cache.
+async fn pack_layer(ctx: &Context, entries: Vec<SourceEntry>, opts: PackOptions) -> Result<Layer> {
+    let started = std::time::Instant::now();
+    let (packed, fp) = tokio::task::spawn_blocking(move || {
+        let fp = fingerprint(&entries, &opts);
+        pack::pack(&entries, &opts, &std::env::temp_dir(), &mut |_| {}).map(|p| (p, fp))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("packing thread failed: {e}")))??;
+    tracing::info!(
+        "packed {} entries, {} bytes -> {} bytes gzip in {:.2?}",
+        packed.entries,
+        packed.uncompressed_size,
+        packed.size,
+        started.elapsed()
+    );
+    if let (Some(cache), Some(fp)) = (ctx.client.cache(), fp) {
+        let record = PackedRecord {
+            digest: packed.digest.to_string(),
+            size: packed.size,
+            diff_id: packed.diff_id.to_string(),
+            entries: packed.entries,
+        };
+        cache.remember_packed(&fp, &record)?;
+    }
+    Ok(Layer {
+        digest: packed.digest,
+        size: packed.size,
+        diff_id: packed.diff_id,
+        file: Some(packed.file),
+    })
 }

@@ -1,0 +1,105 @@
+//! A fingerprint of a walked tree from file metadata alone (no content
+//! read), so an unchanged tree can reuse the layer it packed to last time.
+//!
+//! Like git's index it relies on the kernel's change time and inode: any
+//! write to a file changes its ctime, which no tool can set back.
+
+use std::os::unix::fs::MetadataExt;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::bundle::pack::PackOptions;
+use crate::bundle::walk::{SourceEntry, SourceKind};
+use crate::digest::Digest;
+
+/// Bumped whenever the packed bytes for the same tree would change.
+const FORMAT: &str = "ocistep-pack/1 gnu-tar pargz-1MiB zlib-rs";
+
+/// What a fingerprint stands for: the packed layer's identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackedRecord {
+    /// Digest of the compressed layer.
+    pub digest: String,
+    /// Its size.
+    pub size: u64,
+    /// Digest of the uncompressed tar.
+    pub diff_id: String,
+    /// Entries packed.
+    pub entries: u64,
+}
+
+/// The fingerprint of `entries` packed with `opts`; `None` when some file
+/// cannot be examined (then the tree is simply packed).
+pub fn fingerprint(entries: &[SourceEntry], opts: &PackOptions) -> Option<Digest> {
+    let mut h = Sha256::new();
+    h.update(format!(
+        "{FORMAT}\0{}\0{}\0",
+        opts.mtime, opts.compression_level
+    ));
+    for entry in entries {
+        h.update(entry.rel.as_bytes());
+        match &entry.kind {
+            SourceKind::Dir => h.update(b"\0d\0"),
+            SourceKind::Symlink { target } => h.update(format!("\0l\0{target}\0")),
+            SourceKind::File {
+                path,
+                size,
+                executable,
+            } => {
+                let m = std::fs::metadata(path).ok()?;
+                h.update(format!(
+                    "\0f\0{size}\0{executable}\0{}\0{}\0{}\0{}\0{}\0{}\0",
+                    m.dev(),
+                    m.ino(),
+                    m.mtime(),
+                    m.mtime_nsec(),
+                    m.ctime(),
+                    m.ctime_nsec()
+                ));
+            }
+        }
+    }
+    Some(Digest::from_hasher(h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::walk::{walk, WalkOptions};
+
+    #[test]
+    fn any_write_changes_the_fingerprint() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), "one").unwrap();
+        let opts = PackOptions {
+            mtime: 0,
+            compression_level: 6,
+        };
+        let fp = || {
+            fingerprint(
+                &walk(dir.path(), &WalkOptions::default(), &mut |_| {}).unwrap(),
+                &opts,
+            )
+            .unwrap()
+        };
+        let first = fp();
+        assert_eq!(fp(), first);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(dir.path().join("a"), "two").unwrap();
+        assert_ne!(fp(), first, "same size, new content");
+        let second = fp();
+        let other = PackOptions {
+            mtime: 1,
+            compression_level: 6,
+        };
+        assert_ne!(
+            fingerprint(
+                &walk(dir.path(), &WalkOptions::default(), &mut |_| {}).unwrap(),
+                &other
+            )
+            .unwrap(),
+            second
+        );
+    }
+}

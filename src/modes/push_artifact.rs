@@ -1,0 +1,143 @@
+//! `--push-artifact`: every `--file` as a titled layer with its media type,
+//! the config (`--config` or the empty one), then the manifest with the
+//! `artifactType` and annotations, pushed last so the tag never names
+//! missing content.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use crate::artifact::push::{self as artifact, Blob, Content, DirOptions};
+use crate::artifact::{check_media_type, FileSpec};
+use crate::bundle::pack::PackOptions;
+use crate::bundle::walk::WalkOptions;
+use crate::cli::{ArtifactArgs, PushArgs};
+use crate::error::{Error, Result};
+use crate::manifest::OCI_MANIFEST;
+use crate::modes::Context;
+use crate::progress::Progress;
+use crate::reference::Target;
+use crate::registry::BlobSource;
+use crate::results::{self, Outcome};
+use crate::store::Store;
+use crate::timestamp;
+
+/// Runs the mode.
+pub async fn run(
+    ctx: &Context,
+    target: &Target,
+    args: &ArtifactArgs,
+    push: &PushArgs,
+    annotations: &BTreeMap<String, String>,
+) -> Result<()> {
+    if target.tag().is_none() {
+        return Err(Error::Usage(format!(
+            "--image {target} names a digest; a push needs a tag (e.g. app:v1)"
+        )));
+    }
+    let artifact_type = args.artifact_type.as_deref().filter(|t| !t.is_empty());
+    if let Some(t) = artifact_type {
+        check_media_type(t, "--artifact-type")?;
+    }
+    let files = args
+        .file
+        .iter()
+        .map(|f| FileSpec::parse(f))
+        .collect::<Result<Vec<_>>>()?;
+    let config_spec = args.config.as_deref().map(FileSpec::parse).transpose()?;
+    if files.is_empty() {
+        return Err(Error::Usage(
+            "--push-artifact needs at least one --file PATH[:MEDIATYPE]".to_string(),
+        ));
+    }
+    let mtime = push
+        .source_timestamp
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(timestamp::parse_flag)
+        .transpose()?
+        .unwrap_or(0);
+    let dir_opts = DirOptions {
+        walk: WalkOptions {
+            ignore_files: push.ignore_file.clone(),
+            excludes: push.exclude.clone(),
+            dereference_symlinks: push.dereference_symlinks,
+        },
+        pack: PackOptions {
+            mtime,
+            compression_level: push.compression_level,
+        },
+    };
+    let started = std::time::Instant::now();
+    let (config, layers, manifest) = tokio::task::spawn_blocking({
+        let artifact_type = artifact_type.map(str::to_string);
+        let annotations = annotations.clone();
+        move || {
+            let config = artifact::config(config_spec.as_ref())?;
+            let layers = artifact::layers(&files, &dir_opts)?;
+            let manifest =
+                artifact::manifest(artifact_type.as_deref(), &config, &layers, &annotations)?;
+            Ok::<_, Error>((config, layers, manifest))
+        }
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("packing thread failed: {e}")))??;
+
+    let store = Store::for_writing(target, &ctx.client)?;
+    for blob in layers.iter().chain(std::iter::once(&config)) {
+        upload(ctx, &store, blob).await?;
+    }
+    let bytes = manifest.to_bytes();
+    let digest = store.put_manifest(&bytes, OCI_MANIFEST).await?;
+    let total =
+        bytes.len() as u64 + config.desc.size + layers.iter().map(|l| l.desc.size).sum::<u64>();
+    let pinned = store.pinned(&digest);
+    tracing::info!(
+        "pushed {target} as {pinned} ({} layers, {total} bytes) in {:.2?}",
+        layers.len(),
+        started.elapsed()
+    );
+    results::publish(
+        &ctx.results,
+        &Outcome {
+            digest: Some(digest),
+            size: Some(total),
+            reference: Some(pinned),
+            ..Outcome::default()
+        },
+    )
+}
+
+/// Uploads one blob, streamed from disk unless it is the empty config.
+async fn upload(ctx: &Context, store: &Store, blob: &Blob) -> Result<()> {
+    let progress = Progress::bytes(blob.desc.size, "uploading", ctx.progress);
+    let source = match (&blob.content, blob.path()) {
+        (Content::Bytes(b), _) => BlobSource::Bytes(Bytes::from_static(b)),
+        (_, Some(path)) => BlobSource::File {
+            path: path.to_path_buf(),
+            progress: progress.clone(),
+        },
+        (_, None) => return Err(Error::Internal("blob without content".to_string())),
+    };
+    let uploaded = store.put_blob(&blob.desc, &source).await?;
+    progress.finish();
+    let title = blob
+        .desc
+        .annotations
+        .get(crate::manifest::ANNOTATION_TITLE)
+        .map(String::as_str)
+        .unwrap_or("config");
+    if uploaded {
+        tracing::debug!(
+            "{title}: uploaded {} ({} bytes)",
+            blob.desc.digest,
+            blob.desc.size
+        );
+    } else {
+        tracing::info!(
+            "{title}: {} already present, not uploaded again",
+            blob.desc.digest
+        );
+    }
+    Ok(())
+}
