@@ -36,9 +36,21 @@ Examples:
             --file app.wasm:application/vnd.wasm.content.layer.v1+wasm --file static
     ocistep --pull-artifact ./app --image registry.example.com/app:v1 --platform linux/arm64
 
+  Stitch per-platform images into one multi-platform image:
+    ocistep --assemble-index --image registry.example.com/app:v1 \
+            --platform-image linux/amd64=registry.example.com/app:v1-linux-amd64 \
+            --platform-image linux/arm64=registry.example.com/app:v1-linux-arm64
+
+  Push what a builder wrote (an OCI layout or a docker/OCI tarball):
+    ocistep --push-image ./image --image registry.example.com/app:v1-linux-arm64
+
+  Copy an index with all its children into a layout, and on to a mirror:
+    ocistep --copy registry.example.com/app:v1 oci:./mirror:v1
+    ocistep --copy oci:./mirror:v1 mirror.example.com/app:v1
+
 Exit codes: 0 ok, 1 internal, 2 usage, 3 auth, 4 not found, 5 digest mismatch,
 6 unsafe archive, 7 platform not found, 8 registry unreachable, 9 invalid input,
-10 target conflict, 11 unusable registry content.";
+10 target conflict, 11 unusable registry content, 12 some inputs missing.";
 
 /// ocistep: move source bundles and images through OCI registries for native
 /// multi-architecture builds.
