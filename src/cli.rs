@@ -182,8 +182,9 @@ pub struct PushArgs {
 #[derive(Debug, Args)]
 pub struct AssembleArgs {
     /// A per-platform image: `os/arch[/variant]=REF`, or `REF` (platform read from its config).
-    /// Repeatable; one value may hold several entries separated by commas or newlines, or a JSON array.
-    #[arg(long, value_name = "ENTRY", help_heading = "Assemble index")]
+    /// Repeatable, and may be followed by several values (a Tekton array param expands so);
+    /// one value may also hold several entries separated by commas or newlines, or a JSON array.
+    #[arg(long, value_name = "ENTRY", num_args = 1.., help_heading = "Assemble index")]
     pub platform_image: Vec<String>,
     /// Build the index from the images that exist, leaving out (and naming) the others.
     #[arg(long, help_heading = "Assemble index")]
@@ -499,6 +500,8 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.image.as_deref(), Some("x"));
+        let c = Cli::try_parse_from(["ocistep", "--assemble-index", "--platform-image", "a", "b", "--image", "x"]).unwrap();
+        assert_eq!(c.assemble.platform_image, ["a", "b"]);
         let c = Cli::try_parse_from(["ocistep", "--copy", "a:1", "oci:b:1"]).unwrap();
         assert_eq!(c.mode.copy.unwrap(), ["a:1", "oci:b:1"]);
     }
