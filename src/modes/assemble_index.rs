@@ -16,7 +16,7 @@ use crate::cli::AssembleArgs;
 use crate::error::{Error, Result};
 use crate::index::{self, IndexChild};
 use crate::manifest::{Descriptor, FetchedManifest};
-use crate::modes::Context;
+use crate::modes::{require_tag, Context};
 use crate::platform::Platform;
 use crate::reference::Target;
 use crate::results::{self, Outcome};
@@ -90,11 +90,7 @@ pub async fn run(
     annotations: &BTreeMap<String, String>,
 ) -> Result<()> {
     let dst = Store::for_writing(target, &ctx.client)?;
-    if dst.tag().is_none() {
-        return Err(Error::Usage(format!(
-            "--image {target} names a digest; the index needs a tag"
-        )));
-    }
+    require_tag(target, "app:v1")?;
     let entries = parse_entries(&args.platform_image)?;
     let outcomes = join_all(entries.iter().map(|e| resolve(ctx, e))).await;
 

@@ -10,6 +10,10 @@ pub mod push_source_bundle;
 
 use std::sync::Arc;
 
+use std::io::Write;
+
+use crate::error::{Error, Result};
+use crate::reference::Target;
 use crate::registry::RegistryClient;
 
 /// What every mode shares in one run.
@@ -23,3 +27,22 @@ pub struct Context {
 }
 
 pub use crate::results::ResultFiles;
+
+/// Pushes need a tag to write to; `example` shows the user one.
+pub fn require_tag(target: &Target, example: &str) -> Result<()> {
+    match target.tag() {
+        Some(_) => Ok(()),
+        None => Err(Error::Usage(format!(
+            "--image {target} names a digest; this mode writes a tag (e.g. {example})"
+        ))),
+    }
+}
+
+/// Prints extracted paths on stdout (`--show-listing`).
+pub fn print_listing(paths: &[String]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    for path in paths {
+        writeln!(out, "{path}").map_err(|e| Error::io("writing", "stdout", e))?;
+    }
+    Ok(())
+}

@@ -3,7 +3,6 @@
 //! digest verification into a staging directory (files with their mode,
 //! directory layers unpacked safely) and move the result into DIR.
 
-use std::io::Write;
 use std::path::Path;
 
 use crate::artifact::pull::{self as artifact, Planned, PlannedKind};
@@ -11,7 +10,7 @@ use crate::bundle::extract::ExtractLimits;
 use crate::bundle::install::Staging;
 use crate::cli::{ArtifactArgs, PullArgs};
 use crate::error::{Error, Result};
-use crate::modes::Context;
+use crate::modes::{print_listing, Context};
 use crate::platform::Platform;
 use crate::progress::{Progress, ProgressReader};
 use crate::reference::Target;
@@ -62,10 +61,7 @@ pub async fn run(
         started.elapsed()
     );
     if pull.show_listing {
-        let mut out = std::io::stdout().lock();
-        for path in &listing {
-            writeln!(out, "{path}").map_err(|e| Error::io("writing", "stdout", e))?;
-        }
+        print_listing(&listing)?;
     }
 
     let total = fetched.bytes.len() as u64

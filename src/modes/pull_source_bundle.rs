@@ -2,7 +2,6 @@
 //! layer through digest verification into a staging directory, then move
 //! it into DIR. Optionally list what was extracted and prune the bundle.
 
-use std::io::Write;
 use std::path::Path;
 
 use crate::bundle::extract::{self, ExtractLimits, ExtractStats};
@@ -10,7 +9,7 @@ use crate::bundle::format;
 use crate::bundle::install::Staging;
 use crate::cli::PullArgs;
 use crate::error::{Error, Result};
-use crate::modes::Context;
+use crate::modes::{print_listing, Context};
 use crate::platform::Platform;
 use crate::progress::{Progress, ProgressReader};
 use crate::reference::Target;
@@ -80,10 +79,7 @@ pub async fn run(
     );
 
     if args.show_listing {
-        let mut out = std::io::stdout().lock();
-        for path in &listing {
-            writeln!(out, "{path}").map_err(|e| Error::io("writing", "stdout", e))?;
-        }
+        print_listing(&listing)?;
     }
     let total = fetched.bytes.len() as u64 + manifest.config.size + info.layer.size;
     if info.source_timestamp.is_none() && ctx.results.source_timestamp.is_some() {

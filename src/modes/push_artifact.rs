@@ -14,7 +14,7 @@ use crate::bundle::walk::WalkOptions;
 use crate::cli::{ArtifactArgs, PushArgs};
 use crate::error::{Error, Result};
 use crate::manifest::OCI_MANIFEST;
-use crate::modes::Context;
+use crate::modes::{require_tag, Context};
 use crate::progress::Progress;
 use crate::reference::Target;
 use crate::registry::BlobSource;
@@ -30,11 +30,7 @@ pub async fn run(
     push: &PushArgs,
     annotations: &BTreeMap<String, String>,
 ) -> Result<()> {
-    if target.tag().is_none() {
-        return Err(Error::Usage(format!(
-            "--image {target} names a digest; a push needs a tag (e.g. app:v1)"
-        )));
-    }
+    require_tag(target, "app:v1")?;
     let artifact_type = args.artifact_type.as_deref().filter(|t| !t.is_empty());
     if let Some(t) = artifact_type {
         check_media_type(t, "--artifact-type")?;

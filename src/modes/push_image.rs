@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::image::mutate::Mutations;
 use crate::image::push::push;
 use crate::image::source::{Form, ImageSource};
-use crate::modes::Context;
+use crate::modes::{require_tag, Context};
 use crate::reference::Target;
 use crate::results;
 use crate::store::Store;
@@ -27,11 +27,7 @@ pub async fn run(
     let mutations = Mutations::from_flags(args, annotations)?;
     let source = open(dir).await?;
     let dst = Store::for_writing(target, &ctx.client)?;
-    if dst.tag().is_none() {
-        return Err(Error::Usage(format!(
-            "--image {target} names a digest; a push needs a tag"
-        )));
-    }
+    require_tag(target, "app:v1-linux-arm64")?;
     let pushed = push(&source.store(), &dst, &source.selection, &mutations).await?;
     let pinned = dst.pinned(&pushed.digest);
     tracing::info!(

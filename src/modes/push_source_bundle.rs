@@ -14,7 +14,7 @@ use crate::cli::PushArgs;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::manifest::OCI_MANIFEST;
-use crate::modes::Context;
+use crate::modes::{require_tag, Context};
 use crate::progress::Progress;
 use crate::reference::Target;
 use crate::registry::BlobSource;
@@ -30,11 +30,7 @@ pub async fn run(
     args: &PushArgs,
     annotations: &BTreeMap<String, String>,
 ) -> Result<()> {
-    if target.tag().is_none() {
-        return Err(Error::Usage(format!(
-            "--image {target} names a digest; a push needs a tag (e.g. app:v1-src)"
-        )));
-    }
+    require_tag(target, "app:v1-src")?;
     let source_timestamp = args
         .source_timestamp
         .as_deref()
