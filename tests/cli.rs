@@ -235,3 +235,62 @@ fn source_date_epoch_sets_the_timestamp_and_empty_result_paths_mean_none() {
         "1234567890"
     );
 }
+
+/// Runs ocistep as an unprivileged user (uid 65534) when the tests run as
+/// root, so that file permissions apply.
+fn ocistep_unprivileged() -> assert_cmd::Command {
+    let is_root = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    if !is_root {
+        return ocistep();
+    }
+    let setpriv = support::require_tool("setpriv");
+    let mut cmd = assert_cmd::Command::new(setpriv);
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_ocistep"))
+        .env("HOME", "/nonexistent");
+    cmd
+}
+
+#[test]
+fn unreadable_files_and_directories_are_invalid_input_and_named() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    for (name, setup) in [("locked-file", "file"), ("closed-dir", "dir")] {
+        let src = tmp.path().join(format!("src-{name}"));
+        write(&src, "ok.txt", b"fine");
+        let victim = src.join(name);
+        if setup == "file" {
+            std::fs::write(&victim, b"secret").unwrap();
+        } else {
+            write(&victim, "inner", b"x");
+        }
+        for dir in [&src, &src.join(name)] {
+            if dir.is_dir() {
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+            }
+        }
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o000)).unwrap();
+        let out_dir = tmp.path().join(format!("out-{name}"));
+        std::fs::create_dir(&out_dir).unwrap();
+        std::fs::set_permissions(&out_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        ocistep_unprivileged()
+            .arg("--push-source-bundle")
+            .arg(&src)
+            .args([
+                "--image",
+                &format!("oci:{}:v1", out_dir.join("layout").display()),
+            ])
+            .assert()
+            .code(9)
+            .stderr(contains(name).and(contains("denied")));
+        assert!(
+            !out_dir.join("layout").exists(),
+            "nothing written for {name}"
+        );
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}

@@ -39,6 +39,7 @@ pub use token::{TokenRequest, TokenServer};
 fn package_for(tool: &str) -> &str {
     match tool {
         "htpasswd" => "apache2-utils",
+        "setpriv" => "util-linux",
         other => other,
     }
 }
