@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN := target/release/ocistep
 
-.PHONY: build test demo lint fmt clean bench bench-smoke
+.PHONY: build test demo lint fmt clean bench bench-smoke validate image-layout
 
 build:
 	$(CARGO) build --release --locked
@@ -34,3 +34,15 @@ fmt:
 
 clean:
 	$(CARGO) clean
+
+## The CI wiring (tasks/, pipelines/, action.yml, .github/, templates/,
+## examples/, Containerfile) checked by pinned validators installed into
+## .tools/ on first use (see scripts/validate.sh). Offline after that.
+validate:
+	./scripts/validate.sh
+
+## An OCI image layout of a static release binary on an empty base, written
+## by scripts/image-layout.sh into target/image-layout and pushed with
+## ocistep --push-image to the layout target/image-out.
+image-layout:
+	./scripts/image-layout.sh

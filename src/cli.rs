@@ -165,7 +165,7 @@ pub struct PushArgs {
     )]
     pub source_timestamp: Option<String>,
     /// Extra ignore file (gitignore syntax); `.shpignore` in DIR is always read.
-    #[arg(long, value_name = "FILE", help_heading = "Push")]
+    #[arg(long, value_parser = path_allowing_empty, value_name = "FILE", help_heading = "Push")]
     pub ignore_file: Vec<PathBuf>,
     /// Leave out paths matching PATTERN (gitignore syntax, repeatable).
     #[arg(long, value_name = "PATTERN", help_heading = "Push")]

@@ -35,7 +35,13 @@ impl Mutations {
         args: &PushImageArgs,
         annotations: &BTreeMap<String, String>,
     ) -> Result<Self> {
-        let created = match (&args.image_timestamp, &args.image_timestamp_file) {
+        // Empty values mean "not given", as Tekton passes unset params.
+        let value = args.image_timestamp.as_deref().filter(|v| !v.is_empty());
+        let file = args
+            .image_timestamp_file
+            .as_deref()
+            .filter(|f| !f.as_os_str().is_empty());
+        let created = match (value, file) {
             (Some(value), _) => Some(parse_time("--image-timestamp", value)?),
             (None, Some(file)) => Some(read_time_file(file)?),
             (None, None) => None,

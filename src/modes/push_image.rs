@@ -13,7 +13,7 @@ use crate::image::push::push;
 use crate::image::source::{Form, ImageSource};
 use crate::modes::{require_tag, Context};
 use crate::reference::Target;
-use crate::results;
+use crate::results::{self, Outcome};
 use crate::store::Store;
 
 /// Runs the mode.
@@ -36,10 +36,15 @@ pub async fn run(
         pushed.blobs_uploaded,
         pushed.blobs_present
     );
-    results::write(ctx.results.digest.as_deref(), pushed.digest.as_str())?;
-    results::write(ctx.results.size.as_deref(), &pushed.size.to_string())?;
-    results::write(ctx.results.reference.as_deref(), &pinned)?;
-    Ok(())
+    results::publish(
+        &ctx.results,
+        &Outcome {
+            digest: Some(pushed.digest.clone()),
+            size: Some(pushed.size),
+            reference: Some(pinned),
+            ..Outcome::default()
+        },
+    )
 }
 
 /// Opens DIR on a blocking thread (a tarball is unpacked, maybe converted).
