@@ -82,6 +82,60 @@ def measure(name, cmd, runs, setup=None):
     return {"name": name, "median": statistics.median(times), "min": min(times), "max": max(times), "rss": rss}
 
 
+ARCHES = ["amd64", "arm64", "arm", "ppc64le", "s390x", "386", "riscv64", "mips64le"]
+
+
+def platform_images(reg, work, count, cross):
+    """Pushes `count` single-platform images made with umoci; returns their references."""
+    refs = []
+    for arch in ARCHES[:count]:
+        layout = os.path.join(work, f"img-{arch}")
+        if not os.path.isdir(layout):
+            payload = os.path.join(work, f"payload-{arch}")
+            with open(payload, "wb") as f:
+                f.write(arch.encode() * 100000)
+            subprocess.run(["umoci", "init", "--layout", layout], check=True)
+            subprocess.run(["umoci", "new", "--image", f"{layout}:t"], check=True)
+            subprocess.run(["umoci", "insert", "--rootless", "--image", f"{layout}:t", payload, "/payload"], check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(["umoci", "config", "--image", f"{layout}:t", "--os", "linux", "--architecture", arch], check=True)
+        ref = f"{reg.host}/bench/app-{arch}:v1" if cross else f"{reg.host}/bench/app:v1-{arch}"
+        subprocess.run(["skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci:{layout}:t", f"docker://{ref}"], check=True)
+        refs.append((f"linux/{arch}", ref))
+    return refs
+
+
+def assemble_rows(ocistep, reg, work, runs):
+    """ocistep --assemble-index against buildah manifest create/add/push --all."""
+    rows = []
+    store = os.path.join(work, "buildah")
+    conf = os.path.join(work, "registries.conf")
+    with open(conf, "w") as f:
+        f.write(f'[[registry]]\nlocation = "{reg.host}"\ninsecure = true\n')
+    buildah = f"buildah --registries-conf {conf} --root {store}/root --runroot {store}/run --storage-driver vfs"
+    for count in (2, 8):
+        for cross in (False, True):
+            refs = platform_images(reg, work, count, cross)
+            where = "cross-repository" if cross else "same repository"
+            key = f"{count}{'x' if cross else 's'}"
+            entries = " ".join(f"--platform-image {p}={r}" for p, r in refs)
+            ours = measure(
+                f"ocistep --assemble-index, {count} platforms, {where}",
+                lambda i: f"{ocistep} -q --assemble-index --image {reg.host}/bench/app:idx{key}{i} {entries}",
+                runs,
+            )
+            adds = " && ".join(f"{buildah} manifest add --tls-verify=false list{key} docker://{r}" for _, r in refs)
+            peer = measure(
+                f"buildah manifest create/add/push --all, {count} platforms, {where}",
+                lambda i: f"({buildah} manifest rm list{key} >/dev/null 2>&1 || true) && "
+                f"{buildah} manifest create list{key} >/dev/null && {adds} >/dev/null && "
+                f"{buildah} manifest push -q --all --tls-verify=false list{key} docker://{reg.host}/bench/app:bh{key}{i}",
+                runs,
+            )
+            rows.append(("assemble", peer, None))
+            rows.append(("assemble", ours, peer))
+    return rows
+
+
 def corpus(kind, mb, files, smoke):
     path = os.path.join(HERE, ".corpus", f"{kind}-{mb}mb-{files}")
     if not os.path.isdir(path):
@@ -145,7 +199,9 @@ def main():
         rows.append(("push", push, pigz_row or gzip_row))
         if pigz_row:
             rows.append(("push", dict(push, name="ocistep push (vs gzip)"), gzip_row))
-        again = measure("ocistep push, unchanged tree", f"{o} --push-source-bundle {src} --image {reg.host}/bench/push0:v2", a.runs)
+        cache = os.path.join(work, "cache")
+        subprocess.run(f"{o} --cache-dir {cache} --push-source-bundle {src} --image {reg.host}/bench/push0:v1", shell=True, check=True)
+        again = measure("ocistep push, unchanged tree (--cache-dir)", f"{o} --cache-dir {cache} --push-source-bundle {src} --image {reg.host}/bench/push0:v2", a.runs)
         rows.append(("push", again, push))
         default_push = measure("ocistep push, default level", lambda i: f"{ocistep} -q --push-source-bundle {src} --image {reg.host}/bench/default{i}:v1", a.runs)
         rows.append(("push", default_push, gzip_row))
@@ -180,6 +236,11 @@ def main():
         rows.append(("memory", big_push, None))
         big_pull = measure("ocistep pull, large incompressible", f"{ocistep} -q --pull-source-bundle {target} --image {reg.host}/bench/large0:v1", max(1, a.runs // 2), clean)
         rows.append(("memory", big_pull, None))
+
+        if shutil.which("buildah") and shutil.which("umoci"):
+            rows.extend(assemble_rows(ocistep, reg, work, a.runs))
+        else:
+            print("buildah or umoci missing: no assemble-index rows (apt-get install -y buildah umoci)", file=sys.stderr)
 
         help_row = measure("ocistep --help", f"{ocistep} --help", max(3, a.runs))
         rows.append(("startup", help_row, None))
