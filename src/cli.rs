@@ -500,7 +500,16 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.image.as_deref(), Some("x"));
-        let c = Cli::try_parse_from(["ocistep", "--assemble-index", "--platform-image", "a", "b", "--image", "x"]).unwrap();
+        let c = Cli::try_parse_from([
+            "ocistep",
+            "--assemble-index",
+            "--platform-image",
+            "a",
+            "b",
+            "--image",
+            "x",
+        ])
+        .unwrap();
         assert_eq!(c.assemble.platform_image, ["a", "b"]);
         let c = Cli::try_parse_from(["ocistep", "--copy", "a:1", "oci:b:1"]).unwrap();
         assert_eq!(c.mode.copy.unwrap(), ["a:1", "oci:b:1"]);
