@@ -162,7 +162,7 @@ impl FetchedManifest {
                 self.digest, self.media_type
             )));
         }
-        serde_json::from_slice(&self.bytes).map_err(|e| {
+        parse_object(&self.bytes).map_err(|e| {
             Error::BadContent(format!(
                 "manifest {} is not a valid image manifest: {e}",
                 self.digest
@@ -173,6 +173,17 @@ impl FetchedManifest {
     /// A descriptor of this manifest.
     pub fn descriptor(&self) -> Descriptor {
         Descriptor::new(&self.media_type, &self.digest, self.bytes.len() as u64)
+    }
+}
+
+/// Parses a JSON document that must be an object: serde would also accept
+/// a struct written as an array of its fields, which no registry sends.
+pub fn parse_object<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+) -> std::result::Result<T, String> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
+        _ => Err("the document is not a JSON object".to_string()),
     }
 }
 
@@ -209,6 +220,16 @@ mod tests {
         let s = String::from_utf8(m.to_bytes()).unwrap();
         assert!(s.find("\"a\"").unwrap() < s.find("\"z\"").unwrap());
         assert!(s.starts_with("{\"schemaVersion\":2,\"mediaType\""));
+    }
+
+    #[test]
+    fn arrays_are_not_manifests() {
+        let f = FetchedManifest::new(
+            br#"[2, null, null, {"mediaType":"x","digest":"d","size":1}, []]"#.to_vec(),
+            None,
+        );
+        assert!(f.image_manifest().is_err());
+        assert!(parse_object::<ImageManifest>(b"  [").is_err());
     }
 
     #[test]

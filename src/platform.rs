@@ -176,7 +176,8 @@ impl Platform {
         match (me.architecture.as_str(), me.variant.as_deref()) {
             ("arm64", _) => out.extend(arm_below(8).iter().map(|v| with("arm", Some(v)))),
             ("arm", Some(v)) => {
-                let n = v.trim_start_matches('v').parse::<u32>().unwrap_or(7);
+                // arm variants run v5 to v8 code; a larger number gains nothing.
+                let n = v.trim_start_matches('v').parse::<u32>().unwrap_or(7).min(8);
                 out.extend(arm_below(n).iter().skip(1).map(|v| with("arm", Some(v))));
             }
             ("amd64", _) => out.push(with("386", None)),
@@ -292,6 +293,13 @@ mod tests {
         assert_eq!(pick("linux/amd64").as_deref(), Some("linux/amd64"));
         assert_eq!(pick("windows-amd64").as_deref(), Some("windows/amd64"));
         assert_eq!(pick("linux/s390x"), None);
+        assert_eq!(
+            Platform::parse("linux/arm/v66666666")
+                .unwrap()
+                .compatible()
+                .len(),
+            4
+        );
     }
 
     #[test]

@@ -79,6 +79,7 @@ impl ImageRef {
         })?;
         let digest = parsed.digest().map(Digest::parse).transpose()?;
         let tag = parsed.tag().map(str::to_string);
+        check_name(s, parsed.registry(), parsed.repository(), tag.as_deref())?;
         let tag = if tag.is_none() && digest.is_none() {
             Some("latest".to_string())
         } else {
@@ -186,6 +187,54 @@ impl fmt::Display for LayoutRef {
     }
 }
 
+/// Enforces the distribution grammar that the parser underneath is lenient
+/// about, so every accepted reference prints as one that parses back the
+/// same: lowercase path components, a plain host name, a valid tag.
+fn check_name(input: &str, registry: &str, repository: &str, tag: Option<&str>) -> Result<()> {
+    let component_ok = |c: &str| {
+        let b = c.as_bytes();
+        !b.is_empty()
+            && b[0].is_ascii_lowercase() | b[0].is_ascii_digit()
+            && b[b.len() - 1].is_ascii_lowercase() | b[b.len() - 1].is_ascii_digit()
+            && b.iter().all(|&x| {
+                x.is_ascii_lowercase() || x.is_ascii_digit() || matches!(x, b'.' | b'_' | b'-')
+            })
+            && !c.contains("..")
+            && !c.contains("___")
+    };
+    let host = match registry.rsplit_once(':') {
+        Some((h, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => registry,
+    };
+    let host_ok = if host.starts_with('[') {
+        host.ends_with(']')
+    } else {
+        host.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+    };
+    let problem = if !host_ok {
+        Some("the registry host is not a valid host name")
+    } else if !repository.split('/').all(component_ok) {
+        Some("repository names are lowercase letters, digits and separators (. _ -) between them")
+    } else if tag.is_some_and(|t| !is_valid_tag(t)) {
+        Some("tags are up to 128 letters, digits, `_`, `.` and `-`, not starting with `.` or `-`")
+    } else {
+        None
+    };
+    match problem {
+        Some(why) => Err(Error::Usage(format!(
+            "invalid image reference {input:?}: {why}"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// True for a valid OCI tag: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
 pub fn is_valid_tag(t: &str) -> bool {
     let mut bytes = t.bytes();
@@ -247,6 +296,24 @@ mod tests {
             Target::parse("oci:x:t").unwrap(),
             Target::Layout(_)
         ));
+    }
+
+    #[test]
+    fn accepted_references_print_back_the_same() {
+        for s in [
+            "aFaiao/45",
+            "a/b/c:tac17e078d",
+            "Reg.IO:5000/x",
+            "ghcr.io/o/app:v1",
+            "localhost:5000/a__b/c-d.e:t_1",
+        ] {
+            if let Ok(t) = Target::parse(s) {
+                assert_eq!(Target::parse(&t.to_string()).unwrap(), t, "{s}");
+            }
+        }
+        assert!(ImageRef::parse("ghcr.io/Org/app").is_err());
+        assert!(ImageRef::parse("ghcr.io/org/app:-bad").is_err());
+        assert!(ImageRef::parse("127.0.0.1:5000/org/app:v1").is_ok());
     }
 
     #[test]

@@ -132,7 +132,7 @@ pub fn index_children(manifest: &FetchedManifest) -> Result<Vec<Descriptor>> {
         #[serde(default)]
         manifests: Vec<Descriptor>,
     }
-    let index: Index = serde_json::from_slice(&manifest.bytes)
+    let index: Index = crate::manifest::parse_object(&manifest.bytes)
         .map_err(|e| Error::BadContent(format!("index {} is not valid: {e}", manifest.digest)))?;
     Ok(index.manifests)
 }
