@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN := target/release/ocistep
 
-.PHONY: build test demo lint fmt clean bench bench-smoke validate image-layout
+.PHONY: build test demo lint fmt clean bench bench-smoke validate image-layout fuzz-smoke
 
 build:
 	$(CARGO) build --release --locked
@@ -46,3 +46,37 @@ validate:
 ## ocistep --push-image to the layout target/image-out.
 image-layout:
 	./scripts/image-layout.sh
+
+## A minute (FUZZ_SECONDS) of coverage-guided fuzzing for each cargo fuzz
+## target in fuzz/ (libFuzzer with AddressSanitizer, debug assertions on):
+## reference and platform parsing, manifest and index parsing, archive
+## extraction. Seeds come from fuzz/corpus/TARGET (fuzz/make_seeds.py writes
+## them); inputs the run adds go to fuzz/target/corpus, findings to
+## fuzz/artifacts. Needs `cargo install --locked cargo-fuzz@0.13.2`.
+## RUSTC_BOOTSTRAP=1 lets the stable toolchain take the sanitizer flag;
+## FUZZ_SANITIZER=none fuzzes without it.
+FUZZ_TARGETS := reference platform manifest extract
+FUZZ_SECONDS ?= 60
+FUZZ_SANITIZER ?= address
+FUZZ := RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
+FUZZ_FLAGS = --release --debug-assertions --sanitizer $(FUZZ_SANITIZER)
+
+fuzz-smoke:
+	$(FUZZ) build $(FUZZ_FLAGS)
+	@mkdir -p fuzz/target/logs; failed=; \
+	for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/target/corpus/$$t; \
+	  echo "==> fuzz $$t for $(FUZZ_SECONDS) s"; \
+	  if $(FUZZ) run $(FUZZ_FLAGS) $$t fuzz/target/corpus/$$t fuzz/corpus/$$t -- \
+	      -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	      -print_final_stats=1 > fuzz/target/logs/$$t.log 2>&1; then \
+	    grep -E '^(Done|stat::(number_of_executed_units|average_exec_per_sec|new_units_added|peak_rss_mb))' \
+	      fuzz/target/logs/$$t.log; \
+	  else \
+	    tail -n 80 fuzz/target/logs/$$t.log; failed="$$failed $$t"; \
+	  fi; \
+	done; \
+	if [ -n "$$failed" ]; then \
+	  echo "fuzz-smoke: findings in$$failed; inputs in fuzz/artifacts/, logs in fuzz/target/logs/"; \
+	  exit 1; \
+	fi

@@ -162,6 +162,12 @@ impl FetchedManifest {
                 self.digest, self.media_type
             )));
         }
+        if self.media_type != OCI_MANIFEST && self.media_type != DOCKER_MANIFEST {
+            return Err(Error::BadContent(format!(
+                "manifest {} is not a valid image manifest: its media type is {}, expected {OCI_MANIFEST} or {DOCKER_MANIFEST}",
+                self.digest, self.media_type
+            )));
+        }
         parse_object(&self.bytes).map_err(|e| {
             Error::BadContent(format!(
                 "manifest {} is not a valid image manifest: {e}",
@@ -194,9 +200,10 @@ fn document_media_type(bytes: &[u8]) -> Option<String> {
         media_type: Option<String>,
         manifests: Option<serde_json::Value>,
     }
-    let probe: Probe = serde_json::from_slice(bytes).ok()?;
+    let probe: Probe = parse_object(bytes).ok()?;
     probe
         .media_type
+        .filter(|m| !m.is_empty())
         .or_else(|| probe.manifests.map(|_| OCI_INDEX.to_string()))
 }
 

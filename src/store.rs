@@ -211,6 +211,20 @@ impl Store {
         }
     }
 
+    /// Fetches the manifest an index entry names, checked against the
+    /// entry's digest and size.
+    pub async fn get_child(&self, desc: &Descriptor) -> Result<FetchedManifest> {
+        let fetched = self.get_manifest_by_digest(&desc.parsed_digest()?).await?;
+        digest::verify(
+            &format!("manifest {}", desc.digest),
+            &fetched.digest,
+            Some(desc.size),
+            &fetched.digest,
+            fetched.bytes.len() as u64,
+        )?;
+        Ok(fetched)
+    }
+
     /// Reads a small blob (a config) into memory, verified, refusing more than `limit` bytes.
     pub async fn read_blob(&self, desc: &Descriptor, limit: u64) -> Result<Vec<u8>> {
         if desc.size > limit {
@@ -252,7 +266,7 @@ impl Store {
         }
         let children = crate::transfer::index_children(&fetched)?;
         match platform.select(&children, index::child_platform) {
-            Some(child) => self.get_manifest_by_digest(&child.parsed_digest()?).await,
+            Some(child) => self.get_child(child).await,
             None => {
                 let available: Vec<String> = children
                     .iter()

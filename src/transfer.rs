@@ -108,7 +108,7 @@ pub fn copy_manifest<'a>(
         }
         if manifest.is_index() {
             for child in index_children(manifest)? {
-                let child_manifest = src.get_manifest_by_digest(&child.parsed_digest()?).await?;
+                let child_manifest = src.get_child(&child).await?;
                 stats.add(copy_manifest(src, dst, &child_manifest).await?);
             }
         } else {

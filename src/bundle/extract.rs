@@ -174,7 +174,47 @@ pub fn unpack(
         extractor.extract(&mut entry, on_entry)?;
         extractor.drain(&mut entry)?;
     }
+    drop(entries);
+    if compression == Compression::Gzip {
+        // Read what follows the end of the archive too, so the gzip trailer
+        // (CRC and length) is checked: a stream cut or corrupted there is refused.
+        let mut rest = archive.into_inner();
+        io::copy(&mut rest, &mut io::sink()).map_err(|e| extractor.stream_error(e))?;
+    }
     extractor.finish()
+}
+
+/// Refuses PAX extended headers that are malformed (a record that does not
+/// parse, a size that is not a number) or that describe a sparse file: the
+/// tar reader would otherwise quietly ignore them and write something else
+/// than the archive says.
+fn check_pax<R: Read>(entry: &mut tar::Entry<'_, R>, shown: &str) -> Result<()> {
+    let refuse = |why: String| Error::UnsafeArchive(format!("entry {shown:?} {why}"));
+    let Some(extensions) = entry
+        .pax_extensions()
+        .map_err(|e| refuse(format!("has an unreadable PAX header: {e}")))?
+    else {
+        return Ok(());
+    };
+    for extension in extensions {
+        let extension =
+            extension.map_err(|e| refuse(format!("has a malformed PAX record: {e}")))?;
+        let key = extension
+            .key()
+            .map_err(|_| refuse("has a PAX key that is not UTF-8".to_string()))?;
+        let value = extension
+            .value()
+            .map_err(|_| refuse(format!("has a PAX {key} value that is not UTF-8")))?;
+        if key.starts_with("GNU.sparse") {
+            return Err(refuse(
+                "is a sparse file (PAX GNU.sparse); sparse files are not supported".to_string(),
+            ));
+        }
+        if key == "size" && value.parse::<u64>().is_err() {
+            return Err(refuse(format!("has an invalid PAX size {value:?}")));
+        }
+    }
+    Ok(())
 }
 
 /// Checks that `dest` is an existing, empty directory.
@@ -416,6 +456,7 @@ impl<'a> Extractor<'a> {
         if entry_type == EntryType::XGlobalHeader {
             return Ok(());
         }
+        check_pax(entry, &shown)?;
         let kind = classify(entry_type, &shown)?;
         let Some(path) = normalize_name(&raw_name, kind == EntryKind::Dir, &shown)? else {
             return Ok(());

@@ -111,7 +111,7 @@ fn prepare<'a>(
 
 /// Reads a manifest, keeping the media type its descriptor declares.
 async fn fetch(src: &Store, desc: &Descriptor) -> Result<FetchedManifest> {
-    let fetched = src.get_manifest_by_digest(&desc.parsed_digest()?).await?;
+    let fetched = src.get_child(desc).await?;
     Ok(FetchedManifest::new(
         fetched.bytes,
         Some(desc.media_type.clone()).filter(|m| !m.is_empty()),

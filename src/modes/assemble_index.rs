@@ -89,7 +89,6 @@ pub async fn run(
     args: &AssembleArgs,
     annotations: &BTreeMap<String, String>,
 ) -> Result<()> {
-    let dst = Store::for_writing(target, &ctx.client)?;
     require_tag(target, "app:v1")?;
     let entries = parse_entries(&args.platform_image)?;
     let outcomes = join_all(entries.iter().map(|e| resolve(ctx, e))).await;
@@ -116,11 +115,18 @@ pub async fn run(
         }
         tracing::warn!("left out of the index (--allow-missing):\n{list}");
     }
+    if let Some(nested) = resolved.iter().find(|r| r.manifest.is_index()) {
+        return Err(Error::BadContent(format!(
+            "{}: an index holds another index ({}) as a child; nested indexes cannot be assembled, pass the inner index itself",
+            nested.label, nested.manifest.digest
+        )));
+    }
     check_duplicates(&resolved)?;
     if let Some(required) = &args.require_platforms {
         check_required(&resolved, required)?;
     }
 
+    let dst = Store::for_writing(target, &ctx.client)?;
     let copies = join_all(
         resolved
             .iter()
@@ -232,9 +238,7 @@ async fn resolve(ctx: &Context, entry: &Entry) -> Result<Vec<Resolved>> {
         {
             continue;
         }
-        let child_manifest = source
-            .get_manifest_by_digest(&desc.parsed_digest()?)
-            .await?;
+        let child_manifest = source.get_child(&desc).await?;
         let descriptor = Descriptor {
             platform: None,
             ..desc.clone()

@@ -210,6 +210,12 @@ impl RegistryClient {
         match resp.status() {
             StatusCode::CREATED => Ok(true),
             StatusCode::ACCEPTED => Ok(false),
+            // A token for the target repository alone may not cover reading
+            // `from`: the blob is then copied, which reads with its own token.
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                tracing::debug!("{what}: not allowed ({}), copying instead", resp.status());
+                Ok(false)
+            }
             _ => check(resp, image, &what, Access::Push).await.map(|_| false),
         }
     }
