@@ -174,7 +174,6 @@ pub fn unpack(
         extractor.extract(&mut entry, on_entry)?;
         extractor.drain(&mut entry)?;
     }
-    drop(entries);
     if compression == Compression::Gzip {
         // Read what follows the end of the archive too, so the gzip trailer
         // (CRC and length) is checked: a stream cut or corrupted there is refused.
