@@ -6,6 +6,8 @@
 
 mod support;
 
+use support::jail::Jail;
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -474,35 +476,6 @@ fn a_pushed_directory_layer_has_oras_entries_and_content_digest() {
         .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names, ["defs/", "defs/flag.json", "defs/segment.json"]);
-}
-
-/// The pull target with one file in it, in a directory of its own.
-struct Jail {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    target: PathBuf,
-}
-
-impl Jail {
-    fn new() -> Jail {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
-        let target = root.join("target");
-        std::fs::create_dir(&target).unwrap();
-        std::fs::write(target.join("keep"), "precious").unwrap();
-        Jail {
-            _dir: dir,
-            root,
-            target,
-        }
-    }
-
-    fn assert_untouched(&self) {
-        assert_eq!(
-            all_paths(&self.root),
-            vec![self.target.clone(), self.target.join("keep")]
-        );
-    }
 }
 
 #[test]

@@ -4,46 +4,15 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use support::jail::Jail;
+
+use std::path::Path;
 use std::process::Command;
 
 use support::tree::{all_paths, gzip, layout_with_layer, raw_tar};
 use support::{ocistep, require_tool, Registry};
 
 const GZ: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-
-/// A jail directory holding only the pull target (with one file in it).
-struct Jail {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    target: PathBuf,
-}
-
-impl Jail {
-    fn new() -> Jail {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
-        let target = root.join("target");
-        std::fs::create_dir(&target).unwrap();
-        std::fs::write(target.join("keep"), "precious").unwrap();
-        Jail {
-            _dir: dir,
-            root,
-            target,
-        }
-    }
-
-    fn assert_untouched(&self) {
-        assert_eq!(
-            all_paths(&self.root),
-            vec![self.target.clone(), self.target.join("keep")]
-        );
-        assert_eq!(
-            std::fs::read_to_string(self.target.join("keep")).unwrap(),
-            "precious"
-        );
-    }
-}
 
 fn pull(image: &str, target: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
     ocistep()

@@ -6,10 +6,10 @@
 
 mod support;
 
-use std::path::PathBuf;
+use support::jail::Jail;
 
 use support::ocistep;
-use support::tree::{all_paths, gzip, layout_with_layer};
+use support::tree::{gzip, layout_with_layer};
 
 const GZ: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
@@ -21,41 +21,6 @@ const BAD: &[i32] = &[11];
 /// Either: a malformed header is corrupt content, and also a way to make
 /// tools disagree on what an archive holds.
 const BAD_OR_UNSAFE: &[i32] = &[6, 11];
-
-/// A jail directory holding only the pull target (with one file in it).
-struct Jail {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    target: PathBuf,
-}
-
-impl Jail {
-    fn new() -> Jail {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
-        let target = root.join("target");
-        std::fs::create_dir(&target).unwrap();
-        std::fs::write(target.join("keep"), "precious").unwrap();
-        Jail {
-            _dir: dir,
-            root,
-            target,
-        }
-    }
-
-    /// The jail holds the target with its one file, unchanged, and
-    /// nothing else.
-    fn check_untouched(&self) -> Result<(), String> {
-        let paths = all_paths(&self.root);
-        if paths != [self.target.clone(), self.target.join("keep")] {
-            return Err(format!("the target or its surroundings changed: {paths:?}"));
-        }
-        match std::fs::read_to_string(self.target.join("keep")) {
-            Ok(text) if text == "precious" => Ok(()),
-            other => Err(format!("the target's file changed: {other:?}")),
-        }
-    }
-}
 
 /// One hostile layer and what its pull must end with.
 struct Case {

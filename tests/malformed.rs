@@ -8,6 +8,8 @@
 
 mod support;
 
+use support::jail::Jail;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -18,7 +20,7 @@ use ocistep::platform::Platform;
 use ocistep::reference::Target;
 use serde_json::{json, Value};
 use support::ocistep;
-use support::tree::{all_paths, gzip, layout_with_layer, raw_tar};
+use support::tree::{gzip, layout_with_layer, raw_tar};
 
 const GZ: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
@@ -118,32 +120,6 @@ fn nested(fx: &Fixture, depth: usize) -> Value {
         doc = index_of(vec![child(fx, &doc, "linux/amd64")]);
     }
     doc
-}
-
-/// A directory holding only the pull target (with one file in it).
-struct Jail {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    target: PathBuf,
-}
-
-impl Jail {
-    fn new() -> Jail {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
-        let target = root.join("target");
-        std::fs::create_dir(&target).unwrap();
-        std::fs::write(target.join("keep"), "precious").unwrap();
-        Jail {
-            _dir: dir,
-            root,
-            target,
-        }
-    }
-
-    fn untouched(&self) -> bool {
-        all_paths(&self.root) == [self.target.clone(), self.target.join("keep")]
-    }
 }
 
 /// What one run must end with.

@@ -20,6 +20,7 @@
 pub mod faults;
 pub mod http;
 pub mod images;
+pub mod jail;
 pub mod registry;
 pub mod tls;
 pub mod token;
