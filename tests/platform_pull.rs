@@ -73,6 +73,23 @@ fn pulls_pick_the_child_for_the_platform() {
         .success();
     assert_eq!(snapshot(host), snapshot(&work));
 
+    // --prune never deletes an index other platforms may still need.
+    ocistep()
+        .arg("--pull-source-bundle")
+        .arg(tmp.path().join("work-prune"))
+        .args(["--image", &index, "--platform", "linux/arm64", "--prune"])
+        .assert()
+        .success()
+        .stderr(contains("--prune skipped"));
+    let again = tmp.path().join("work-after-prune");
+    ocistep()
+        .arg("--pull-source-bundle")
+        .arg(&again)
+        .args(["--image", &index, "--platform", "linux/amd64"])
+        .assert()
+        .success();
+    assert_eq!(snapshot(&amd), snapshot(&again));
+
     let missing = tmp.path().join("work-s390x");
     ocistep()
         .arg("--pull-source-bundle")

@@ -46,3 +46,20 @@ pub fn print_listing(paths: &[String]) -> Result<()> {
     }
     Ok(())
 }
+
+/// `--prune`: deletes the pulled manifest after a successful pull, but never
+/// a multi-platform index, which other platforms' nodes may still need. A
+/// refused delete is a warning: the pull itself succeeded.
+pub async fn prune(store: &crate::store::Store, top: &crate::manifest::FetchedManifest) {
+    if top.is_index() {
+        tracing::warn!(
+            "--prune skipped: {} is a multi-platform index that other platforms may still pull; delete it once all have",
+            store.pinned(&top.digest)
+        );
+        return;
+    }
+    match store.delete_manifest(&top.digest).await {
+        Ok(()) => tracing::info!("pruned {}", store.pinned(&top.digest)),
+        Err(e) => tracing::warn!("the pull succeeded but --prune failed: {e}"),
+    }
+}

@@ -10,7 +10,7 @@ use crate::bundle::extract::ExtractLimits;
 use crate::bundle::install::Staging;
 use crate::cli::{ArtifactArgs, PullArgs};
 use crate::error::{Error, Result};
-use crate::modes::{print_listing, Context};
+use crate::modes::{print_listing, prune, Context};
 use crate::platform::Platform;
 use crate::progress::{Progress, ProgressReader};
 use crate::reference::Target;
@@ -30,8 +30,7 @@ pub async fn run(
     let started = std::time::Instant::now();
     let store = Store::for_reading(target, &ctx.client)?;
     let top = store.get_manifest().await?;
-    let top_digest = top.digest.clone();
-    let fetched = store.resolve_platform(top, platform).await?;
+    let fetched = store.resolve_platform(top.clone(), platform).await?;
     let manifest = fetched.image_manifest()?;
     let what = format!("{target} ({})", fetched.digest);
     let planned = artifact::plan(&manifest, &args.media_type, &what)?;
@@ -77,10 +76,7 @@ pub async fn run(
         },
     )?;
     if pull.prune {
-        match store.delete_manifest(&top_digest).await {
-            Ok(()) => tracing::info!("pruned {}", store.pinned(&top_digest)),
-            Err(e) => tracing::warn!("the pull succeeded but --prune failed: {e}"),
-        }
+        prune(&store, &top).await;
     }
     Ok(())
 }

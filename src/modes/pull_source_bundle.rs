@@ -9,7 +9,7 @@ use crate::bundle::format;
 use crate::bundle::install::Staging;
 use crate::cli::PullArgs;
 use crate::error::{Error, Result};
-use crate::modes::{print_listing, Context};
+use crate::modes::{print_listing, prune, Context};
 use crate::platform::Platform;
 use crate::progress::{Progress, ProgressReader};
 use crate::reference::Target;
@@ -27,9 +27,8 @@ pub async fn run(
 ) -> Result<()> {
     let started = std::time::Instant::now();
     let store = Store::for_reading(target, &ctx.client)?;
-    let fetched = store
-        .resolve_platform(store.get_manifest().await?, platform)
-        .await?;
+    let top = store.get_manifest().await?;
+    let fetched = store.resolve_platform(top.clone(), platform).await?;
     let manifest = fetched.image_manifest()?;
     let info = format::inspect(&manifest, &target.to_string())?;
     tracing::info!(
@@ -101,10 +100,7 @@ pub async fn run(
     )?;
 
     if args.prune {
-        match store.delete_manifest(&fetched.digest).await {
-            Ok(()) => tracing::info!("pruned {}", store.pinned(&fetched.digest)),
-            Err(e) => tracing::warn!("the pull succeeded but --prune failed: {e}"),
-        }
+        prune(&store, &top).await;
     }
     Ok(())
 }
