@@ -35,6 +35,13 @@ fn image(host: &str, platform: TestPlatform, tag: &str, format: PushFormat) -> P
     push_platform_image(host, &repo, tag, &platform, format)
 }
 
+/// An OCI linux/amd64 and linux/arm64/v8 image, tagged `v1`, each in its
+/// own repository.
+fn amd64_and_arm64(host: &str) -> (PushedImage, PushedImage) {
+    let one = |p: &str| image(host, TestPlatform::parse(p), "v1", PushFormat::Oci);
+    (one("linux/amd64"), one("linux/arm64/v8"))
+}
+
 /// The four per-platform images, each in its own repository of one registry.
 /// The arm/v7 image is a Docker schema 2 manifest, the others OCI manifests.
 struct Fleet {
@@ -554,18 +561,7 @@ fn argument_order_does_not_change_the_index() {
 fn missing_children_are_all_reported_and_nothing_is_pushed() {
     let reg = Registry::start();
     let host = reg.host();
-    let amd64 = image(
-        &host,
-        TestPlatform::parse("linux/amd64"),
-        "v1",
-        PushFormat::Oci,
-    );
-    let arm64 = image(
-        &host,
-        TestPlatform::parse("linux/arm64/v8"),
-        "v1",
-        PushFormat::Oci,
-    );
+    let (amd64, arm64) = amd64_and_arm64(&host);
     let missing_tag = format!("{}:no-such-tag", amd64.name);
     let missing_repo = format!("{host}/no-such-repository:v1");
     let entries = vec![
@@ -799,18 +795,7 @@ fn an_index_given_as_input_contributes_all_its_children() {
 fn docker_format_writes_a_manifest_list() {
     let reg = Registry::start();
     let host = reg.host();
-    let amd64 = image(
-        &host,
-        TestPlatform::parse("linux/amd64"),
-        "v1",
-        PushFormat::Oci,
-    );
-    let arm64 = image(
-        &host,
-        TestPlatform::parse("linux/arm64/v8"),
-        "v1",
-        PushFormat::Oci,
-    );
+    let (amd64, arm64) = amd64_and_arm64(&host);
     let tmp = tempfile::tempdir().unwrap();
     let results = ResultFiles::new(&tmp.path().join("results"));
     let entries = vec![amd64.reference.clone(), arm64.reference.clone()];
@@ -849,18 +834,7 @@ fn docker_format_writes_a_manifest_list() {
 fn annotations_land_on_the_oci_index() {
     let reg = Registry::start();
     let host = reg.host();
-    let amd64 = image(
-        &host,
-        TestPlatform::parse("linux/amd64"),
-        "v1",
-        PushFormat::Oci,
-    );
-    let arm64 = image(
-        &host,
-        TestPlatform::parse("linux/arm64/v8"),
-        "v1",
-        PushFormat::Oci,
-    );
+    let (amd64, arm64) = amd64_and_arm64(&host);
     let entries = vec![amd64.reference.clone(), arm64.reference.clone()];
     let target = format!("{host}/app:v1");
 
@@ -885,18 +859,7 @@ fn annotations_land_on_the_oci_index() {
 fn required_platforms_are_checked() {
     let reg = Registry::start();
     let host = reg.host();
-    let amd64 = image(
-        &host,
-        TestPlatform::parse("linux/amd64"),
-        "v1",
-        PushFormat::Oci,
-    );
-    let arm64 = image(
-        &host,
-        TestPlatform::parse("linux/arm64/v8"),
-        "v1",
-        PushFormat::Oci,
-    );
+    let (amd64, arm64) = amd64_and_arm64(&host);
     let entries = vec![amd64.reference.clone(), arm64.reference.clone()];
 
     let out = assemble(
