@@ -149,7 +149,7 @@ impl LayoutRef {
     /// Parses `PATH[:tag][@digest]` (the part after `oci:`).
     pub fn parse(s: &str) -> Result<Self> {
         let (rest, digest) = match s.rsplit_once('@') {
-            Some((p, d)) if d.starts_with("sha256:") => (p, Some(Digest::parse(d)?)),
+            Some((p, d)) if Digest::parse(d).is_ok() => (p, Some(Digest::parse(d)?)),
             _ => (s, None),
         };
         let (path, tag) = match rest.rsplit_once(':') {
