@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args, Parser};
 
@@ -151,6 +152,10 @@ pub struct RegistryArgs {
     /// Attempts per request for transient faults (429, 5xx, resets).
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20), help_heading = "Registry")]
     pub retries: u32,
+    /// Seconds a registry may stay silent in the middle of a request before
+    /// the request counts as failed (and is retried like a reset).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600), help_heading = "Registry")]
+    pub timeout: u64,
 }
 
 /// Flags of the pushing modes.
@@ -370,6 +375,7 @@ impl Cli {
             credential_files: credentials::config_files(secret_path.as_deref()),
             cache_dir: non_empty(&self.registry.cache_dir),
             offline: self.registry.offline,
+            read_timeout: Some(Duration::from_secs(self.registry.timeout)),
             retry: RetryPolicy {
                 max_attempts: self.registry.retries,
                 ..RetryPolicy::default()

@@ -233,14 +233,17 @@ impl Store {
                 desc.digest, desc.size
             )));
         }
-        self.stream_blob(desc, |reader| {
-            let mut out = Vec::new();
-            reader
-                .read_to_end(&mut out)
-                .map_err(|e| Error::Interrupted(format!("reading blob: {e}")))?;
-            Ok(out)
-        })
-        .await
+        self.retry_policy()
+            .restarting(|| {
+                self.stream_blob(desc, |reader| {
+                    let mut out = Vec::new();
+                    reader
+                        .read_to_end(&mut out)
+                        .map_err(|e| Error::Interrupted(format!("reading blob: {e}")))?;
+                    Ok(out)
+                })
+            })
+            .await
     }
 
     /// Fetches and verifies the manifest the reference names.

@@ -50,18 +50,10 @@ pub async fn copy_blob(src: &Store, dst: &Store, desc: &Descriptor) -> Result<Co
         stats.blobs_mounted = 1;
         return Ok(stats);
     }
-    let policy = src.retry_policy();
-    let mut attempt = 0;
-    let spool = loop {
-        attempt += 1;
-        match spool_blob(src, desc).await {
-            Ok(spool) => break spool,
-            Err(e) => match policy.restart_delay(attempt, &e) {
-                Some(delay) => tokio::time::sleep(delay).await,
-                None => return Err(e),
-            },
-        }
-    };
+    let spool = src
+        .retry_policy()
+        .restarting(|| spool_blob(src, desc))
+        .await?;
     dst.put_blob(
         desc,
         &BlobSource::File {

@@ -9,9 +9,12 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
+use support::faults::{Fault, FaultProxy, Rule};
 use support::token::{self, decode_claims, Grant};
 use support::tree::{sample_tree, snapshot};
-use support::{http_get, http_request_with, ocistep, AccessLogEntry, Registry, RegistryOptions};
+use support::{
+    http_get, http_request_with, ocistep, AccessLogEntry, Registry, RegistryOptions, TokenPolicy,
+};
 
 const USER: &str = "ci";
 const PASSWORD: &str = "T0ken-s3cret-pa55";
@@ -451,5 +454,187 @@ fn prune_with_token_auth_asks_for_a_delete_scope_and_deletes() {
     assert_eq!(
         with_bearer(&reg, "GET", &manifest_path, &pull_token).status,
         404
+    );
+}
+
+/// The digest `repository:tag` points at, read from the registry's storage.
+fn tag_digest(reg: &Registry, repository: &str, tag: &str) -> Option<String> {
+    let link = manifest_dir(reg, repository).join(format!("tags/{tag}/current/link"));
+    std::fs::read_to_string(link).ok()
+}
+
+/// A token registry whose tokens live `lifetime_secs` and may be limited to
+/// one repository each.
+fn token_registry_with(policy: TokenPolicy) -> Registry {
+    Registry::start_with(RegistryOptions {
+        token_policy: policy,
+        ..RegistryOptions::with_token_auth(USER, PASSWORD)
+    })
+}
+
+#[test]
+fn a_token_that_expires_during_an_upload_is_renewed() {
+    let reg = token_registry_with(TokenPolicy {
+        lifetime_secs: 3,
+        ..TokenPolicy::default()
+    });
+    let early = token_of(&fetch_token(
+        &reg,
+        "repository:private/app:pull",
+        Some((USER, PASSWORD)),
+    ));
+    // The first blob upload is held back for longer than a token lives, so
+    // it reaches the registry with a token that has run out.
+    let proxy = FaultProxy::start(
+        &reg.host(),
+        vec![Rule::new(
+            "PUT",
+            "/blobs/uploads/",
+            &[1],
+            Fault::Stall { millis: 4_000 },
+        )],
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    sample_tree(&src);
+    let secrets = secret_dir(&tmp.path().join("secret"), &proxy.host(), USER, PASSWORD);
+    let digest_file = tmp.path().join("digest");
+    let image = format!("{}/private/app:v1", proxy.host());
+    push(&reg, &src, &image, &secrets, &digest_file);
+
+    // The registry refused the held-back upload, ocistep asked for a new
+    // token and sent it again: 401, then 201.
+    let uploads: Vec<u16> = requests_for(&reg, "PUT", "/v2/private/app/blobs/uploads/")
+        .iter()
+        .map(|e| e.status)
+        .collect();
+    assert_eq!(uploads.first(), Some(&401), "{}", reg.access_log());
+    assert!(
+        uploads[1..].iter().all(|s| *s == 201),
+        "{}",
+        reg.access_log()
+    );
+    let pushes = reg
+        .token_log()
+        .iter()
+        .filter(|r| r.asked_for("private/app", "push") && r.status == 200)
+        .count();
+    assert!(pushes >= 2, "a new push token: {:?}", reg.token_log());
+    // The tag is there and the pushed bundle pulls back.
+    let digest = std::fs::read_to_string(&digest_file).unwrap();
+    assert_eq!(
+        tag_digest(&reg, "private/app", "v1").as_deref(),
+        Some(digest.as_str())
+    );
+    let work = tmp.path().join("work");
+    ocistep()
+        .arg("--pull-source-bundle")
+        .arg(&work)
+        .args(["--image", &image])
+        .arg("--secret-path")
+        .arg(&secrets)
+        .assert()
+        .success();
+    assert_eq!(snapshot(&src), snapshot(&work));
+    // The premise: the registry enforces the lifetime.
+    let refused = with_bearer(&reg, "GET", "/v2/private/app/tags/list", &early);
+    assert_eq!(refused.status, 401, "an expired token is refused");
+}
+
+/// Pushes the sample tree to `src/app:v1` and copies it to `dst/app:v1` on
+/// `reg`; returns the access log entries of the copy's mount requests.
+fn copy_across_repositories(reg: &Registry) -> Vec<AccessLogEntry> {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    sample_tree(&src);
+    let secrets = secret_dir(&tmp.path().join("secret"), &reg.host(), USER, PASSWORD);
+    let digest_file = tmp.path().join("digest");
+    push(
+        reg,
+        &src,
+        &format!("{}/src/app:v1", reg.host()),
+        &secrets,
+        &digest_file,
+    );
+    let pushed = std::fs::read_to_string(&digest_file).unwrap();
+
+    let copied_file = tmp.path().join("copied");
+    ocistep()
+        .args([
+            "--copy",
+            &format!("{}/src/app:v1", reg.host()),
+            &format!("{}/dst/app:v1", reg.host()),
+        ])
+        .arg("--secret-path")
+        .arg(&secrets)
+        .arg("--result-file-image-digest")
+        .arg(&copied_file)
+        .assert()
+        .success();
+    assert_eq!(std::fs::read_to_string(&copied_file).unwrap(), pushed);
+    assert_eq!(
+        tag_digest(reg, "dst/app", "v1").as_deref(),
+        Some(pushed.as_str())
+    );
+    requests_for(reg, "POST", "/v2/dst/app/blobs/uploads/?mount=")
+}
+
+#[test]
+fn a_cross_repository_mount_asks_for_one_token_covering_both_repositories() {
+    let reg = token_registry();
+    let mounts = copy_across_repositories(&reg);
+    // Both blobs (config and layer) mounted: 201, nothing uploaded.
+    assert_eq!(
+        mounts.iter().filter(|e| e.status == 201).count(),
+        2,
+        "{}",
+        reg.access_log()
+    );
+    assert_eq!(
+        reg.request_count("PUT", "/v2/dst/app/blobs/uploads/"),
+        0,
+        "{}",
+        reg.access_log()
+    );
+    assert!(
+        reg.token_log()
+            .iter()
+            .any(|r| r.asked_for("dst/app", "push") && r.asked_for("src/app", "pull")),
+        "{:?}",
+        reg.token_log()
+    );
+}
+
+#[test]
+fn a_token_scoped_to_one_repository_makes_a_mount_fall_back_to_copying() {
+    let reg = token_registry_with(TokenPolicy {
+        one_repository_per_token: true,
+        ..TokenPolicy::default()
+    });
+    let mounts = copy_across_repositories(&reg);
+    assert!(
+        !mounts.is_empty(),
+        "a mount was tried: {}",
+        reg.access_log()
+    );
+    assert!(
+        mounts.iter().all(|e| e.status != 201),
+        "{}",
+        reg.access_log()
+    );
+    // Each blob read from src/app with a pull token and uploaded to dst/app.
+    assert_eq!(
+        requests_for(&reg, "PUT", "/v2/dst/app/blobs/uploads/")
+            .iter()
+            .filter(|e| e.status == 201)
+            .count(),
+        2,
+        "{}",
+        reg.access_log()
+    );
+    assert!(
+        reg.token_log().iter().all(|r| r.granted.len() <= 1),
+        "{:?}",
+        reg.token_log()
     );
 }

@@ -26,18 +26,10 @@ impl RegistryClient {
         }
         let reference = image.manifest_reference();
         let what = format!("fetching manifest {image}");
-        let policy = self.retry_policy();
-        let mut attempt = 0;
-        let (bytes, media_type, reported) = loop {
-            attempt += 1;
-            match self.fetch_manifest_once(image, &reference, &what).await {
-                Err(e) => match policy.restart_delay(attempt, &e) {
-                    Some(delay) => tokio::time::sleep(delay).await,
-                    None => return Err(e),
-                },
-                Ok(fetched) => break fetched,
-            }
-        };
+        let (bytes, media_type, reported) = self
+            .retry_policy()
+            .restarting(|| self.fetch_manifest_once(image, &reference, &what))
+            .await?;
         let fetched = FetchedManifest::new(bytes, media_type);
         let expected = match (&image.digest, reported) {
             (Some(d), _) => Some(d.clone()),
@@ -200,7 +192,7 @@ impl RegistryClient {
     pub async fn mount_blob(&self, image: &ImageRef, digest: &Digest, from: &str) -> Result<bool> {
         let what = format!("mounting blob {digest} from {from} into {}", image.name());
         let resp = self
-            .send(image, Access::Push, &what, |http, origin| {
+            .send_mount(image, from, &what, |http, origin| {
                 Ok(http
                     .post(format!("{origin}/v2/{}/blobs/uploads/", image.repository))
                     .query(&[("mount", digest.as_str()), ("from", from)])
@@ -210,8 +202,9 @@ impl RegistryClient {
         match resp.status() {
             StatusCode::CREATED => Ok(true),
             StatusCode::ACCEPTED => Ok(false),
-            // A token for the target repository alone may not cover reading
-            // `from`: the blob is then copied, which reads with its own token.
+            // The token service may grant no token covering both
+            // repositories: the blob is then copied, reading with a token
+            // for `from` and writing with one for the target.
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 tracing::debug!("{what}: not allowed ({}), copying instead", resp.status());
                 Ok(false)
@@ -246,18 +239,10 @@ impl RegistryClient {
             return Ok(false);
         }
         let what = format!("uploading blob {digest} to {}", image.name());
-        let policy = self.retry_policy();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.upload_once(image, digest, size, source, &what).await {
-                Ok(()) => return Ok(true),
-                Err(e) => match policy.restart_delay(attempt, &e) {
-                    Some(delay) => tokio::time::sleep(delay).await,
-                    None => return Err(e),
-                },
-            }
-        }
+        self.retry_policy()
+            .restarting(|| self.upload_once(image, digest, size, source, &what))
+            .await?;
+        Ok(true)
     }
 
     async fn upload_once(

@@ -64,6 +64,26 @@ impl RetryPolicy {
             _ => None,
         }
     }
+
+    /// Runs `once` until it succeeds, starting over after a transfer cut
+    /// short while attempts remain (see [`RetryPolicy::restart_delay`]).
+    pub async fn restarting<T, F, Fut>(&self, mut once: F) -> crate::error::Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = crate::error::Result<T>>,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match once().await {
+                Err(e) => match self.restart_delay(attempt, &e) {
+                    Some(delay) => tokio::time::sleep(delay).await,
+                    None => return Err(e),
+                },
+                ok => return ok,
+            }
+        }
+    }
 }
 
 /// Statuses worth another try.

@@ -1,6 +1,8 @@
 //! One place that sends requests to registries: scheme choice (TLS, or
-//! plain HTTP for loopback and `--insecure`), the auth handshake (through
-//! oci-client), re-authentication on 401, and retries of transient faults.
+//! plain HTTP for loopback and `--insecure`), the auth handshake (the
+//! registry's bearer challenge answered with the scopes a request needs,
+//! oci-client's handshake otherwise), token renewal before expiry,
+//! re-authentication on 401, and retries of transient faults.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -45,7 +47,12 @@ pub struct ClientOptions {
     pub cache_dir: Option<PathBuf>,
     /// Resolve tags from the cache only.
     pub offline: bool,
+    /// How long a registry may stay silent mid-request; 60 s when `None`.
+    pub read_timeout: Option<Duration>,
 }
+
+/// The read timeout when [`ClientOptions::read_timeout`] is not set.
+const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A client for any number of registries, shared by one run.
 pub struct RegistryClient {
@@ -67,13 +74,82 @@ struct Host {
     /// oci-client, for the token handshake.
     oci: oci_client::Client,
     /// Authorization per repository and access.
-    auth: Mutex<HashMap<(String, Access), AuthHeader>>,
+    auth: Mutex<HashMap<AuthKey, AuthHeader>>,
+}
+
+/// What one cached authorization is for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct AuthKey {
+    repository: String,
+    access: Access,
+    /// The source repository of a cross-repository mount.
+    mount_from: Option<String>,
+}
+
+impl AuthKey {
+    fn new(image: &ImageRef, access: Access, mount_from: Option<&str>) -> AuthKey {
+        AuthKey {
+            repository: image.repository.clone(),
+            access,
+            mount_from: mount_from.map(str::to_string),
+        }
+    }
+
+    /// The token scopes this key needs, with the other scopes a challenge
+    /// names (`repository:NAME:ACTIONS`, space-separated) after them.
+    fn scopes(&self, challenged: Option<&str>) -> Vec<String> {
+        let actions = match self.access {
+            Access::Pull => "pull",
+            Access::Push => "pull,push",
+            Access::Delete => "delete",
+        };
+        let mut scopes = vec![format!("repository:{}:{actions}", self.repository)];
+        if let Some(from) = &self.mount_from {
+            scopes.push(format!("repository:{from}:pull"));
+        }
+        for scope in challenged.unwrap_or_default().split_whitespace() {
+            let covered = scopes.iter().any(|s| {
+                s.rsplit_once(':').map(|(name, _)| name)
+                    == scope.rsplit_once(':').map(|(name, _)| name)
+            });
+            if !covered {
+                scopes.push(scope.to_string());
+            }
+        }
+        scopes
+    }
 }
 
 #[derive(Clone)]
 enum AuthHeader {
     Basic(String, Secret),
-    Bearer(Secret),
+    Bearer(Bearer),
+}
+
+/// A bearer token, with what is needed to renew it.
+#[derive(Clone)]
+struct Bearer {
+    token: Secret,
+    /// When to ask for a new token rather than send this one.
+    renew_at: Option<std::time::Instant>,
+    /// The challenge it answered, to renew it by.
+    challenge: Option<token::BearerChallenge>,
+}
+
+impl Bearer {
+    /// A token with no known lifetime (from oci-client's handshake).
+    fn new(token: Secret) -> Bearer {
+        Bearer {
+            token,
+            renew_at: None,
+            challenge: None,
+        }
+    }
+
+    fn is_stale(&self) -> bool {
+        self.renew_at
+            .is_some_and(|at| std::time::Instant::now() >= at)
+    }
 }
 
 /// The user agent sent with every request.
@@ -87,7 +163,7 @@ impl RegistryClient {
         let mut builder = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .connect_timeout(Duration::from_secs(15))
-            .read_timeout(Duration::from_secs(120))
+            .read_timeout(opts.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT))
             .pool_idle_timeout(Duration::from_secs(60))
             .danger_accept_invalid_certs(opts.insecure);
         if let Some(path) = &opts.ca_file {
@@ -147,7 +223,8 @@ impl RegistryClient {
     where
         F: Fn(&reqwest::Client, &str) -> Result<RequestBuilder>,
     {
-        self.send_with(self.opts.retry, image, access, what, build)
+        let key = AuthKey::new(image, access, None);
+        self.send_with(self.opts.retry, image, key, what, build)
             .await
     }
 
@@ -168,14 +245,33 @@ impl RegistryClient {
             max_attempts: 1,
             ..self.opts.retry
         };
-        self.send_with(once, image, access, what, build).await
+        let key = AuthKey::new(image, access, None);
+        self.send_with(once, image, key, what, build).await
+    }
+
+    /// Like [`RegistryClient::send`] for a cross-repository mount from
+    /// `from`: on token registries the token must cover pulling `from` too,
+    /// so it is asked for (and kept) separately.
+    pub async fn send_mount<F>(
+        &self,
+        image: &ImageRef,
+        from: &str,
+        what: &str,
+        build: F,
+    ) -> Result<Response>
+    where
+        F: Fn(&reqwest::Client, &str) -> Result<RequestBuilder>,
+    {
+        let key = AuthKey::new(image, Access::Push, Some(from));
+        self.send_with(self.opts.retry, image, key, what, build)
+            .await
     }
 
     async fn send_with<F>(
         &self,
         policy: RetryPolicy,
         image: &ImageRef,
-        access: Access,
+        key: AuthKey,
         what: &str,
         build: F,
     ) -> Result<Response>
@@ -188,12 +284,7 @@ impl RegistryClient {
         let mut authenticated = false;
         loop {
             attempt += 1;
-            let auth = host
-                .auth
-                .lock()
-                .await
-                .get(&(image.repository.clone(), access))
-                .cloned();
+            let auth = self.current_auth(&host, &key).await?;
             let request = apply_auth(build(&self.http, &origin)?, auth.as_ref());
             match request.send().await {
                 Err(e) if is_transient_error(&e) && policy.may_retry(attempt) => {
@@ -219,7 +310,7 @@ impl RegistryClient {
                         .get(reqwest::header::WWW_AUTHENTICATE)
                         .and_then(|v| v.to_str().ok())
                         .and_then(token::parse_challenge);
-                    self.authenticate(&host, image, access, challenge).await?;
+                    self.authenticate(&host, image, &key, challenge).await?;
                 }
                 Ok(resp) if is_transient_status(resp.status()) && policy.may_retry(attempt) => {
                     let retry_after = resp
@@ -239,25 +330,38 @@ impl RegistryClient {
         }
     }
 
+    /// The authorization to send for `key`: a bearer token about to expire
+    /// is renewed first, so a long transfer does not start with it.
+    async fn current_auth(&self, host: &Host, key: &AuthKey) -> Result<Option<AuthHeader>> {
+        let cached = host.auth.lock().await.get(key).cloned();
+        match cached {
+            Some(AuthHeader::Bearer(bearer)) if bearer.is_stale() => {
+                let Some(challenge) = bearer.challenge.clone() else {
+                    return Ok(Some(AuthHeader::Bearer(bearer)));
+                };
+                tracing::debug!(
+                    "renewing the token for {} before it expires",
+                    key.repository
+                );
+                let renewed = self.fetch_bearer(host, key, challenge).await?;
+                host.auth.lock().await.insert(key.clone(), renewed.clone());
+                Ok(Some(renewed))
+            }
+            other => Ok(other),
+        }
+    }
+
     /// Runs the token handshake (or settles on basic auth) for one repository.
     async fn authenticate(
         &self,
         host: &Host,
         image: &ImageRef,
-        access: Access,
+        key: &AuthKey,
         challenge: Option<token::BearerChallenge>,
     ) -> Result<()> {
-        if let (Access::Delete, Some(challenge)) = (access, &challenge) {
-            let scope = challenge
-                .scope
-                .clone()
-                .unwrap_or_else(|| format!("repository:{}:delete", image.repository));
-            let token =
-                token::fetch_token(&self.http, challenge, &scope, &host.credentials).await?;
-            host.auth.lock().await.insert(
-                (image.repository.clone(), access),
-                AuthHeader::Bearer(token),
-            );
+        if let Some(challenge) = challenge {
+            let header = self.fetch_bearer(host, key, challenge).await?;
+            host.auth.lock().await.insert(key.clone(), header);
             return Ok(());
         }
         let reference = oci_client::Reference::with_tag(
@@ -265,7 +369,7 @@ impl RegistryClient {
             image.repository.clone(),
             "latest".to_string(),
         );
-        let op = match access {
+        let op = match key.access {
             Access::Pull => RegistryOperation::Pull,
             Access::Push | Access::Delete => RegistryOperation::Push,
         };
@@ -275,7 +379,7 @@ impl RegistryClient {
             .await
             .map_err(|e| auth_error(host, image, &e))?;
         let header = match (token, &host.credentials) {
-            (Some(token), _) => Some(AuthHeader::Bearer(Secret::new(token))),
+            (Some(token), _) => Some(AuthHeader::Bearer(Bearer::new(Secret::new(token)))),
             (None, Credentials::Basic { username, password }) => {
                 Some(AuthHeader::Basic(username.clone(), password.clone()))
             }
@@ -283,10 +387,28 @@ impl RegistryClient {
         };
         let mut auth = host.auth.lock().await;
         match header {
-            Some(h) => auth.insert((image.repository.clone(), access), h),
-            None => auth.remove(&(image.repository.clone(), access)),
+            Some(h) => auth.insert(key.clone(), h),
+            None => auth.remove(key),
         };
         Ok(())
+    }
+
+    /// A token for every scope `key` needs, plus any other scope the
+    /// registry's challenge names.
+    async fn fetch_bearer(
+        &self,
+        host: &Host,
+        key: &AuthKey,
+        challenge: token::BearerChallenge,
+    ) -> Result<AuthHeader> {
+        let scopes = key.scopes(challenge.scope.as_deref());
+        let fetched =
+            token::fetch_token(&self.http, &challenge, &scopes, &host.credentials).await?;
+        Ok(AuthHeader::Bearer(Bearer {
+            token: fetched.token,
+            renew_at: Some(fetched.renew_at),
+            challenge: Some(challenge),
+        }))
     }
 
     /// The host state for an image's registry, created on first use.
@@ -362,7 +484,7 @@ impl RegistryClient {
                 .collect(),
             user_agent: USER_AGENT,
             connect_timeout: Some(Duration::from_secs(15)),
-            read_timeout: Some(Duration::from_secs(60)),
+            read_timeout: Some(self.opts.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT)),
             ..Default::default()
         };
         oci_client::Client::new(config)
@@ -372,7 +494,7 @@ impl RegistryClient {
 fn apply_auth(request: RequestBuilder, auth: Option<&AuthHeader>) -> RequestBuilder {
     match auth {
         Some(AuthHeader::Basic(user, pass)) => request.basic_auth(user, Some(pass.expose())),
-        Some(AuthHeader::Bearer(token)) => request.bearer_auth(token.expose()),
+        Some(AuthHeader::Bearer(bearer)) => request.bearer_auth(bearer.token.expose()),
         None => request,
     }
 }

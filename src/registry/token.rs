@@ -1,6 +1,7 @@
-//! The bearer-token handshake for scopes oci-client cannot ask for (deletes
-//! need `repository:NAME:delete`): parse the registry's challenge and fetch a
-//! token for exactly the scope it names.
+//! The bearer-token handshake for scopes oci-client cannot ask for: deletes
+//! (`repository:NAME:delete`) and cross-repository mounts (a push scope on
+//! one repository and a pull scope on another, in one token). Parses the
+//! registry's challenge and fetches a token for the scopes needed.
 
 use serde::Deserialize;
 
@@ -59,17 +60,36 @@ struct TokenResponse {
     token: Option<String>,
     #[serde(default)]
     access_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<u64>,
 }
 
-/// Asks the challenge's realm for a token covering `scope`, with basic
-/// credentials when there are any.
+/// How long a token lives when the token service does not say (the
+/// distribution token specification's default).
+const DEFAULT_LIFETIME_SECS: u64 = 60;
+
+/// A token and when to stop using it.
+pub struct FetchedToken {
+    /// The bearer token.
+    pub token: Secret,
+    /// A little before the token expires: a quarter of its lifetime early,
+    /// at most 30 s, so a request sent just before never carries a token
+    /// that runs out on the way.
+    pub renew_at: std::time::Instant,
+}
+
+/// Asks the challenge's realm for one token covering all of `scopes`
+/// (each passed as its own `scope` parameter), with basic credentials when
+/// there are any.
 pub async fn fetch_token(
     http: &reqwest::Client,
     challenge: &BearerChallenge,
-    scope: &str,
+    scopes: &[String],
     credentials: &Credentials,
-) -> Result<Secret> {
-    let mut query = vec![("scope", scope.to_string())];
+) -> Result<FetchedToken> {
+    let asked_at = std::time::Instant::now();
+    let scope = scopes.join(" ");
+    let mut query: Vec<(&str, String)> = scopes.iter().map(|s| ("scope", s.clone())).collect();
     if let Some(service) = &challenge.service {
         query.push(("service", service.clone()));
     }
@@ -97,9 +117,14 @@ pub async fn fetch_token(
             challenge.realm
         ))
     })?;
+    let lifetime = std::time::Duration::from_secs(body.expires_in.unwrap_or(DEFAULT_LIFETIME_SECS));
+    let margin = (lifetime / 4).min(std::time::Duration::from_secs(30));
     body.token
         .or(body.access_token)
-        .map(Secret::new)
+        .map(|token| FetchedToken {
+            token: Secret::new(token),
+            renew_at: asked_at + lifetime - margin,
+        })
         .ok_or_else(|| {
             Error::BadContent(format!(
                 "the token service {} sent no token",

@@ -13,6 +13,13 @@
 //! [`Rule::nth`]. Every request is logged (see [`FaultProxy::hits`]), so
 //! tests can assert how many attempts a client made.
 //!
+//! A [`Seeded`] schedule fails a share of all requests instead, each with a
+//! fault drawn from a menu. The draw hashes the seed, the request's method
+//! and path (upload session ids left out) and how often that method and
+//! path came before, so it does not depend on how parallel requests
+//! interleave; no method and path fails more than a few times in a row,
+//! so a client that retries enough always gets through.
+//!
 //! Client connections stay open between requests when both sides allow it.
 //! Bytes that are not HTTP (such as a TLS handshake probing for HTTPS) get
 //! the connection closed and are not logged.
@@ -125,6 +132,94 @@ impl Rule {
     }
 }
 
+/// A pseudo-random schedule: see the module documentation.
+#[derive(Debug, Clone)]
+pub struct Seeded {
+    /// Picks which requests fail and how; the same seed gives the same
+    /// faults for the same requests.
+    pub seed: u64,
+    /// Share of requests that get a fault, in percent.
+    pub percent: u64,
+    /// Most faults in a row for one method and path.
+    pub max_in_a_row: u32,
+    /// The faults to draw from, with equal chances.
+    pub menu: Vec<Fault>,
+}
+
+impl Seeded {
+    /// A third of all requests fail (at most twice in a row for one method
+    /// and path), each with one of: 429 with `Retry-After: 1`, 500, 502,
+    /// 503, a reset before the response, a reset in the middle of a body,
+    /// a truncated body, or a stall of `stall_millis` (pick it past the
+    /// client's read timeout).
+    pub fn third(seed: u64, stall_millis: u64) -> Seeded {
+        Seeded {
+            seed,
+            percent: 33,
+            max_in_a_row: 2,
+            menu: vec![
+                Fault::Status {
+                    code: 429,
+                    retry_after: Some(1),
+                },
+                Fault::Status {
+                    code: 500,
+                    retry_after: None,
+                },
+                Fault::Status {
+                    code: 502,
+                    retry_after: None,
+                },
+                Fault::Status {
+                    code: 503,
+                    retry_after: None,
+                },
+                Fault::ResetBeforeResponse,
+                Fault::ResetMidBody { after_bytes: 64 },
+                Fault::TruncateBody { after_bytes: 64 },
+                Fault::Stall {
+                    millis: stall_millis,
+                },
+            ],
+        }
+    }
+
+    /// The fault for the `count`-th (0-based) request with `key`, if any.
+    fn draw(&self, key: &str, count: u64) -> Option<Fault> {
+        let mut h = fnv1a(self.seed.to_le_bytes().iter().chain(key.as_bytes()));
+        h = splitmix(h ^ count);
+        if h % 100 >= self.percent || self.menu.is_empty() {
+            return None;
+        }
+        let pick = (splitmix(h) % self.menu.len() as u64) as usize;
+        Some(self.menu[pick].clone())
+    }
+}
+
+fn fnv1a<'a>(bytes: impl Iterator<Item = &'a u8>) -> u64 {
+    bytes.fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The method and path of a request with upload session ids and the query
+/// left out: what [`Seeded`] counts requests by.
+fn seeded_key(request: &RequestHead) -> String {
+    let path = request.target.split('?').next().unwrap_or_default();
+    let path = match path.find("/blobs/uploads/") {
+        Some(at) => &path[..at + "/blobs/uploads/".len()],
+        None => path,
+    };
+    format!("{} {path}", request.method.to_ascii_uppercase())
+}
+
 /// A running fault-injecting proxy; stopped (threads joined) on drop.
 pub struct FaultProxy {
     addr: SocketAddr,
@@ -139,6 +234,9 @@ struct State {
     rules: Vec<Rule>,
     /// Requests matched so far, per rule.
     matched: Mutex<Vec<usize>>,
+    seeded: Option<Seeded>,
+    /// Per [`seeded_key`]: requests so far, and faults in a row.
+    seen: Mutex<HashMap<String, (u64, u32)>>,
     hits: Mutex<Vec<(String, String, Option<String>)>>,
     shutdown: AtomicBool,
     /// A handle on each open client connection, to end them on drop.
@@ -150,6 +248,16 @@ impl FaultProxy {
     /// Starts a proxy on a free loopback port in front of `upstream`
     /// (`127.0.0.1:PORT`), injecting the faults of `schedule`.
     pub fn start(upstream: &str, schedule: Vec<Rule>) -> FaultProxy {
+        FaultProxy::launch(upstream, schedule, None)
+    }
+
+    /// Starts a proxy in front of `upstream` that fails requests as the
+    /// [`Seeded`] schedule draws them.
+    pub fn seeded(upstream: &str, schedule: Seeded) -> FaultProxy {
+        FaultProxy::launch(upstream, Vec::new(), Some(schedule))
+    }
+
+    fn launch(upstream: &str, schedule: Vec<Rule>, seeded: Option<Seeded>) -> FaultProxy {
         let listener =
             TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind the fault proxy's port");
         let addr = listener.local_addr().expect("fault proxy address");
@@ -158,6 +266,8 @@ impl FaultProxy {
             host: addr.to_string(),
             matched: Mutex::new(vec![0; schedule.len()]),
             rules: schedule,
+            seeded,
+            seen: Mutex::new(HashMap::new()),
             hits: Mutex::new(Vec::new()),
             shutdown: AtomicBool::new(false),
             clients: Mutex::new(HashMap::new()),
@@ -196,6 +306,15 @@ impl FaultProxy {
             })
             .count()
     }
+
+    /// How many requests got a fault, and how many there were in all.
+    pub fn faulted(&self) -> (usize, usize) {
+        let hits = self.hits();
+        (
+            hits.iter().filter(|(_, _, fault)| fault.is_some()).count(),
+            hits.len(),
+        )
+    }
 }
 
 impl Drop for FaultProxy {
@@ -230,6 +349,15 @@ impl State {
                     fault = Some(rule.fault.clone());
                 }
             }
+        }
+        drop(matched);
+        if let (None, Some(seeded)) = (&fault, &self.seeded) {
+            let mut seen = self.seen.lock().unwrap();
+            let (count, in_a_row) = seen.entry(seeded_key(request)).or_default();
+            let drawn = seeded.draw(&seeded_key(request), *count);
+            *count += 1;
+            fault = drawn.filter(|_| *in_a_row < seeded.max_in_a_row);
+            *in_a_row = if fault.is_some() { *in_a_row + 1 } else { 0 };
         }
         self.hits.lock().unwrap().push((
             request.method.clone(),

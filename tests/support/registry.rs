@@ -38,7 +38,7 @@ use tempfile::TempDir;
 use super::http::http_request_with;
 use super::require_tool;
 use super::tls::{self, TlsMaterial};
-use super::token::{self, TokenRequest, TokenServer};
+use super::token::{self, TokenPolicy, TokenRequest, TokenServer};
 
 /// User agent of the readiness probe; its requests are excluded from
 /// [`Registry::requests`].
@@ -64,6 +64,8 @@ pub struct RegistryOptions {
     /// [`TokenServer`] started with the registry, which accepts this user
     /// and password. Cannot be combined with `basic_auth`.
     pub token_auth: Option<(String, String)>,
+    /// What the token server grants, with `token_auth`.
+    pub token_policy: TokenPolicy,
 }
 
 impl Default for RegistryOptions {
@@ -74,6 +76,7 @@ impl Default for RegistryOptions {
             tls: false,
             delete_enabled: true,
             token_auth: None,
+            token_policy: TokenPolicy::default(),
         }
     }
 }
@@ -194,7 +197,12 @@ impl Registry {
             .map(|(user, password)| write_htpasswd(dir.path(), user, password));
         let tls = opts.tls.then(|| tls::generate(dir.path()));
         let token_server = opts.token_auth.as_ref().map(|(user, password)| {
-            TokenServer::start(user, password, token::generate(dir.path()))
+            TokenServer::start(
+                user,
+                password,
+                token::generate(dir.path()),
+                opts.token_policy,
+            )
         });
         let log_path = dir.path().join("registry.log");
         let config_path = dir.path().join("config.yml");

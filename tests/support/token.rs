@@ -47,8 +47,32 @@ use super::require_tool;
 pub const SERVICE: &str = "ocistep-test-registry";
 /// The token issuer (`iss`) the registry is configured to accept.
 pub const ISSUER: &str = "ocistep-test-issuer";
-/// Lifetime of an issued token (`expires_in`), in seconds.
+/// Lifetime of an issued token (`expires_in`), in seconds, by default.
 pub const TOKEN_LIFETIME_SECS: u64 = 300;
+/// How long past `exp` distribution still accepts a token (its allowance
+/// for clock skew). Tokens are signed with `exp` this much early, so the
+/// registry refuses them exactly `expires_in` seconds after issue.
+pub const REGISTRY_LEEWAY_SECS: u64 = 60;
+
+/// What the token server grants, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenPolicy {
+    /// Seconds until the registry refuses an issued token.
+    pub lifetime_secs: u64,
+    /// Grant only the first repository asked for in one request, as some
+    /// token services do: a token never covers two repositories.
+    pub one_repository_per_token: bool,
+}
+
+impl Default for TokenPolicy {
+    /// [`TOKEN_LIFETIME_SECS`], and every repository asked for.
+    fn default() -> Self {
+        TokenPolicy {
+            lifetime_secs: TOKEN_LIFETIME_SECS,
+            one_repository_per_token: false,
+        }
+    }
+}
 /// Path of the token endpoint on the server.
 pub const TOKEN_PATH: &str = "/token";
 /// Actions the server knows and may grant on a repository.
@@ -189,14 +213,20 @@ pub struct TokenServer {
 struct Issuer {
     user: String,
     password: String,
+    policy: TokenPolicy,
     signing: SigningMaterial,
     log: Arc<Mutex<Vec<TokenRequest>>>,
 }
 
 impl TokenServer {
-    /// Starts a server that accepts `user`/`password` and signs with
-    /// `signing`, on a free loopback port.
-    pub fn start(user: &str, password: &str, signing: SigningMaterial) -> TokenServer {
+    /// Starts a server that accepts `user`/`password`, signs with
+    /// `signing` and grants as `policy` says, on a free loopback port.
+    pub fn start(
+        user: &str,
+        password: &str,
+        signing: SigningMaterial,
+        policy: TokenPolicy,
+    ) -> TokenServer {
         let listener =
             TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind the token server port");
         let port = listener.local_addr().expect("token server address").port();
@@ -206,6 +236,7 @@ impl TokenServer {
         let issuer = Arc::new(Issuer {
             user: user.to_string(),
             password: password.to_string(),
+            policy,
             signing,
             log: log.clone(),
         });
@@ -373,6 +404,9 @@ impl Issuer {
             }
             Caller::User(user) => {
                 record.granted = grants(&record.scopes);
+                if self.policy.one_repository_per_token {
+                    record.granted.truncate(1);
+                }
                 let body = self.token_body(&user, &record.granted);
                 record.user = Some(user);
                 (200, body, Some(record))
@@ -417,7 +451,7 @@ impl Issuer {
         serde_json::json!({
             "token": token,
             "access_token": token,
-            "expires_in": TOKEN_LIFETIME_SECS,
+            "expires_in": self.policy.lifetime_secs,
             "issued_at": rfc3339(now),
         })
         .to_string()
@@ -444,7 +478,7 @@ impl Issuer {
             "iss": ISSUER,
             "sub": subject,
             "aud": SERVICE,
-            "exp": now + TOKEN_LIFETIME_SECS,
+            "exp": (now + self.policy.lifetime_secs).saturating_sub(REGISTRY_LEEWAY_SECS),
             "nbf": now.saturating_sub(5),
             "iat": now,
             "jti": format!("{:032x}", rand::random::<u128>()),
