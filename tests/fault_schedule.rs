@@ -1,5 +1,6 @@
-//! Every registry-facing mode under a seeded fault schedule that fails about
-//! a third of all requests (429 with `Retry-After`, 500/502/503, resets
+//! Every registry-facing mode (bundles, artifacts, images, assemble-index,
+//! copy) under a seeded fault schedule that fails about a third of all
+//! requests (429 with `Retry-After`, 500/502/503, resets
 //! before and in the middle of bodies, truncated bodies, stalls past the
 //! read timeout): push, pull, assemble-index and copy still give exactly
 //! what a fault-free run gives. Under schedules that never recover they
@@ -13,8 +14,10 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use support::faults::{Fault, FaultProxy, Rule, Seeded};
-use support::images::{push_platform_image, PushFormat, PushedImage, TestPlatform};
-use support::tree::{all_paths, sample_tree, snapshot};
+use support::images::{
+    platform_layout, push_platform_image, PushFormat, PushedImage, TestPlatform,
+};
+use support::tree::{all_paths, pseudo_random, sample_tree, snapshot, write};
 use support::{http_request_with, ocistep, Registry};
 
 /// The seeds every scenario runs with.
@@ -164,6 +167,76 @@ fn push_and_pull_survive_a_third_of_requests_failing() {
     tally.assert_about_a_third("push + pull");
 }
 
+#[test]
+fn artifacts_and_images_survive_a_third_of_requests_failing() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let files = tmp.path().join("files");
+    write(&files, "module.wasm", &pseudo_random(200_000, 3));
+    write(&files, "static/index.html", b"<h1>hi</h1>\n");
+    let push_artifact = |image: String| -> Vec<String> {
+        let mut args = vec![
+            "--push-artifact".to_string(),
+            "--image".into(),
+            image,
+            "--artifact-type".into(),
+            "application/vnd.example.app.v1".into(),
+            "--file".into(),
+            format!("{}:application/wasm", files.join("module.wasm").display()),
+            "--file".into(),
+            files.join("static").display().to_string(),
+        ];
+        args.extend(flaky_flags());
+        args
+    };
+    let layout = tmp.path().join("layout");
+    platform_layout(&layout, "v1", &TestPlatform::parse("linux/amd64"));
+    let push_image = |image: String| -> Vec<String> {
+        let mut args = vec![
+            "--push-image".to_string(),
+            layout.display().to_string(),
+            "--image".into(),
+            image,
+        ];
+        args.extend(flaky_flags());
+        args
+    };
+    let clean_artifact = run_for_digest(&push_artifact(format!("{}/art:clean", reg.host())));
+    let clean_image = run_for_digest(&push_image(format!("{}/img:clean", reg.host())));
+
+    let mut tally = Tally::default();
+    for seed in SEEDS {
+        let proxy = FaultProxy::seeded(&reg.host(), Seeded::third(seed, STALL_MILLIS));
+        let artifact = format!("{}/art-{seed}:v1", proxy.host());
+        assert_eq!(
+            run_for_digest(&push_artifact(artifact.clone())),
+            clean_artifact,
+            "seed {seed}: artifact"
+        );
+        let pulled = tmp.path().join(format!("pulled-{seed}"));
+        let out = ocistep()
+            .arg("--pull-artifact")
+            .arg(&pulled)
+            .args(["--image", &artifact])
+            .args(flaky_flags())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "seed {seed}: pull-artifact failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(snapshot(&pulled), snapshot(&files), "seed {seed}");
+        assert_eq!(
+            run_for_digest(&push_image(format!("{}/img-{seed}:v1", proxy.host()))),
+            clean_image,
+            "seed {seed}: image"
+        );
+        tally.add(&proxy);
+    }
+    tally.assert_about_a_third("push-artifact + pull-artifact + push-image");
+}
+
 /// An OCI linux/amd64 and linux/arm64/v8 image, each in its own repository.
 fn two_platforms(host: &str) -> [PushedImage; 2] {
     ["linux/amd64", "linux/arm64/v8"].map(|p| {
@@ -286,13 +359,41 @@ fn hopeless_schedules() -> Vec<(&'static str, Rule)> {
 }
 
 #[test]
-fn assemble_index_and_copy_against_a_registry_that_never_recovers() {
+fn every_mode_against_a_registry_that_never_recovers() {
     let reg = Registry::start();
     let images = two_platforms(&reg.host());
     let tmp = tempfile::tempdir().unwrap();
     for (name, rule) in hopeless_schedules() {
         let proxy = FaultProxy::start(&reg.host(), vec![rule]);
         let hopeless = ["--timeout", "1", "--retries", "3"].map(String::from);
+
+        // A bundle push: no tag; a bundle pull: the target unchanged.
+        let src = tmp.path().join("src");
+        if !src.exists() {
+            sample_tree(&src);
+        }
+        let mut args = vec![
+            "--push-source-bundle".to_string(),
+            src.display().to_string(),
+            "--image".into(),
+            format!("{}/app:{name}", proxy.host()),
+        ];
+        args.extend(hopeless.clone());
+        assert_gives_up(&args, Duration::from_secs(60));
+        assert_eq!(tag_status(&reg, "app", name), 404, "{name}: no tag");
+        let work = tmp.path().join(format!("work-{name}"));
+        std::fs::create_dir(&work).unwrap();
+        std::fs::write(work.join("keep"), "precious").unwrap();
+        let before = snapshot(&work);
+        let mut args = vec![
+            "--pull-source-bundle".to_string(),
+            work.display().to_string(),
+            "--image".into(),
+            format!("{}/builds/linux-amd64:v1", proxy.host()),
+        ];
+        args.extend(hopeless.clone());
+        assert_gives_up(&args, Duration::from_secs(60));
+        assert_eq!(snapshot(&work), before, "{name}: pull target unchanged");
 
         // Sources read straight from the registry, the target behind the proxy.
         let mut args = assemble_args(
