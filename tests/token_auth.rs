@@ -638,3 +638,51 @@ fn a_token_scoped_to_one_repository_makes_a_mount_fall_back_to_copying() {
         reg.token_log()
     );
 }
+
+#[test]
+fn a_token_service_that_fails_for_a_while_is_asked_again() {
+    let reg = token_registry_with(TokenPolicy {
+        fail_first: 2,
+        ..TokenPolicy::default()
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    sample_tree(&src);
+    let secrets = secret_dir(&tmp.path().join("secret"), &reg.host(), USER, PASSWORD);
+    let digest_file = tmp.path().join("digest");
+    push(
+        &reg,
+        &src,
+        &format!("{}/private/app:v1", reg.host()),
+        &secrets,
+        &digest_file,
+    );
+    let statuses: Vec<u16> = reg.token_log().iter().map(|r| r.status).collect();
+    assert_eq!(statuses[..3], [503, 503, 200], "{statuses:?}");
+    assert_eq!(
+        tag_digest(&reg, "private/app", "v1"),
+        Some(std::fs::read_to_string(&digest_file).unwrap())
+    );
+
+    // A token service that never recovers: exit 8 (unreachable), not 3.
+    let reg = token_registry_with(TokenPolicy {
+        fail_first: usize::MAX,
+        ..TokenPolicy::default()
+    });
+    ocistep()
+        .arg("--push-source-bundle")
+        .arg(&src)
+        .args(["--image", &format!("{}/private/app:v1", reg.host())])
+        .args(["--retries", "2"])
+        .arg("--secret-path")
+        .arg(secret_dir(
+            &tmp.path().join("secret2"),
+            &reg.host(),
+            USER,
+            PASSWORD,
+        ))
+        .assert()
+        .code(8)
+        .stderr(contains("token service").and(contains(PASSWORD).not()));
+    assert_eq!(reg.token_requests(), 2, "{:?}", reg.token_log());
+}

@@ -402,8 +402,14 @@ impl RegistryClient {
         challenge: token::BearerChallenge,
     ) -> Result<AuthHeader> {
         let scopes = key.scopes(challenge.scope.as_deref());
-        let fetched =
-            token::fetch_token(&self.http, &challenge, &scopes, &host.credentials).await?;
+        let fetched = token::fetch_token(
+            &self.http,
+            self.opts.retry,
+            &challenge,
+            &scopes,
+            &host.credentials,
+        )
+        .await?;
         Ok(AuthHeader::Bearer(Bearer {
             token: fetched.token,
             renew_at: Some(fetched.renew_at),

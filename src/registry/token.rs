@@ -6,6 +6,7 @@
 use serde::Deserialize;
 
 use super::credentials::{Credentials, Secret};
+use super::retry::{is_transient_error, is_transient_status, parse_retry_after, RetryPolicy};
 use crate::error::{Error, Result};
 
 /// A `WWW-Authenticate: Bearer …` challenge.
@@ -78,11 +79,16 @@ pub struct FetchedToken {
     pub renew_at: std::time::Instant,
 }
 
+/// The longest lifetime believed; a token service may say anything.
+const MAX_LIFETIME_SECS: u64 = 24 * 60 * 60;
+
 /// Asks the challenge's realm for one token covering all of `scopes`
 /// (each passed as its own `scope` parameter), with basic credentials when
-/// there are any.
+/// there are any. A token service that fails transiently (429, 5xx, a
+/// broken connection) is asked again as `policy` allows.
 pub async fn fetch_token(
     http: &reqwest::Client,
+    policy: RetryPolicy,
     challenge: &BearerChallenge,
     scopes: &[String],
     credentials: &Credentials,
@@ -93,31 +99,63 @@ pub async fn fetch_token(
     if let Some(service) = &challenge.service {
         query.push(("service", service.clone()));
     }
-    let mut request = http.get(&challenge.realm).query(&query);
-    if let Credentials::Basic { username, password } = credentials {
-        request = request.basic_auth(username, Some(password.expose()));
-    }
-    let resp = request.send().await.map_err(|e| {
-        Error::Unreachable(format!(
-            "cannot reach the token service {}: {}",
-            challenge.realm,
-            super::session::error_chain(&e)
-        ))
-    })?;
-    if !resp.status().is_success() {
-        return Err(Error::Auth(format!(
-            "the token service {} refused the credentials for {scope} ({}); check the docker config in --secret-path, DOCKER_CONFIG or ~/.docker/config.json",
-            challenge.realm,
-            resp.status()
-        )));
-    }
+    let mut attempt = 0;
+    let resp = loop {
+        attempt += 1;
+        let mut request = http.get(&challenge.realm).query(&query);
+        if let Credentials::Basic { username, password } = credentials {
+            request = request.basic_auth(username, Some(password.expose()));
+        }
+        let (problem, retry_after) = match request.send().await {
+            Ok(resp) if resp.status().is_success() => break resp,
+            Ok(resp) if is_transient_status(resp.status()) => {
+                let retry_after = resp
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_retry_after);
+                (format!("answered {}", resp.status()), retry_after)
+            }
+            Ok(resp) => {
+                return Err(Error::Auth(format!(
+                    "the token service {} refused the credentials for {scope} ({}); check the docker config in --secret-path, DOCKER_CONFIG or ~/.docker/config.json",
+                    challenge.realm,
+                    resp.status()
+                )))
+            }
+            Err(e) if is_transient_error(&e) => (super::session::error_chain(&e), None),
+            Err(e) => {
+                return Err(Error::Unreachable(format!(
+                    "cannot reach the token service {}: {}",
+                    challenge.realm,
+                    super::session::error_chain(&e)
+                )))
+            }
+        };
+        if !policy.may_retry(attempt) {
+            return Err(Error::Unreachable(format!(
+                "the token service {} {problem} after {attempt} attempt(s); try again later or raise --retries",
+                challenge.realm
+            )));
+        }
+        let delay = policy.delay(attempt, retry_after);
+        tracing::warn!(
+            "token service {}: {problem} (attempt {attempt}), retrying in {delay:?}",
+            challenge.realm
+        );
+        tokio::time::sleep(delay).await;
+    };
     let body: TokenResponse = resp.json().await.map_err(|e| {
         Error::BadContent(format!(
             "the token service {} sent no token: {e}",
             challenge.realm
         ))
     })?;
-    let lifetime = std::time::Duration::from_secs(body.expires_in.unwrap_or(DEFAULT_LIFETIME_SECS));
+    let lifetime = std::time::Duration::from_secs(
+        body.expires_in
+            .unwrap_or(DEFAULT_LIFETIME_SECS)
+            .min(MAX_LIFETIME_SECS),
+    );
     let margin = (lifetime / 4).min(std::time::Duration::from_secs(30));
     body.token
         .or(body.access_token)

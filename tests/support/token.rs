@@ -62,6 +62,8 @@ pub struct TokenPolicy {
     /// Grant only the first repository asked for in one request, as some
     /// token services do: a token never covers two repositories.
     pub one_repository_per_token: bool,
+    /// Answer this many requests (the first ones) with 503.
+    pub fail_first: usize,
 }
 
 impl Default for TokenPolicy {
@@ -70,6 +72,7 @@ impl Default for TokenPolicy {
         TokenPolicy {
             lifetime_secs: TOKEN_LIFETIME_SECS,
             one_repository_per_token: false,
+            fail_first: 0,
         }
     }
 }
@@ -214,6 +217,8 @@ struct Issuer {
     user: String,
     password: String,
     policy: TokenPolicy,
+    /// Token requests answered so far.
+    answered: std::sync::atomic::AtomicUsize,
     signing: SigningMaterial,
     log: Arc<Mutex<Vec<TokenRequest>>>,
 }
@@ -237,6 +242,7 @@ impl TokenServer {
             user: user.to_string(),
             password: password.to_string(),
             policy,
+            answered: std::sync::atomic::AtomicUsize::new(0),
             signing,
             log: log.clone(),
         });
@@ -372,6 +378,14 @@ impl Issuer {
             status: 200,
             granted: Vec::new(),
         };
+        if self.answered.fetch_add(1, Ordering::SeqCst) < self.policy.fail_first {
+            record.status = 503;
+            return (
+                503,
+                error_body("UNAVAILABLE", "try again later"),
+                Some(record),
+            );
+        }
         if path != TOKEN_PATH {
             record.status = 404;
             return (
