@@ -156,6 +156,9 @@ pub struct RegistryArgs {
     /// the request counts as failed (and is retried like a reset).
     #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600), help_heading = "Registry")]
     pub timeout: u64,
+    /// Blobs moved at the same time per registry (copy, assemble-index, push-image).
+    #[arg(long, value_name = "N", default_value_t = crate::registry::DEFAULT_MAX_TRANSFERS as u64, value_parser = clap::value_parser!(u64).range(1..=32), help_heading = "Registry")]
+    pub max_transfers: u64,
 }
 
 /// Flags of the pushing modes.
@@ -376,6 +379,7 @@ impl Cli {
             cache_dir: non_empty(&self.registry.cache_dir),
             offline: self.registry.offline,
             read_timeout: Some(Duration::from_secs(self.registry.timeout)),
+            max_transfers: usize::try_from(self.registry.max_transfers).unwrap_or(1),
             retry: RetryPolicy {
                 max_attempts: self.registry.retries,
                 ..RetryPolicy::default()

@@ -180,6 +180,25 @@ impl Store {
         }
     }
 
+    /// Slots for moving one blob from `src` to this store: one per registry
+    /// involved (see [`RegistryClient::transfer_slot`]), none for layouts.
+    /// Always taken source first, and a run writes to one destination, so
+    /// two transfers never wait on each other's slots.
+    pub async fn transfer_slots(&self, src: &Store) -> Vec<tokio::sync::OwnedSemaphorePermit> {
+        let mut slots = Vec::new();
+        if let Store::Registry { client, image } = src {
+            slots.push(client.transfer_slot(image).await);
+        }
+        if let Store::Registry { client, image } = self {
+            let shared =
+                matches!(src, Store::Registry { image: s, .. } if s.api_host() == image.api_host());
+            if !shared {
+                slots.push(client.transfer_slot(image).await);
+            }
+        }
+        slots
+    }
+
     /// Mounts a blob from `from` when both are repositories of one registry;
     /// false when that is not possible or the registry declined.
     pub async fn mount_blob_from(&self, from: &Store, digest: &Digest) -> Result<bool> {

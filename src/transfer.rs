@@ -1,10 +1,11 @@
 //! Copying content between stores: blobs are skipped when present, mounted
 //! within one registry, otherwise streamed through a spool file (never held
 //! in memory); manifests follow their blobs, index children before the index.
+//! Blobs move in parallel, bounded by each registry's transfer slots.
 
 use std::io::Write;
 
-use futures_util::future::BoxFuture;
+use futures_util::future::{try_join_all, BoxFuture};
 use futures_util::FutureExt;
 
 use crate::error::{Error, Result};
@@ -41,6 +42,7 @@ impl CopyStats {
 /// Copies one blob from `src` to `dst` unless `dst` has it.
 pub async fn copy_blob(src: &Store, dst: &Store, desc: &Descriptor) -> Result<CopyStats> {
     let digest = desc.parsed_digest()?;
+    let _slots = dst.transfer_slots(src).await;
     let mut stats = CopyStats::default();
     if dst.same_repository(src) || dst.has_blob(&digest).await? {
         stats.blobs_present = 1;
@@ -98,16 +100,29 @@ pub fn copy_manifest<'a>(
         if dst.same_repository(src) || dst.has_manifest(&manifest.digest).await? {
             return Ok(stats);
         }
-        if manifest.is_index() {
-            for child in index_children(manifest)? {
-                let child_manifest = src.get_child(&child).await?;
-                stats.add(copy_manifest(src, dst, &child_manifest).await?);
-            }
+        // Children and blobs move side by side, as many at a time as the
+        // registries' transfer slots allow; the first failure stops the rest.
+        let parts = if manifest.is_index() {
+            try_join_all(
+                index_children(manifest)?
+                    .into_iter()
+                    .map(|child| async move {
+                        let child_manifest = src.get_child(&child).await?;
+                        copy_manifest(src, dst, &child_manifest).await
+                    }),
+            )
+            .await?
         } else {
             let image = manifest.image_manifest()?;
-            for desc in std::iter::once(&image.config).chain(image.layers.iter()) {
-                stats.add(copy_blob(src, dst, desc).await?);
-            }
+            try_join_all(
+                std::iter::once(&image.config)
+                    .chain(image.layers.iter())
+                    .map(|desc| copy_blob(src, dst, desc)),
+            )
+            .await?
+        };
+        for part in parts {
+            stats.add(part);
         }
         dst.put_manifest_by_digest(&manifest.bytes, &manifest.media_type)
             .await?;

@@ -3,6 +3,7 @@
 
 mod support;
 
+use support::faults::{Fault, FaultProxy, Rule};
 use support::tree::write;
 use support::{ocistep, require_tool, run_ok, Registry};
 
@@ -90,4 +91,65 @@ fn copy_of_a_missing_source_is_not_found() {
         !tmp.path().join("l").exists(),
         "no layout is created for a failed copy"
     );
+}
+
+/// Pushes four single-file bundles to `reg` and assembles them into the
+/// index `src:v1`; returns its reference.
+fn four_platform_index(reg: &Registry, dir: &std::path::Path) -> String {
+    let mut entries = Vec::new();
+    for arch in ["amd64", "arm64", "ppc64le", "s390x"] {
+        write(&dir.join(arch), "arch", arch.as_bytes());
+        ocistep()
+            .arg("--push-source-bundle")
+            .arg(dir.join(arch))
+            .args(["--image", &format!("{}/src:{arch}", reg.host())])
+            .assert()
+            .success();
+        entries.push(format!("linux/{arch}={}/src:{arch}", reg.host()));
+    }
+    let index = format!("{}/src:v1", reg.host());
+    ocistep()
+        .args(["--assemble-index", "--image", &index, "--platform-image"])
+        .args(&entries)
+        .assert()
+        .success();
+    index
+}
+
+#[test]
+fn blobs_move_in_parallel_up_to_max_transfers_per_registry() {
+    let (a, b) = (Registry::start(), Registry::start());
+    let tmp = tempfile::tempdir().unwrap();
+    let index = four_platform_index(&a, tmp.path());
+    let index = index.replacen(&a.host(), "PROXY", 1);
+    // Every blob download is held back a little, so parallel ones overlap.
+    // Each run copies into a repository of its own, so every blob moves.
+    let in_flight = |extra: &[&str], tag: &str| {
+        let proxy = FaultProxy::start(
+            &a.host(),
+            vec![Rule::every("/blobs/sha256:", Fault::Stall { millis: 300 })],
+        );
+        ocistep()
+            .arg("--copy")
+            .arg(index.replacen("PROXY", &proxy.host(), 1))
+            .arg(format!("{}/mirror-{tag}:v1", b.host()))
+            .args(extra)
+            .assert()
+            .success();
+        // Eight blobs: four configs and four layers.
+        assert_eq!(
+            proxy.count("GET", "/blobs/sha256:"),
+            8,
+            "{:#?}",
+            proxy.hits()
+        );
+        proxy.max_in_flight("/blobs/sha256:")
+    };
+    assert_eq!(in_flight(&["--max-transfers", "1"], "one"), 1);
+    let default = in_flight(&[], "default");
+    assert!(
+        (2..=4).contains(&default),
+        "{default} blob downloads at once with the default of 4"
+    );
+    assert_eq!(in_flight(&["--max-transfers", "8"], "eight"), 8);
 }

@@ -18,6 +18,7 @@ use crate::manifest::{Descriptor, FetchedManifest};
 use crate::registry::BlobSource;
 use crate::store::Store;
 use crate::transfer::{copy_blob, index_children, CopyStats};
+use futures_util::future::try_join_all;
 
 /// The largest image config read to mutate it.
 const MAX_CONFIG_BYTES: u64 = 16 << 20;
@@ -150,8 +151,9 @@ async fn prepare_image(
     tally: &mut Tally,
 ) -> Result<FetchedManifest> {
     let image = manifest.image_manifest()?;
-    for layer in &image.layers {
-        tally.add(copy_blob(src, dst, layer).await?);
+    let layers = try_join_all(image.layers.iter().map(|layer| copy_blob(src, dst, layer))).await?;
+    for copied in layers {
+        tally.add(copied);
     }
     if !mutations.changes_config() {
         tally.add(copy_blob(src, dst, &image.config).await?);

@@ -8,7 +8,7 @@ pub mod session;
 pub mod token;
 pub mod upload;
 
-pub use session::{Access, ClientOptions, RegistryClient};
+pub use session::{Access, ClientOptions, RegistryClient, DEFAULT_MAX_TRANSFERS};
 pub use upload::BlobSource;
 
 /// Installs rustls' ring provider once per process (the TLS stack is built

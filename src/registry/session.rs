@@ -49,7 +49,13 @@ pub struct ClientOptions {
     pub offline: bool,
     /// How long a registry may stay silent mid-request; 60 s when `None`.
     pub read_timeout: Option<Duration>,
+    /// Blob transfers in flight per registry; [`DEFAULT_MAX_TRANSFERS`]
+    /// when 0.
+    pub max_transfers: usize,
 }
+
+/// Blob transfers in flight per registry unless told otherwise.
+pub const DEFAULT_MAX_TRANSFERS: usize = 4;
 
 /// The read timeout when [`ClientOptions::read_timeout`] is not set.
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -60,6 +66,8 @@ pub struct RegistryClient {
     ca_certs: Vec<Vec<u8>>,
     http: reqwest::Client,
     hosts: Mutex<HashMap<String, Arc<Host>>>,
+    /// Blob transfers in flight, per registry host.
+    transfer_slots: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
     cache: Option<Cache>,
 }
 
@@ -191,12 +199,37 @@ impl RegistryClient {
             ca_certs,
             http,
             hosts: Mutex::new(HashMap::new()),
+            transfer_slots: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
     /// The cache of pulled content, when `--cache-dir` is set.
     pub fn cache(&self) -> Option<&Cache> {
         self.cache.as_ref()
+    }
+
+    /// Waits for one of the registry's transfer slots (`--max-transfers`):
+    /// held while one blob moves, so a copy of many blobs keeps a bounded
+    /// number of connections open to each registry.
+    pub async fn transfer_slot(&self, image: &ImageRef) -> tokio::sync::OwnedSemaphorePermit {
+        let semaphore = {
+            let mut slots = self
+                .transfer_slots
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let limit = match self.opts.max_transfers {
+                0 => DEFAULT_MAX_TRANSFERS,
+                n => n,
+            };
+            slots
+                .entry(image.api_host().to_string())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(limit)))
+                .clone()
+        };
+        semaphore
+            .acquire_owned()
+            .await
+            .expect("transfer slots are never closed")
     }
 
     /// The retry policy in force.

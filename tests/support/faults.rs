@@ -238,6 +238,8 @@ struct State {
     /// Per [`seeded_key`]: requests so far, and faults in a row.
     seen: Mutex<HashMap<String, (u64, u32)>>,
     hits: Mutex<Vec<(String, String, Option<String>)>>,
+    /// Target, start and end of every request answered.
+    spans: Mutex<Vec<(String, Instant, Instant)>>,
     shutdown: AtomicBool,
     /// A handle on each open client connection, to end them on drop.
     clients: Mutex<HashMap<u64, TcpStream>>,
@@ -269,6 +271,7 @@ impl FaultProxy {
             seeded,
             seen: Mutex::new(HashMap::new()),
             hits: Mutex::new(Vec::new()),
+            spans: Mutex::new(Vec::new()),
             shutdown: AtomicBool::new(false),
             clients: Mutex::new(HashMap::new()),
             workers: Mutex::new(Vec::new()),
@@ -305,6 +308,25 @@ impl FaultProxy {
                 m.eq_ignore_ascii_case(method) && target.contains(path_contains)
             })
             .count()
+    }
+
+    /// The most requests whose target contains `path_contains` that were
+    /// being answered at the same time.
+    pub fn max_in_flight(&self, path_contains: &str) -> usize {
+        let spans = self.state.spans.lock().unwrap();
+        let mut edges: Vec<(Instant, i32)> = spans
+            .iter()
+            .filter(|(target, _, _)| target.contains(path_contains))
+            .flat_map(|(_, start, end)| [(*start, 1), (*end, -1)])
+            .collect();
+        // Ends sort before starts at the same instant.
+        edges.sort();
+        let (mut now, mut most) = (0i32, 0i32);
+        for (_, step) in edges {
+            now += step;
+            most = most.max(now);
+        }
+        most as usize
     }
 
     /// How many requests got a fault, and how many there were in all.
@@ -406,7 +428,14 @@ fn serve(stream: TcpStream, state: &State) -> io::Result<()> {
     let mut writer = stream;
     while let Some(request) = read_head(&mut reader)? {
         let fault = state.record(&request);
-        if !handle(&mut reader, &mut writer, &request, fault, state)? {
+        let start = Instant::now();
+        let keep_open = handle(&mut reader, &mut writer, &request, fault, state);
+        state
+            .spans
+            .lock()
+            .unwrap()
+            .push((request.target.clone(), start, Instant::now()));
+        if !keep_open? {
             break;
         }
     }
