@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser};
 
 use crate::bundle::extract::{ExtractLimits, DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES};
+use crate::bundle::Compression;
 use crate::error::{Error, Result};
 use crate::index::IndexFormat;
 use crate::logging::{self, LogFormat};
@@ -181,9 +182,21 @@ pub struct PushArgs {
     /// Store symlinks that leave the tree as the files they point to, instead of failing.
     #[arg(long, help_heading = "Push")]
     pub dereference_symlinks: bool,
-    /// gzip level, 1 (fast) to 9 (small).
-    #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=9), help_heading = "Push")]
-    pub compression_level: u32,
+    /// Layer compression of the pushed layers (pulls read both).
+    #[arg(long, value_enum, value_name = "ALGORITHM", default_value_t = Compression::Gzip, help_heading = "Push")]
+    pub compression: Compression,
+    /// Compression level: gzip 1 (fast) to 9 (small), default 6; zstd 1 to 19, default 3.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32), help_heading = "Push")]
+    pub compression_level: Option<u32>,
+}
+
+impl PushArgs {
+    /// The compression and its level (the algorithm's default when none is
+    /// given); a level out of the algorithm's range is a usage error.
+    pub fn pack_compression(&self) -> Result<(Compression, u32)> {
+        let level = self.compression.level(self.compression_level)?;
+        Ok((self.compression, level))
+    }
 }
 
 /// Flags of `--assemble-index`.

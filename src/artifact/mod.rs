@@ -5,7 +5,8 @@
 //!
 //! - every layer is titled with `org.opencontainers.image.title`, which is
 //!   the file name it is written to on pull;
-//! - a directory is one tar+gzip layer whose entries sit under a top-level
+//! - a directory is one tar+gzip layer (tar+zstd with `--compression zstd`,
+//!   which ORAS does not unpack) whose entries sit under a top-level
 //!   directory named like the title, annotated with
 //!   `io.deis.oras.content.unpack: "true"` and `io.deis.oras.content.digest`
 //!   (the digest of the uncompressed tar);

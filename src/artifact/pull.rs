@@ -8,13 +8,11 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use flate2::read::MultiGzDecoder;
-
 use crate::artifact::title::{self, Title};
 use crate::artifact::{ANNOTATION_CONTENT_DIGEST, ANNOTATION_FILE_MODE, ANNOTATION_UNPACK};
 use crate::bundle::extract::{self, ExtractLimits, ExtractStats};
 use crate::bundle::install::STAGING_PREFIX;
-use crate::bundle::Compression;
+use crate::bundle::{decompress, Compression};
 use crate::digest::{self, Digest, HashingReader};
 use crate::error::{Error, Result};
 use crate::manifest::{Descriptor, ImageManifest, ANNOTATION_TITLE};
@@ -112,15 +110,21 @@ pub fn plan(manifest: &ImageManifest, media_types: &[String], what: &str) -> Res
     Ok(planned)
 }
 
-/// Plain tar when the media type says so (`….tar`, `…+tar`), else gzip,
-/// which is what ORAS writes (and always reads) for directories.
+/// Plain tar when the media type says so (`….tar`, `…+tar`), zstd for
+/// `…+zstd`, else gzip, which is what ORAS writes (and always reads) for
+/// directories.
 fn compression_of(media_type: &str) -> Compression {
     if media_type.ends_with(".tar") || media_type.ends_with("+tar") {
         Compression::None
+    } else if media_type.ends_with("+zstd") || media_type.ends_with(".zstd") {
+        Compression::Zstd
     } else {
         Compression::Gzip
     }
 }
+
+/// The four bytes every zstd frame starts with.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 /// 0755 when the layer's mode annotation has an exec bit, else 0644.
 /// Other bits (set-id, sticky, group or world write) are never applied.
@@ -209,10 +213,15 @@ pub fn unpack(
     limits: &ExtractLimits,
     tar_digest: Option<&Digest>,
 ) -> Result<(ExtractStats, Vec<String>)> {
-    let decoded: Box<dyn Read + '_> = match compression {
-        Compression::Gzip => Box::new(MultiGzDecoder::new(reader)),
-        Compression::None => Box::new(reader),
+    let (head, reader) = peek::<4>(reader)
+        .map_err(|e| Error::BadContent(format!("layer could not be read: {e}")))?;
+    let compression = match compression {
+        // A directory pushed with --compression zstd under a media type of
+        // the user's own that does not say so.
+        Compression::Gzip if head == ZSTD_MAGIC => Compression::Zstd,
+        other => other,
     };
+    let (decoded, _) = decompress::decoder(reader, compression);
     let mut tar = HashingReader::new(decoded);
     let mut listing = Vec::new();
     let stats = extract::unpack(&mut tar, Compression::None, scratch, limits, &mut |e| {
@@ -244,6 +253,24 @@ pub fn unpack(
         )?;
     }
     Ok((stats, listing))
+}
+
+/// Reads up to `N` bytes from the start of `reader` (fewer only at its
+/// end); returns them and a reader that yields them again, then the rest.
+fn peek<const N: usize>(reader: impl Read) -> std::io::Result<([u8; N], impl Read)> {
+    let mut head = [0u8; N];
+    let mut got = 0;
+    let mut reader = reader;
+    while got < N {
+        match reader.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let again = std::io::Cursor::new(head).take(got as u64);
+    Ok((head, again.chain(reader)))
 }
 
 /// The layer's `io.deis.oras.content.digest`, when it is a valid digest.
@@ -393,5 +420,61 @@ mod tests {
         let shown = place_unpacked(scratch.path(), &["a.json".into()], &root, &title).unwrap();
         assert_eq!(shown, ["defs/crds/a.json"]);
         assert!(root.join("defs/crds/a.json").is_file());
+    }
+
+    #[test]
+    fn zstd_layers_are_recognised_by_media_type_or_by_their_magic() {
+        assert_eq!(
+            compression_of("application/vnd.oci.image.layer.v1.tar+zstd"),
+            Compression::Zstd
+        );
+        assert_eq!(
+            compression_of("application/vnd.oci.image.layer.v1.tar+gzip"),
+            Compression::Gzip
+        );
+        assert_eq!(compression_of("application/x-tar"), Compression::Gzip);
+        assert_eq!(
+            compression_of("application/vnd.oci.image.layer.v1.tar"),
+            Compression::None
+        );
+
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(3);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, "a.txt", &b"abc"[..])
+            .unwrap();
+        let tar = builder.into_inner().unwrap();
+        let layer = zstd::encode_all(&tar[..], 3).unwrap();
+        let tar_digest = Digest::of(&tar);
+        // Named zstd, or named as the user liked (gzip assumed): both unpack.
+        for compression in [Compression::Zstd, Compression::Gzip] {
+            let tmp = tempfile::tempdir().unwrap();
+            let (stats, listing) = unpack(
+                &mut &layer[..],
+                compression,
+                tmp.path(),
+                &ExtractLimits::default(),
+                Some(&tar_digest),
+            )
+            .unwrap();
+            assert_eq!((stats.entries, listing), (1, vec!["a.txt".to_string()]));
+            assert_eq!(std::fs::read(tmp.path().join("a.txt")).unwrap(), b"abc");
+        }
+        // Garbage after the frame is refused, not ignored.
+        let mut junk = layer.clone();
+        junk.extend_from_slice(b"junk");
+        let tmp = tempfile::tempdir().unwrap();
+        let err = unpack(
+            &mut &junk[..],
+            Compression::Zstd,
+            tmp.path(),
+            &ExtractLimits::default(),
+            Some(&tar_digest),
+        )
+        .unwrap_err();
+        assert_eq!(err.exit_code(), crate::ExitCode::BadContent, "{err}");
     }
 }

@@ -1,5 +1,5 @@
 //! Building an artifact from files on disk: each `--file` becomes a layer
-//! (a directory is packed into one deterministic tar+gzip layer), the
+//! (a directory is packed into one deterministic tar+gzip or tar+zstd layer), the
 //! config is given or empty, and the manifest is the same for the same
 //! inputs. Files are hashed and later uploaded straight from disk.
 
@@ -12,11 +12,12 @@ use crate::artifact::{
     FileSpec, ANNOTATION_CONTENT_DIGEST, ANNOTATION_FILE_MODE, ANNOTATION_UNPACK,
     DEFAULT_FILE_MEDIA_TYPE, EMPTY_CONFIG, EMPTY_CONFIG_MEDIA_TYPE,
 };
+use crate::bundle::format;
 use crate::bundle::pack::{self, PackOptions, PackedLayer};
 use crate::bundle::walk::{self, SourceEntry, SourceKind, WalkOptions};
 use crate::digest::{Digest, HashingReader};
 use crate::error::{Error, Result};
-use crate::manifest::{Descriptor, ImageManifest, ANNOTATION_TITLE, OCI_LAYER_GZIP, OCI_MANIFEST};
+use crate::manifest::{Descriptor, ImageManifest, ANNOTATION_TITLE, OCI_MANIFEST};
 
 /// A blob ready to upload: its descriptor and where its bytes are.
 #[derive(Debug)]
@@ -87,7 +88,9 @@ fn layer(spec: &FileSpec, title: &Title, dir_opts: &DirOptions) -> Result<Blob> 
             packed.diff_id.to_string(),
         );
         let mut desc = Descriptor::new(
-            spec.media_type.as_deref().unwrap_or(OCI_LAYER_GZIP),
+            spec.media_type
+                .as_deref()
+                .unwrap_or(format::layer_kind(dir_opts.pack.compression).0),
             &packed.digest,
             packed.size,
         );
@@ -269,6 +272,7 @@ fn hash_file(path: &Path) -> Result<(Digest, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::OCI_LAYER_GZIP;
 
     fn spec(p: &Path, mt: Option<&str>) -> FileSpec {
         FileSpec {

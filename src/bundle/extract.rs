@@ -19,6 +19,13 @@
 //!   coming out of the decompressor are limited, which stops decompression
 //!   bombs before they fill the disk or the memory.
 //!
+//! Every check above, and the creation of directories, happens on the
+//! calling thread, in archive order. Only then is a regular file handed to
+//! a small pool of writer threads ([`crate::bundle::writer`]) that create
+//! it with `O_EXCL` and fill it, so file creation overlaps decompression.
+//! Symlinks and hard links are made on the calling thread once every file
+//! before them is complete, and directory times once all files are.
+//!
 //! Regular files get mode 0644, or 0755 when the archive marks them
 //! executable; directories get 0755. Set-id and sticky bits, owners and
 //! extended attributes are never applied. File and directory modification
@@ -26,17 +33,17 @@
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, DirBuilder, File, Permissions};
+use std::io::{self, Read};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use flate2::read::MultiGzDecoder;
 use tar::EntryType;
 
-use crate::bundle::Compression;
+use crate::bundle::writer::{WriterPool, CHUNK};
+use crate::bundle::{decompress, Compression};
 use crate::error::{Error, Result};
 
 /// Default for [`ExtractLimits::max_bytes`]: 10 GiB of file content.
@@ -66,9 +73,6 @@ const MODE_REGULAR: u32 = 0o644;
 
 /// Mode reported for symlinks (their own permissions are meaningless).
 const MODE_SYMLINK: u32 = 0o777;
-
-/// Size of the buffer file contents are copied through.
-const COPY_BUFFER: usize = 64 * 1024;
 
 /// Limits that stop decompression bombs and archives with absurd entry counts.
 #[derive(Debug, Clone, Copy)]
@@ -139,8 +143,10 @@ pub struct ExtractStats {
 /// Unsafe entries and exceeded limits fail with [`Error::UnsafeArchive`],
 /// corrupt data with [`Error::BadContent`], a `dest` that is not an empty
 /// directory with [`Error::TargetConflict`], and local write failures with
-/// [`Error::Io`]. On error, `dest` may hold a partial extraction: the caller
-/// removes it.
+/// [`Error::Io`]. Whatever fails first in archive order is reported, as if
+/// files were written one after the other. On error, `dest` may hold a
+/// partial extraction: the caller removes it. Either way, nothing is written
+/// into `dest` any more once this returns.
 pub fn unpack(
     reader: &mut dyn Read,
     compression: Compression,
@@ -152,15 +158,36 @@ pub fn unpack(
     let meter = Rc::new(Meter::new(
         limits.max_bytes.saturating_add(STREAM_BASE_OVERHEAD),
     ));
-    let (stream, format): (Box<dyn Read + '_>, &'static str) = match compression {
-        Compression::None => (Box::new(reader), "tar"),
-        Compression::Gzip => (Box::new(MultiGzDecoder::new(reader)), "tar+gzip"),
-    };
-    let mut archive = tar::Archive::new(MeteredReader {
+    let (stream, format) = decompress::decoder(reader, compression);
+    let archive = tar::Archive::new(MeteredReader {
         inner: stream,
         meter: Rc::clone(&meter),
     });
-    let mut extractor = Extractor::new(dest, *limits, format, meter);
+    let mut extractor = Extractor::new(dest, *limits, format, meter)?;
+    let outcome = extract_all(archive, compression, &mut extractor, on_entry);
+    // Let the writers finish what they were given, even after an error: a
+    // write that failed for an entry earlier in the archive is the error
+    // to report, as when writing one file after the other.
+    let reported = extractor.pool.reported();
+    let written = extractor.pool.flush();
+    match (outcome, written) {
+        (Ok(()), Ok(())) => {}
+        // The error already is the writers' (or came after theirs).
+        (Err(e), _) if reported => return Err(e),
+        (_, Err(write_error)) => return Err(write_error),
+        (Err(e), Ok(())) => return Err(e),
+    }
+    extractor.finish()
+}
+
+/// Extracts every entry of `archive`, handing file contents to the writers,
+/// then checks what follows the end of the archive.
+fn extract_all<R: Read>(
+    mut archive: tar::Archive<R>,
+    compression: Compression,
+    extractor: &mut Extractor<'_>,
+    on_entry: &mut dyn FnMut(&EntryInfo<'_>),
+) -> Result<()> {
     let mut entries = archive.entries().map_err(|e| extractor.stream_error(e))?;
     loop {
         extractor.meter.begin_header();
@@ -174,13 +201,14 @@ pub fn unpack(
         extractor.extract(&mut entry, on_entry)?;
         extractor.drain(&mut entry)?;
     }
-    if compression == Compression::Gzip {
+    if compression != Compression::None {
         // Read what follows the end of the archive too, so the gzip trailer
-        // (CRC and length) is checked: a stream cut or corrupted there is refused.
+        // (CRC and length) or the end of the zstd frame is checked: a stream
+        // cut or corrupted there, or garbage after it, is refused.
         let mut rest = archive.into_inner();
         io::copy(&mut rest, &mut io::sink()).map_err(|e| extractor.stream_error(e))?;
     }
-    extractor.finish()
+    Ok(())
 }
 
 /// Refuses PAX extended headers that are malformed (a record that does not
@@ -371,11 +399,18 @@ struct Extractor<'a> {
     /// The name of the last entry seen, for messages about limits.
     last_name: Option<String>,
     stats: ExtractStats,
+    /// Writes regular files, off this thread.
+    pool: WriterPool,
 }
 
 impl<'a> Extractor<'a> {
-    fn new(dest: &'a Path, limits: ExtractLimits, format: &'static str, meter: Rc<Meter>) -> Self {
-        Extractor {
+    fn new(
+        dest: &'a Path,
+        limits: ExtractLimits,
+        format: &'static str,
+        meter: Rc<Meter>,
+    ) -> Result<Self> {
+        Ok(Extractor {
             dest,
             limits,
             format,
@@ -386,6 +421,17 @@ impl<'a> Extractor<'a> {
             declared: 0,
             last_name: None,
             stats: ExtractStats::default(),
+            pool: WriterPool::new()?,
+        })
+    }
+
+    /// Waits for the writers when `path` names a file handed to them, so
+    /// that what is on disk there is complete before it is checked,
+    /// replaced or refused.
+    fn settle(&mut self, path: &str) -> Result<()> {
+        match self.nodes.get(path).map(|n| n.kind) {
+            Some(EntryKind::File | EntryKind::Hardlink) => self.pool.flush(),
+            _ => Ok(()),
         }
     }
 
@@ -512,6 +558,7 @@ impl<'a> Extractor<'a> {
     /// Creates (or keeps) a directory; returns its mode.
     fn extract_dir(&mut self, path: &str, mtime: Option<SystemTime>) -> Result<u32> {
         self.prepare_parents(path)?;
+        self.settle(path)?;
         let full = self.dest.join(path);
         match on_disk(&full)? {
             OnDisk::Nothing => self.create_dir(&full)?,
@@ -532,7 +579,9 @@ impl<'a> Extractor<'a> {
     }
 
     /// Writes a regular file (replacing an earlier one of the same name);
-    /// returns the bytes written.
+    /// returns the bytes written. The path is checked and its parents are
+    /// created here; the writers create the file (with `create_new`, which
+    /// never follows a symlink), fill it, then apply its mode and time.
     fn extract_file<R: Read>(
         &mut self,
         entry: &mut tar::Entry<'_, R>,
@@ -541,29 +590,10 @@ impl<'a> Extractor<'a> {
         mtime: Option<SystemTime>,
     ) -> Result<u64> {
         self.prepare_parents(path)?;
+        self.settle(path)?;
         let full = self.dest.join(path);
         self.clear_for_file(path, &full, EntryKind::File)?;
-        // create_new never follows a symlink: it fails if anything exists.
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&full)
-            .map_err(|e| Error::io("writing", &full, e))?;
-        let expected = entry.size();
-        let written = self.copy_content(entry, &mut file, &full)?;
-        if written != expected {
-            return Err(Error::BadContent(format!(
-                "layer is not a valid {} stream: entry {path:?} is truncated ({written} of {expected} bytes)",
-                self.format
-            )));
-        }
-        file.set_permissions(Permissions::from_mode(mode))
-            .map_err(|e| Error::io("writing", &full, e))?;
-        if let Some(mtime) = mtime {
-            file.set_modified(mtime)
-                .map_err(|e| Error::io("writing", &full, e))?;
-        }
+        self.pool.open(full, mode, mtime)?;
         self.nodes.insert(
             path.to_string(),
             Node {
@@ -571,32 +601,46 @@ impl<'a> Extractor<'a> {
                 mode,
             },
         );
+        let expected = entry.size();
+        let written = self.send_content(entry, expected)?;
+        if written != expected {
+            return Err(Error::BadContent(format!(
+                "layer is not a valid {} stream: entry {path:?} is truncated ({written} of {expected} bytes)",
+                self.format
+            )));
+        }
+        self.pool.close()?;
         self.stats.bytes += written;
         Ok(written)
     }
 
-    /// Copies an entry's content into `file`, telling read errors (the
-    /// archive) from write errors (the target).
-    fn copy_content<R: Read>(&self, entry: &mut R, file: &mut File, full: &Path) -> Result<u64> {
-        let mut buf = vec![0u8; COPY_BUFFER];
+    /// Reads up to `expected` bytes of an entry's content and hands them to
+    /// the writers in chunks, telling read errors (the archive) from write
+    /// errors (the target). Returns the bytes read.
+    fn send_content<R: Read>(&mut self, entry: &mut R, expected: u64) -> Result<u64> {
         let mut written = 0u64;
-        loop {
-            let n = match entry.read(&mut buf) {
-                Ok(0) => return Ok(written),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.stream_error(e)),
-            };
-            file.write_all(&buf[..n])
-                .map_err(|e| Error::io("writing", full, e))?;
-            written += n as u64;
+        while written < expected {
+            let want = (expected - written).min(CHUNK as u64);
+            let mut chunk = Vec::with_capacity(want as usize);
+            Read::take(&mut *entry, want)
+                .read_to_end(&mut chunk)
+                .map_err(|e| self.stream_error(e))?;
+            if chunk.is_empty() {
+                break;
+            }
+            written += chunk.len() as u64;
+            self.pool.write(chunk)?;
         }
+        Ok(written)
     }
 
     /// Creates a symlink after checking its target stays inside.
     fn extract_symlink(&mut self, path: &str, target: &str) -> Result<()> {
         check_symlink_target(path, target)?;
         self.prepare_parents(path)?;
+        // A symlink only appears once every file before it is complete
+        // (files it may point to, or a file at its own path).
+        self.pool.flush()?;
         let full = self.dest.join(path);
         match on_disk(&full)? {
             OnDisk::Nothing => {}
@@ -639,6 +683,9 @@ impl<'a> Extractor<'a> {
                 "hard link {path:?} points to itself"
             )));
         }
+        // The linked file (and whatever is at the link's own path) must be
+        // complete before it is linked.
+        self.pool.flush()?;
         let source = self.dest.join(&linked);
         if on_disk(&source)? != OnDisk::File {
             return Err(Error::UnsafeArchive(format!(
@@ -695,11 +742,22 @@ impl<'a> Extractor<'a> {
                         "entry {path:?} is inside {parent:?}, which is a file"
                     )))
                 }
-                Some(EntryKind::Dir) | None => {}
+                // Checked (or created) before: directories are never
+                // removed or replaced during an extraction.
+                Some(EntryKind::Dir) => continue,
+                None => {}
             }
             let full = self.dest.join(parent);
             match on_disk(&full)? {
-                OnDisk::Dir => {}
+                OnDisk::Dir => {
+                    self.nodes.insert(
+                        parent.to_string(),
+                        Node {
+                            kind: EntryKind::Dir,
+                            mode: MODE_EXECUTABLE,
+                        },
+                    );
+                }
                 OnDisk::Nothing => {
                     self.create_dir(&full)?;
                     self.nodes.insert(
@@ -918,7 +976,7 @@ fn conflict(path: &str, kind: EntryKind, found: OnDisk) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Cursor;
+    use std::io::{Cursor, Write};
     use std::os::unix::fs::MetadataExt;
     use std::path::PathBuf;
 
@@ -1731,5 +1789,192 @@ mod tests {
             "{result:?}"
         );
         assert!(!fx.dest.join("a").exists());
+    }
+
+    /// A file that passes every check of the archive, and only fails when
+    /// a writer writes it (as if the disk were full).
+    fn unwritable_name() -> String {
+        format!("d/{}", crate::bundle::writer::DISK_FULL_NAME)
+    }
+
+    #[test]
+    fn a_writer_error_fails_the_extraction() {
+        let fx = fixture();
+        let mut tar = RawTar::default();
+        tar.file("before", b"b", 0o644)
+            .file(&unwritable_name(), b"content", 0o644);
+        for i in 0..200 {
+            tar.file(&format!("after/{i}"), &[7; 3000], 0o644);
+        }
+        let (result, _) = unpack_tar(&fx, &tar);
+        match result {
+            Err(Error::Io {
+                action,
+                path,
+                source,
+            }) => {
+                assert_eq!(action, "writing");
+                assert_eq!(source.kind(), io::ErrorKind::StorageFull);
+                assert!(path.ends_with(unwritable_name()), "{path:?}");
+            }
+            other => panic!("expected an I/O error, got {other:?}"),
+        }
+        // Nothing is written once unpack has returned.
+        let count = || fs::read_dir(&fx.dest).unwrap().count();
+        let seen = count();
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(count(), seen);
+        assert_contained(&fx);
+    }
+
+    #[test]
+    fn an_earlier_writer_error_wins_over_a_later_unsafe_entry() {
+        let fx = fixture();
+        let mut tar = RawTar::default();
+        tar.file(&unwritable_name(), &[1; 5000], 0o644)
+            .file("ok", b"x", 0o644)
+            .file("../evil", b"x", 0o644);
+        let (result, _) = unpack_tar(&fx, &tar);
+        assert!(matches!(result, Err(Error::Io { .. })), "{result:?}");
+        assert_contained(&fx);
+
+        // A bad trailer after files that were written fine still fails.
+        let fx = fixture();
+        let mut tar = RawTar::default();
+        tar.file("a", &[3; 70_000], 0o644).file("b", b"b", 0o644);
+        let mut gz = gzip(&tar.finish());
+        let len = gz.len();
+        gz[len - 5] ^= 0xff;
+        let (result, _) = unpack_with(
+            &fx,
+            &mut Cursor::new(gz),
+            Compression::Gzip,
+            ExtractLimits::default(),
+        );
+        assert_bad_content(result);
+    }
+
+    #[test]
+    fn a_failed_pull_leaves_the_target_unchanged() {
+        let parent = tempfile::tempdir().unwrap();
+        let target = parent.path().join("target");
+        fs::create_dir(&target).unwrap();
+        fs::write(target.join("keep"), "k").unwrap();
+        let staging = crate::bundle::install::Staging::new(&target).unwrap();
+        let mut tar = RawTar::default();
+        tar.file("new", b"n", 0o644)
+            .file(&unwritable_name(), b"x", 0o644);
+        let gz = gzip(&tar.finish());
+        let result = unpack(
+            &mut Cursor::new(gz),
+            Compression::Gzip,
+            staging.path(),
+            &ExtractLimits::default(),
+            &mut |_| {},
+        );
+        assert!(matches!(result, Err(Error::Io { .. })), "{result:?}");
+        drop(staging);
+        let names: Vec<_> = fs::read_dir(&target)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["keep"]);
+    }
+
+    /// Content that differs at every offset, to catch reordered chunks.
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i % 251) as u8 ^ (i / 65_536) as u8)
+            .collect()
+    }
+
+    #[test]
+    fn a_file_larger_than_the_write_budget_extracts() {
+        let fx = fixture();
+        let big = pattern(crate::bundle::writer::BUDGET + 3 * CHUNK + 123);
+        let mut tar = RawTar::default();
+        tar.file("small", b"s", 0o644)
+            .file("dir/big", &big, 0o755)
+            .file("after", b"a", 0o644);
+        let (result, listing) = unpack_with(
+            &fx,
+            &mut Cursor::new(tar.finish()),
+            Compression::None,
+            ExtractLimits::default(),
+        );
+        let stats = result.unwrap();
+        assert_eq!(stats.bytes, big.len() as u64 + 2);
+        assert_eq!(
+            listing[1],
+            (
+                "dir/big".to_string(),
+                EntryKind::File,
+                big.len() as u64,
+                0o755
+            )
+        );
+        assert!(fs::read(fx.dest.join("dir/big")).unwrap() == big);
+        assert_eq!(mode_of(&fx.dest.join("dir/big")), 0o755);
+        assert_eq!(
+            mtime_of(&fx.dest.join("dir/big")),
+            UNIX_EPOCH + Duration::from_secs(MTIME)
+        );
+        assert_eq!(fs::read(fx.dest.join("after")).unwrap(), b"a");
+    }
+
+    #[test]
+    fn links_to_files_written_just_before_see_their_whole_content() {
+        let fx = fixture();
+        let big = pattern(3 * CHUNK + 1);
+        let mut tar = RawTar::default();
+        for i in 0..50 {
+            tar.file(&format!("many/{i}"), &pattern(10_000 + i), 0o644);
+        }
+        tar.file("d/big", &big, 0o755)
+            .hardlink("d/hard", "d/big")
+            .symlink("d/soft", "big")
+            .symlink("up", "d/big")
+            .file("d/small", b"small", 0o644)
+            .hardlink("hard-small", "d/small");
+        let (result, listing) = unpack_with(
+            &fx,
+            &mut Cursor::new(tar.finish()),
+            Compression::None,
+            ExtractLimits::default(),
+        );
+        result.unwrap();
+        assert_eq!(listing.len(), 56);
+        for name in ["d/big", "d/hard", "d/soft", "up"] {
+            assert!(fs::read(fx.dest.join(name)).unwrap() == big, "{name}");
+        }
+        assert_eq!(mode_of(&fx.dest.join("d/hard")), 0o755);
+        assert_eq!(fs::read(fx.dest.join("hard-small")).unwrap(), b"small");
+        let meta = fs::metadata(fx.dest.join("d/big")).unwrap();
+        assert_eq!(meta.nlink(), 2);
+        for i in 0..50 {
+            assert!(fs::read(fx.dest.join(format!("many/{i}"))).unwrap() == pattern(10_000 + i));
+        }
+    }
+
+    #[test]
+    fn a_duplicate_of_a_large_file_replaces_it_whole() {
+        let fx = fixture();
+        let big = pattern(2 * CHUNK + 7);
+        let mut tar = RawTar::default();
+        tar.file("f", &big, 0o644)
+            .hardlink("h", "f")
+            .file("f", b"short", 0o755)
+            .file("g", &big, 0o644)
+            .symlink("g", "f");
+        let (result, _) = unpack_with(
+            &fx,
+            &mut Cursor::new(tar.finish()),
+            Compression::None,
+            ExtractLimits::default(),
+        );
+        assert_unsafe(result, &["\"g\" is a symlink", "a file there"]);
+        assert_eq!(fs::read(fx.dest.join("f")).unwrap(), b"short");
+        assert!(fs::read(fx.dest.join("h")).unwrap() == big);
+        assert!(fs::read(fx.dest.join("g")).unwrap() == big);
     }
 }

@@ -11,10 +11,26 @@ use sha2::{Digest as _, Sha256};
 
 use crate::bundle::pack::PackOptions;
 use crate::bundle::walk::{SourceEntry, SourceKind};
+use crate::bundle::Compression;
 use crate::digest::Digest;
 
 /// Bumped whenever the packed bytes for the same tree would change.
 const FORMAT: &str = "ocistep-pack/1 gnu-tar pargz-1MiB zlib-rs";
+
+/// What decides the packed bytes besides the tree, mtime and level: the
+/// format and the compression (with the libzstd version, whose output may
+/// change from one release to the next).
+fn format(compression: Compression) -> String {
+    match compression {
+        // Unchanged from before zstd existed, so gzip fingerprints stay valid.
+        Compression::Gzip => FORMAT.to_string(),
+        Compression::Zstd => format!(
+            "ocistep-pack/1 gnu-tar zstdmt libzstd-{}",
+            zstd::zstd_safe::version_string()
+        ),
+        Compression::None => "ocistep-pack/1 gnu-tar plain".to_string(),
+    }
+}
 
 /// What a fingerprint stands for: the packed layer's identity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,8 +50,10 @@ pub struct PackedRecord {
 pub fn fingerprint(entries: &[SourceEntry], opts: &PackOptions) -> Option<Digest> {
     let mut h = Sha256::new();
     h.update(format!(
-        "{FORMAT}\0{}\0{}\0",
-        opts.mtime, opts.compression_level
+        "{}\0{}\0{}\0",
+        format(opts.compression),
+        opts.mtime,
+        opts.compression_level
     ));
     for entry in entries {
         h.update(entry.rel.as_bytes());
@@ -72,10 +90,7 @@ mod tests {
     fn any_write_changes_the_fingerprint() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a"), "one").unwrap();
-        let opts = PackOptions {
-            mtime: 0,
-            compression_level: 6,
-        };
+        let opts = PackOptions::default();
         let fp = || {
             fingerprint(
                 &walk(dir.path(), &WalkOptions::default(), &mut |_| {}).unwrap(),
@@ -89,17 +104,23 @@ mod tests {
         std::fs::write(dir.path().join("a"), "two").unwrap();
         assert_ne!(fp(), first, "same size, new content");
         let second = fp();
+        let entries = walk(dir.path(), &WalkOptions::default(), &mut |_| {}).unwrap();
         let other = PackOptions {
             mtime: 1,
-            compression_level: 6,
+            ..PackOptions::default()
         };
-        assert_ne!(
-            fingerprint(
-                &walk(dir.path(), &WalkOptions::default(), &mut |_| {}).unwrap(),
-                &other
-            )
-            .unwrap(),
-            second
-        );
+        assert_ne!(fingerprint(&entries, &other).unwrap(), second);
+        // zstd at the gzip level, and zstd at another level, are other layers.
+        let zstd = PackOptions {
+            compression: Compression::Zstd,
+            ..PackOptions::default()
+        };
+        let zstd_fp = fingerprint(&entries, &zstd).unwrap();
+        assert_ne!(zstd_fp, second);
+        let zstd3 = PackOptions {
+            compression_level: 3,
+            ..zstd.clone()
+        };
+        assert_ne!(fingerprint(&entries, &zstd3).unwrap(), zstd_fp);
     }
 }

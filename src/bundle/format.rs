@@ -1,5 +1,6 @@
-//! The source bundle format: one OCI image manifest with one tar+gzip layer
-//! and a minimal OCI image config, marked with an OCI 1.1 `artifactType`.
+//! The source bundle format: one OCI image manifest with one tar+gzip (or,
+//! when asked, tar+zstd) layer and a minimal OCI image config, marked with an
+//! OCI 1.1 `artifactType`.
 //!
 //! The image config keeps generic image tools (skopeo, umoci, crane, the
 //! Shipwright bundle puller) working; `artifactType` lets OCI 1.1 artifact
@@ -22,6 +23,10 @@ use crate::timestamp;
 pub const ARTIFACT_TYPE: &str = "application/vnd.ocistep.source-bundle.v1";
 /// The title of the single layer (what `oras pull` names the file).
 pub const LAYER_TITLE: &str = "source.tar.gz";
+/// The title of a zstd-compressed layer.
+pub const LAYER_TITLE_ZSTD: &str = "source.tar.zst";
+/// Media type of an OCI tar+zstd layer.
+pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 
 /// The bundle's manifest and config, ready to push.
 pub struct BundleDocuments {
@@ -65,9 +70,39 @@ struct RootFs<'a> {
     diff_ids: Vec<&'a str>,
 }
 
-/// Builds the config and manifest for a packed layer. The same inputs give
-/// the same bytes.
+/// Builds the config and manifest for a packed tar+gzip layer. The same
+/// inputs give the same bytes.
 pub fn build(
+    layer_digest: &Digest,
+    layer_size: u64,
+    diff_id: &Digest,
+    source_timestamp: Option<u64>,
+    annotations: &BTreeMap<String, String>,
+) -> BundleDocuments {
+    build_compressed(
+        Compression::Gzip,
+        layer_digest,
+        layer_size,
+        diff_id,
+        source_timestamp,
+        annotations,
+    )
+}
+
+/// The media type and title of a bundle layer compressed with `compression`.
+pub fn layer_kind(compression: Compression) -> (&'static str, &'static str) {
+    match compression {
+        Compression::None => (OCI_LAYER_TAR, "source.tar"),
+        Compression::Gzip => (OCI_LAYER_GZIP, LAYER_TITLE),
+        Compression::Zstd => (OCI_LAYER_ZSTD, LAYER_TITLE_ZSTD),
+    }
+}
+
+/// Builds the config and manifest for a layer packed with `compression`;
+/// `diff_id` is the digest of the uncompressed tar whatever the compression.
+/// The same inputs give the same bytes.
+pub fn build_compressed(
+    compression: Compression,
     layer_digest: &Digest,
     layer_size: u64,
     diff_id: &Digest,
@@ -89,10 +124,11 @@ pub fn build(
     })
     .expect("config serialises");
     let config_desc = Descriptor::new(OCI_CONFIG, &Digest::of(&config), config.len() as u64);
-    let mut layer_desc = Descriptor::new(OCI_LAYER_GZIP, layer_digest, layer_size);
+    let (media_type, title) = layer_kind(compression);
+    let mut layer_desc = Descriptor::new(media_type, layer_digest, layer_size);
     layer_desc
         .annotations
-        .insert(ANNOTATION_TITLE.to_string(), LAYER_TITLE.to_string());
+        .insert(ANNOTATION_TITLE.to_string(), title.to_string());
     let mut manifest_annotations = annotations.clone();
     if let Some(created) = created {
         manifest_annotations.insert(ANNOTATION_CREATED.to_string(), created);
@@ -114,7 +150,7 @@ pub fn build(
     }
 }
 
-/// Checks that a manifest is a source bundle (one tar layer, gzip or plain)
+/// Checks that a manifest is a source bundle (one tar layer: gzip, zstd or plain)
 /// and reads what the pull needs from it.
 pub fn inspect(manifest: &ImageManifest, what: &str) -> Result<BundleInfo> {
     let [layer] = manifest.layers.as_slice() else {
@@ -125,10 +161,11 @@ pub fn inspect(manifest: &ImageManifest, what: &str) -> Result<BundleInfo> {
     };
     let compression = match layer.media_type.as_str() {
         OCI_LAYER_GZIP | DOCKER_LAYER_GZIP => Compression::Gzip,
+        OCI_LAYER_ZSTD => Compression::Zstd,
         OCI_LAYER_TAR => Compression::None,
         other => {
             return Err(Error::BadContent(format!(
-                "{what} is not a source bundle: its layer has media type {other}, expected {OCI_LAYER_GZIP}"
+                "{what} is not a source bundle: its layer has media type {other}, expected {OCI_LAYER_GZIP} or {OCI_LAYER_ZSTD}"
             )))
         }
     };
@@ -166,6 +203,38 @@ mod tests {
         let config: serde_json::Value = serde_json::from_slice(&one.config).unwrap();
         assert_eq!(config["rootfs"]["diff_ids"][0], d.as_str());
         assert_ne!(build(&l, 5, &d, Some(1), &ann).manifest, one.manifest);
+    }
+
+    #[test]
+    fn zstd_bundles_name_their_layer_so_and_keep_the_diff_id() {
+        let l = Digest::of(b"layer");
+        let d = Digest::of(b"tar");
+        let docs = build_compressed(Compression::Zstd, &l, 5, &d, None, &BTreeMap::new());
+        let m: ImageManifest = serde_json::from_slice(&docs.manifest).unwrap();
+        assert_eq!(m.layers[0].media_type, OCI_LAYER_ZSTD);
+        assert_eq!(m.layers[0].annotations[ANNOTATION_TITLE], LAYER_TITLE_ZSTD);
+        assert_eq!(inspect(&m, "x").unwrap().compression, Compression::Zstd);
+        let config: serde_json::Value = serde_json::from_slice(&docs.config).unwrap();
+        assert_eq!(config["rootfs"]["diff_ids"][0], d.as_str());
+        let gzip = build(&l, 5, &d, None, &BTreeMap::new());
+        assert_eq!(
+            gzip.config, docs.config,
+            "the config does not depend on the compression"
+        );
+        assert_ne!(gzip.manifest, docs.manifest);
+        let m: ImageManifest = serde_json::from_slice(&gzip.manifest).unwrap();
+        assert_eq!(m.layers[0].media_type, OCI_LAYER_GZIP);
+    }
+
+    #[test]
+    fn unknown_layer_media_types_are_refused() {
+        let l = Digest::of(b"layer");
+        let docs = build(&l, 5, &l, None, &BTreeMap::new());
+        let mut m: ImageManifest = serde_json::from_slice(&docs.manifest).unwrap();
+        m.layers[0].media_type = "application/vnd.oci.image.layer.v1.tar+lz4".to_string();
+        let err = inspect(&m, "x").err().unwrap();
+        assert_eq!(err.exit_code(), crate::ExitCode::BadContent);
+        assert!(err.to_string().contains(OCI_LAYER_ZSTD), "{err}");
     }
 
     #[test]

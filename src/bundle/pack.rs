@@ -1,11 +1,13 @@
-//! Writing bundle entries as one deterministic tar+gzip layer.
+//! Writing bundle entries as one deterministic tar+gzip (or tar+zstd) layer.
 //!
 //! The layer is streamed into a temporary spool file in a single pass while
 //! both digests are computed: the diff id over the uncompressed tar and the
-//! layer digest over the gzip bytes. Nothing in the output depends on the
-//! machine, the user or the time of packing: every header carries uid/gid 0,
-//! no owner names, a fixed mtime and a mode derived only from the entry kind
-//! and its execute bit; the gzip header has no name and mtime 0.
+//! layer digest over the compressed bytes. Nothing in the output depends on
+//! the machine, the user or the time of packing: every header carries uid/gid
+//! 0, no owner names, a fixed mtime and a mode derived only from the entry
+//! kind and its execute bit; the gzip header has no name and mtime 0; zstd
+//! always runs in libzstd's multi-threaded mode, whose output is the same for
+//! any number of worker threads.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, Write};
@@ -15,6 +17,7 @@ use tar::{EntryType, Header};
 
 use crate::bundle::pargz::ParallelGzWriter;
 use crate::bundle::walk::{SourceEntry, SourceKind};
+use crate::bundle::Compression;
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, Result};
 
@@ -23,6 +26,11 @@ const BUFFER_SIZE: usize = 256 * 1024;
 
 /// The gzip level used when none is given.
 pub const DEFAULT_COMPRESSION_LEVEL: u32 = 6;
+
+/// Most zstd worker threads used. More threads do not change the output
+/// (libzstd cuts the input into jobs by the level's window size, not by the
+/// thread count), only the memory used.
+const MAX_ZSTD_WORKERS: usize = 8;
 
 /// Mode of directories in the archive.
 const DIR_MODE: u32 = 0o755;
@@ -38,7 +46,10 @@ const LINK_MODE: u32 = 0o777;
 pub struct PackOptions {
     /// Modification time of every entry, in seconds since the epoch.
     pub mtime: u64,
-    /// gzip level, 1 (fastest) to 9 (smallest).
+    /// How the tar is compressed.
+    pub compression: Compression,
+    /// Compression level: 1 (fastest) to 9 (smallest) for gzip, to 19 for
+    /// zstd; see [`Compression::level`].
     pub compression_level: u32,
 }
 
@@ -46,6 +57,7 @@ impl Default for PackOptions {
     fn default() -> Self {
         PackOptions {
             mtime: 0,
+            compression: Compression::Gzip,
             compression_level: DEFAULT_COMPRESSION_LEVEL,
         }
     }
@@ -69,8 +81,8 @@ pub struct PackedLayer {
     pub uncompressed_size: u64,
 }
 
-/// Writes `entries` (from [`walk`](crate::bundle::walk::walk)) as tar+gzip
-/// into a new temporary file in `spool_dir`, in one pass.
+/// Writes `entries` (from [`walk`](crate::bundle::walk::walk)) as a
+/// compressed tar into a new temporary file in `spool_dir`, in one pass.
 ///
 /// Entries are written in the order given; `on_entry` is called after each
 /// one is written. A file whose size differs from the one recorded in its
@@ -81,14 +93,19 @@ pub fn pack(
     spool_dir: &Path,
     on_entry: &mut dyn FnMut(&SourceEntry),
 ) -> Result<PackedLayer> {
-    let level = compression(opts.compression_level)?;
+    let level = opts.compression.level(Some(opts.compression_level))?;
+    let suffix = match opts.compression {
+        Compression::None => ".tar",
+        Compression::Gzip => ".tar.gz",
+        Compression::Zstd => ".tar.zst",
+    };
     let file = tempfile::Builder::new()
         .prefix(".ocistep-layer-")
-        .suffix(".tar.gz")
+        .suffix(suffix)
         .tempfile_in(spool_dir)
         .map_err(|e| Error::io("creating a spool file in", spool_dir, e))?;
     let sink = BufWriter::with_capacity(BUFFER_SIZE, file.as_file());
-    let written = write_layer(entries, opts.mtime, level, sink, on_entry)
+    let written = write_layer(entries, opts.mtime, opts.compression, level, sink, on_entry)
         .map_err(|e| e.at_spool(file.path()))?;
     file.as_file()
         .rewind()
@@ -103,20 +120,71 @@ pub fn pack(
     })
 }
 
-/// Validates the gzip level.
-fn compression(level: u32) -> Result<flate2::Compression> {
-    if (1..=9).contains(&level) {
-        Ok(flate2::Compression::new(level))
-    } else {
-        Err(Error::Usage(format!(
-            "compression level {level} is out of range: use 1 (fastest) to 9 (smallest)"
-        )))
+/// The writer stack: tar, hashed for the diff id, compressed, hashed for
+/// the layer digest, into the sink.
+type LayerWriter<W> = tar::Builder<HashingWriter<Encoder<HashingWriter<W>>>>;
+
+/// The compressing stage of the writer stack.
+enum Encoder<W: Write> {
+    Plain(W),
+    Gzip(ParallelGzWriter<W>),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+}
+
+impl<W: Write> Encoder<W> {
+    /// An encoder for `compression` at `level` (already validated) using up
+    /// to `threads` threads.
+    fn new(inner: W, compression: Compression, level: u32, threads: usize) -> io::Result<Self> {
+        Ok(match compression {
+            Compression::None => Encoder::Plain(inner),
+            Compression::Gzip => Encoder::Gzip(ParallelGzWriter::new(
+                inner,
+                flate2::Compression::new(level),
+                threads,
+            )?),
+            Compression::Zstd => {
+                let level = i32::try_from(level).map_err(io::Error::other)?;
+                let mut zstd = zstd::stream::write::Encoder::new(inner, level)?;
+                zstd.include_checksum(true)?;
+                zstd.include_contentsize(false)?;
+                // Always multi-threaded, even with one thread: libzstd's
+                // single-threaded mode gives other bytes.
+                let workers = threads.clamp(1, MAX_ZSTD_WORKERS) as u32;
+                zstd.multithread(workers)?;
+                Encoder::Zstd(zstd)
+            }
+        })
+    }
+
+    /// Ends the compressed stream and returns the inner writer.
+    fn finish(self) -> io::Result<W> {
+        match self {
+            Encoder::Plain(w) => Ok(w),
+            Encoder::Gzip(w) => w.finish(),
+            Encoder::Zstd(w) => w.finish(),
+        }
     }
 }
 
-/// The writer stack: tar, hashed for the diff id, gzip-compressed, hashed
-/// for the layer digest, into the sink.
-type LayerWriter<W> = tar::Builder<HashingWriter<ParallelGzWriter<HashingWriter<W>>>>;
+impl<W: Write> Write for Encoder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Encoder::Plain(w) => w.write(buf),
+            Encoder::Gzip(w) => w.write(buf),
+            Encoder::Zstd(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Encoder::Plain(w) => w.flush(),
+            Encoder::Gzip(w) => w.flush(),
+            // A zstd flush ends a block early, which would change the
+            // output; the tar writer never needs one.
+            Encoder::Zstd(_) => Ok(()),
+        }
+    }
+}
 
 /// Digests and sizes of a written layer.
 struct Written {
@@ -149,24 +217,38 @@ impl From<io::Error> for WriteError {
     }
 }
 
-/// Streams the tar+gzip of `entries` into `sink`, hashing both layers.
+/// Streams the compressed tar of `entries` into `sink`, hashing both layers.
 fn write_layer<W: Write>(
     entries: &[SourceEntry],
     mtime: u64,
-    level: flate2::Compression,
+    compression: Compression,
+    level: u32,
     sink: W,
     on_entry: &mut dyn FnMut(&SourceEntry),
 ) -> Result<Written, WriteError> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let gzip = ParallelGzWriter::new(HashingWriter::new(sink), level, threads)?;
-    let mut tar: LayerWriter<W> = tar::Builder::new(HashingWriter::new(gzip));
+    write_layer_with(entries, mtime, compression, level, threads, sink, on_entry)
+}
+
+/// [`write_layer`] on `threads` threads.
+fn write_layer_with<W: Write>(
+    entries: &[SourceEntry],
+    mtime: u64,
+    compression: Compression,
+    level: u32,
+    threads: usize,
+    sink: W,
+    on_entry: &mut dyn FnMut(&SourceEntry),
+) -> Result<Written, WriteError> {
+    let encoder = Encoder::new(HashingWriter::new(sink), compression, level, threads)?;
+    let mut tar: LayerWriter<W> = tar::Builder::new(HashingWriter::new(encoder));
     let mut buffer = vec![0u8; BUFFER_SIZE];
     for entry in entries {
         append_entry(&mut tar, entry, mtime, &mut buffer)?;
         on_entry(entry);
     }
-    let (gzip, diff_id, uncompressed_size) = tar.into_inner()?.finish();
-    let (mut sink, digest, size) = gzip.finish()?.finish();
+    let (encoder, diff_id, uncompressed_size) = tar.into_inner()?.finish();
+    let (mut sink, digest, size) = encoder.finish()?.finish();
     sink.flush()?;
     Ok(Written {
         digest,
@@ -419,6 +501,7 @@ mod tests {
             dir.path(),
             &PackOptions {
                 mtime: 0,
+                compression: Compression::Gzip,
                 compression_level: 6,
             },
         );
@@ -456,6 +539,7 @@ mod tests {
         fs::set_permissions(two.path().join("empty"), fs::Permissions::from_mode(0o700)).unwrap();
         let opts = PackOptions {
             mtime: 1_700_000_000,
+            compression: Compression::Gzip,
             compression_level: 6,
         };
         let a = pack_dir(one.path(), &opts);
@@ -519,6 +603,7 @@ mod tests {
         put(dir.path(), &long, b"long", 0o644);
         let opts = PackOptions {
             mtime: 1_234_567_890,
+            compression: Compression::Gzip,
             compression_level: 9,
         };
         let layer = pack_dir(dir.path(), &opts);
@@ -628,6 +713,7 @@ mod tests {
             dir.path(),
             &PackOptions {
                 mtime: 0,
+                compression: Compression::Gzip,
                 compression_level: 1,
             },
         );
@@ -701,9 +787,15 @@ mod tests {
     #[test]
     fn compression_level_is_validated() {
         let spool = tempfile::tempdir().unwrap();
-        for level in [0, 10] {
+        for (compression, level) in [
+            (Compression::Gzip, 0),
+            (Compression::Gzip, 10),
+            (Compression::Zstd, 0),
+            (Compression::Zstd, 20),
+        ] {
             let opts = PackOptions {
                 mtime: 0,
+                compression,
                 compression_level: level,
             };
             assert!(matches!(
@@ -725,5 +817,125 @@ mod tests {
             .output()
             .unwrap();
         assert!(out.status.success());
+    }
+
+    fn zstd_opts(level: u32) -> PackOptions {
+        PackOptions {
+            mtime: 0,
+            compression: Compression::Zstd,
+            compression_level: level,
+        }
+    }
+
+    /// The layer bytes of `entries` packed with zstd on `threads` threads.
+    fn zstd_bytes(entries: &[SourceEntry], level: u32, threads: usize) -> (Vec<u8>, Written) {
+        let mut out = Vec::new();
+        let written = write_layer_with(
+            entries,
+            0,
+            Compression::Zstd,
+            level,
+            threads,
+            &mut out,
+            &mut |_| {},
+        )
+        .unwrap();
+        (out, written)
+    }
+
+    #[test]
+    fn zstd_known_digest() {
+        // Pinned like the gzip one: a libzstd update that changes the bytes
+        // must be a deliberate decision (it also invalidates fingerprints,
+        // which include the libzstd version).
+        let dir = tempfile::tempdir().unwrap();
+        sample_tree(dir.path());
+        let layer = pack_dir(dir.path(), &zstd_opts(3));
+        assert_eq!(
+            layer.diff_id.as_str(),
+            "sha256:2bbea6dd4d978b740e7d7e2800d9cacedfe07beb3f8bd40e356ae3fe2fad3900",
+            "same tar as with gzip"
+        );
+        assert_eq!(
+            layer.digest.as_str(),
+            "sha256:738dfdc6773266b2a042e8728707a2cf0eb7099a988bd8e1227938eed91c8331"
+        );
+    }
+
+    #[test]
+    fn zstd_output_is_independent_of_thread_count() {
+        let dir = tempfile::tempdir().unwrap();
+        // Enough data for several libzstd jobs at levels 1 and 3 (jobs are
+        // four windows: 2 MiB and 8 MiB), not all of it compressible.
+        let mut content = Vec::with_capacity(20 << 20);
+        let mut x: u32 = 1;
+        while content.len() < 20 << 20 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let run = (x >> 24) as usize % 64 + 1;
+            content.extend(std::iter::repeat_n((x >> 16) as u8, run));
+            content.extend_from_slice(&x.to_le_bytes());
+        }
+        put(dir.path(), "big", &content, 0o644);
+        sample_tree(&dir.path().join("t"));
+        let entries = walk(dir.path(), &WalkOptions::default(), &mut |_| {}).unwrap();
+        for level in [1, 3] {
+            let (one, w1) = zstd_bytes(&entries, level, 1);
+            let (four, w4) = zstd_bytes(&entries, level, 4);
+            assert!(one == four, "level {level}: 1 and 4 threads differ");
+            assert_eq!(w1.digest, w4.digest);
+            assert_eq!(w1.diff_id, w4.diff_id);
+            if level == 3 {
+                let (two, _) = zstd_bytes(&entries, level, 2);
+                assert!(one == two, "1 and 2 threads differ");
+            }
+        }
+    }
+
+    #[test]
+    fn zstd_layer_round_trips_and_zstd_cli_accepts_it() {
+        let dir = tempfile::tempdir().unwrap();
+        sample_tree(dir.path());
+        let layer = pack_dir(dir.path(), &zstd_opts(19));
+        let bytes = fs::read(layer.file.path()).unwrap();
+        assert_eq!(&bytes[..4], &[0x28, 0xb5, 0x2f, 0xfd], "zstd magic");
+        assert_eq!(Digest::of(&bytes), layer.digest);
+        assert_eq!(bytes.len() as u64, layer.size);
+        let tar = zstd::decode_all(&bytes[..]).unwrap();
+        assert_eq!(Digest::of(&tar), layer.diff_id);
+        assert_eq!(tar.len() as u64, layer.uncompressed_size);
+        let out = Command::new("tar")
+            .arg("--zstd")
+            .arg("-tf")
+            .arg(layer.file.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let listing = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(
+            listing.lines().collect::<Vec<_>>(),
+            ["a.txt", "bin/", "bin/run.sh", "empty/", "link"]
+        );
+    }
+
+    #[test]
+    fn zstd_level_changes_the_bytes_not_the_tar() {
+        let dir = tempfile::tempdir().unwrap();
+        put(
+            dir.path(),
+            "text",
+            "lorem ipsum dolor ".repeat(50_000).as_bytes(),
+            0o644,
+        );
+        let fast = pack_dir(dir.path(), &zstd_opts(1));
+        let small = pack_dir(dir.path(), &zstd_opts(19));
+        let gzip = pack_dir(dir.path(), &PackOptions::default());
+        assert_eq!(fast.diff_id, small.diff_id);
+        assert_eq!(fast.diff_id, gzip.diff_id);
+        assert_ne!(fast.digest, small.digest);
+        assert!(small.size <= fast.size);
     }
 }

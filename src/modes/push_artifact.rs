@@ -59,9 +59,13 @@ pub async fn run(
             excludes: push.exclude.clone(),
             dereference_symlinks: push.dereference_symlinks,
         },
-        pack: PackOptions {
-            mtime,
-            compression_level: push.compression_level,
+        pack: {
+            let (compression, compression_level) = push.pack_compression()?;
+            PackOptions {
+                mtime,
+                compression,
+                compression_level,
+            }
         },
     };
     let started = std::time::Instant::now();

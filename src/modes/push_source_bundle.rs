@@ -42,9 +42,11 @@ pub async fn run(
         excludes: args.exclude.clone(),
         dereference_symlinks: args.dereference_symlinks,
     };
+    let (compression, compression_level) = args.pack_compression()?;
     let pack_opts = PackOptions {
         mtime: source_timestamp.unwrap_or(0),
-        compression_level: args.compression_level,
+        compression,
+        compression_level,
     };
     let root = dir.to_path_buf();
     let started = std::time::Instant::now();
@@ -58,7 +60,8 @@ pub async fn run(
         Some(layer) => layer,
         None => pack_layer(ctx, entries, pack_opts).await?,
     };
-    let docs = format::build(
+    let docs = format::build_compressed(
+        compression,
         &layer.digest,
         layer.size,
         &layer.diff_id,
@@ -155,6 +158,7 @@ async fn reusable_layer(
 /// Packs the tree into a spool file, and remembers the result in the cache.
 async fn pack_layer(ctx: &Context, entries: Vec<SourceEntry>, opts: PackOptions) -> Result<Layer> {
     let started = std::time::Instant::now();
+    let opts_name = opts.compression.name();
     let (packed, fp) = tokio::task::spawn_blocking(move || {
         let fp = fingerprint(&entries, &opts);
         pack::pack(&entries, &opts, &std::env::temp_dir(), &mut |_| {}).map(|p| (p, fp))
@@ -162,10 +166,11 @@ async fn pack_layer(ctx: &Context, entries: Vec<SourceEntry>, opts: PackOptions)
     .await
     .map_err(|e| Error::Internal(format!("packing thread failed: {e}")))??;
     tracing::info!(
-        "packed {} entries, {} bytes -> {} bytes gzip in {:.2?}",
+        "packed {} entries, {} bytes -> {} bytes {} in {:.2?}",
         packed.entries,
         packed.uncompressed_size,
         packed.size,
+        opts_name,
         started.elapsed()
     );
     if let (Some(cache), Some(fp)) = (ctx.client.cache(), fp) {

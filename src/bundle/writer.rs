@@ -1,0 +1,388 @@
+//! A small pool of threads that write regular files for the extractor, so
+//! that creating and filling files (the slow part of an extraction on most
+//! filesystems: inode allocation happens in `open`) overlaps decompression
+//! and tar parsing on the extracting thread.
+//!
+//! The pool only ever writes what it is told: every path it gets has been
+//! validated, and its parent directories created and checked, by the
+//! extractor before the path is handed over. Files are created with
+//! `create_new` (`O_CREAT | O_EXCL`), which never follows a symlink and
+//! never reuses something already there.
+//!
+//! Memory stays bounded whatever the archive holds: file content travels in
+//! chunks of at most [`CHUNK`] bytes, and no more than [`BUDGET`] bytes of
+//! content are in flight at once; the extractor waits for writers when the
+//! budget is spent. Each file goes to one writer, which receives its chunks
+//! in order.
+//!
+//! The first write error stops every writer (what is still queued is
+//! dropped) and is reported by the next call of the extractor; the caller
+//! then discards the whole staging directory.
+
+use std::fs::{File, OpenOptions, Permissions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::SystemTime;
+
+use crate::error::{Error, Result};
+
+/// Most bytes of file content sent to a writer in one message.
+pub const CHUNK: usize = 512 * 1024;
+
+/// Most bytes of file content queued for, or being written by, the writers.
+pub const BUDGET: usize = 8 * 1024 * 1024;
+
+/// Messages queued per writer (three per small file: open, data, close).
+const QUEUE: usize = 64;
+
+/// Most writer threads.
+const MAX_WRITERS: usize = 4;
+
+/// In tests, writing a file of this name fails as if the disk were full.
+#[cfg(test)]
+pub(crate) const DISK_FULL_NAME: &str = "ocistep-test-disk-full";
+
+/// One step of writing a file, in order, to one writer.
+enum Job {
+    /// Create a new file (it must not exist) to receive the next chunks.
+    Open {
+        path: PathBuf,
+        mode: u32,
+        mtime: Option<SystemTime>,
+    },
+    /// The next bytes of the open file.
+    Data(Vec<u8>),
+    /// The content is complete: apply mode and modification time, close.
+    Close,
+}
+
+/// State shared by the extractor and the writers.
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled when bytes or jobs are done, or a writer fails.
+    changed: Condvar,
+    /// Set on the first error (or when the pool is dropped): writers drop
+    /// what is still queued instead of writing it.
+    stop: AtomicBool,
+}
+
+#[derive(Default)]
+struct State {
+    /// Bytes of content sent and not yet written (or dropped).
+    in_flight: usize,
+    /// Jobs sent and not yet done (or dropped).
+    pending: usize,
+    /// The first error of any writer, until it is reported.
+    error: Option<Error>,
+    /// Whether an error happened (stays set once the error is reported).
+    failed: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A writer never panics while holding the lock; recover anyway.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn fail(&self, error: Error) {
+        let mut state = self.lock();
+        if !state.failed {
+            state.failed = true;
+            state.error = Some(error);
+        }
+        self.stop.store(true, Ordering::SeqCst);
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    /// Marks one job done, releasing `bytes` of the budget.
+    fn done(&self, bytes: usize) {
+        let mut state = self.lock();
+        state.in_flight -= bytes;
+        state.pending -= 1;
+        drop(state);
+        self.changed.notify_all();
+    }
+}
+
+/// The error to report once a writer failed: the writer's own, the first
+/// time, then a generic one.
+fn take_error(state: &mut State) -> Error {
+    state.error.take().unwrap_or_else(|| Error::Io {
+        action: "writing",
+        path: PathBuf::from("the extraction target"),
+        source: std::io::Error::other("an earlier write failed"),
+    })
+}
+
+/// Writer threads and the queues feeding them. Dropping the pool stops the
+/// writers and waits for them, so nothing is written once it is gone.
+pub struct WriterPool {
+    senders: Vec<SyncSender<Job>>,
+    handles: Vec<JoinHandle<()>>,
+    shared: Arc<Shared>,
+    /// The writer that received the last `Open`.
+    current: usize,
+}
+
+impl WriterPool {
+    /// Starts one writer per available core, at least two and at most
+    /// [`MAX_WRITERS`].
+    pub fn new() -> Result<Self> {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self::with_writers(cores.clamp(2, MAX_WRITERS))
+    }
+
+    /// Starts `writers` writer threads (at least one).
+    pub fn with_writers(writers: usize) -> Result<Self> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+            stop: AtomicBool::new(false),
+        });
+        let mut pool = WriterPool {
+            senders: Vec::new(),
+            handles: Vec::new(),
+            shared,
+            current: 0,
+        };
+        for i in 0..writers.max(1) {
+            let (tx, rx) = mpsc::sync_channel(QUEUE);
+            let shared = Arc::clone(&pool.shared);
+            let handle = std::thread::Builder::new()
+                .name(format!("ocistep-writer-{i}"))
+                .spawn(move || run_writer(rx, shared))
+                .map_err(|e| Error::io("starting a writer thread for", "the extraction", e))?;
+            pool.senders.push(tx);
+            pool.handles.push(handle);
+        }
+        Ok(pool)
+    }
+
+    /// Starts a new file at `path` (its parents must exist and be checked;
+    /// nothing may be at `path`). Its content follows with [`write`], then
+    /// [`close`].
+    ///
+    /// [`write`]: WriterPool::write
+    /// [`close`]: WriterPool::close
+    pub fn open(&mut self, path: PathBuf, mode: u32, mtime: Option<SystemTime>) -> Result<()> {
+        self.current = (self.current + 1) % self.senders.len();
+        self.send(Job::Open { path, mode, mtime }, 0)
+    }
+
+    /// Queues the next bytes of the open file (at most [`CHUNK`] at once,
+    /// so the budget can hold them), waiting while the budget is spent.
+    pub fn write(&mut self, data: Vec<u8>) -> Result<()> {
+        let len = data.len();
+        self.send(Job::Data(data), len)
+    }
+
+    /// Finishes the open file.
+    pub fn close(&mut self) -> Result<()> {
+        self.send(Job::Close, 0)
+    }
+
+    /// Waits until everything queued is written; fails with the first
+    /// write error, if any.
+    pub fn flush(&mut self) -> Result<()> {
+        let mut state = self.shared.lock();
+        while state.pending > 0 && !state.failed {
+            state = self
+                .shared
+                .changed
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        if state.failed {
+            return Err(take_error(&mut state));
+        }
+        Ok(())
+    }
+
+    /// Whether a write error happened and was already returned by a call.
+    pub fn reported(&self) -> bool {
+        let state = self.shared.lock();
+        state.failed && state.error.is_none()
+    }
+
+    /// Whether files are queued or being written.
+    pub fn busy(&self) -> bool {
+        self.shared.lock().pending > 0
+    }
+
+    fn send(&mut self, job: Job, bytes: usize) -> Result<()> {
+        {
+            let mut state = self.shared.lock();
+            while !state.failed && state.in_flight > 0 && state.in_flight + bytes > BUDGET {
+                state = self
+                    .shared
+                    .changed
+                    .wait(state)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+            if state.failed {
+                return Err(take_error(&mut state));
+            }
+            state.in_flight += bytes;
+            state.pending += 1;
+        }
+        if self.senders[self.current].send(job).is_err() {
+            // The writer is gone (it can only end early by panicking).
+            self.shared.fail(Error::Io {
+                action: "writing",
+                path: PathBuf::from("the extraction target"),
+                source: std::io::Error::other("a writer thread stopped unexpectedly"),
+            });
+            let mut state = self.shared.lock();
+            return Err(take_error(&mut state));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for WriterPool {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.senders.clear();
+        for handle in self.handles.drain(..) {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// Reports a panicking writer, so the extractor never waits for it forever.
+struct PanicGuard<'a>(&'a Shared);
+
+impl Drop for PanicGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.fail(Error::Io {
+                action: "writing",
+                path: PathBuf::from("the extraction target"),
+                source: std::io::Error::other("a writer thread panicked"),
+            });
+        }
+    }
+}
+
+/// The file a writer is filling.
+struct Open {
+    file: File,
+    path: PathBuf,
+    mode: u32,
+    mtime: Option<SystemTime>,
+}
+
+fn run_writer(rx: Receiver<Job>, shared: Arc<Shared>) {
+    let _guard = PanicGuard(&shared);
+    let mut open: Option<Open> = None;
+    for job in rx {
+        let stopped = shared.stop.load(Ordering::SeqCst);
+        let bytes = match &job {
+            Job::Data(data) => data.len(),
+            _ => 0,
+        };
+        if stopped {
+            open = None;
+        } else if let Err(e) = perform(job, &mut open) {
+            open = None;
+            shared.fail(e);
+        }
+        shared.done(bytes);
+    }
+}
+
+fn perform(job: Job, open: &mut Option<Open>) -> Result<()> {
+    match job {
+        Job::Open { path, mode, mtime } => {
+            // create_new never follows a symlink: it fails if anything exists.
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| Error::io("writing", &path, e))?;
+            *open = Some(Open {
+                file,
+                path,
+                mode,
+                mtime,
+            });
+        }
+        Job::Data(data) => {
+            if let Some(o) = open.as_mut() {
+                #[cfg(test)]
+                if o.path.file_name() == Some(DISK_FULL_NAME.as_ref()) {
+                    let full = std::io::Error::new(std::io::ErrorKind::StorageFull, "disk full");
+                    return Err(Error::io("writing", &o.path, full));
+                }
+                o.file
+                    .write_all(&data)
+                    .map_err(|e| Error::io("writing", &o.path, e))?;
+            }
+        }
+        Job::Close => {
+            if let Some(o) = open.take() {
+                o.file
+                    .set_permissions(Permissions::from_mode(o.mode))
+                    .map_err(|e| Error::io("writing", &o.path, e))?;
+                if let Some(mtime) = o.mtime {
+                    o.file
+                        .set_modified(mtime)
+                        .map_err(|e| Error::io("writing", &o.path, e))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_files_in_chunks_and_applies_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut pool = WriterPool::with_writers(2).unwrap();
+        for i in 0..20 {
+            pool.open(dir.path().join(format!("f{i}")), 0o755, None)
+                .unwrap();
+            for _ in 0..3 {
+                pool.write(vec![i as u8; 1000]).unwrap();
+            }
+            pool.close().unwrap();
+        }
+        pool.flush().unwrap();
+        assert!(!pool.busy());
+        for i in 0..20 {
+            let path = dir.path().join(format!("f{i}"));
+            assert_eq!(std::fs::read(&path).unwrap(), vec![i as u8; 3000]);
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o7777, 0o755);
+        }
+    }
+
+    #[test]
+    fn first_error_is_reported_and_stops_the_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("taken"), "x").unwrap();
+        let mut pool = WriterPool::with_writers(2).unwrap();
+        pool.open(dir.path().join("taken"), 0o644, None).unwrap();
+        pool.write(b"y".to_vec()).unwrap();
+        pool.close().unwrap();
+        let e = pool.flush().unwrap_err();
+        assert!(e.to_string().contains("taken"), "{e}");
+        // Later calls fail too, without writing anything.
+        let later = pool.open(dir.path().join("later"), 0o644, None);
+        assert!(later.is_err());
+        drop(pool);
+        assert!(!dir.path().join("later").exists());
+        assert_eq!(std::fs::read(dir.path().join("taken")).unwrap(), b"x");
+    }
+}
