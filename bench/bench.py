@@ -205,6 +205,8 @@ def main():
         rows.append(("push", again, push))
         default_push = measure("ocistep push, default level", lambda i: f"{ocistep} -q --push-source-bundle {src} --image {reg.host}/bench/default{i}:v1", a.runs)
         rows.append(("push", default_push, gzip_row))
+        stream_push = measure("ocistep push --stream-upload", lambda i: f"{o} --stream-upload --push-source-bundle {src} --image {reg.host}/bench/stream{i}:v1", a.runs)
+        rows.append(("push", stream_push, pigz_row or gzip_row))
         zstd_push = measure("ocistep push --compression zstd (level 3)", lambda i: f"{ocistep} -q --compression zstd --push-source-bundle {src} --image {reg.host}/bench/zstd{i}:v1", a.runs)
         rows.append(("push", zstd_push, pigz_row or gzip_row))
 

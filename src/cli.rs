@@ -182,6 +182,10 @@ pub struct PushArgs {
     /// Store symlinks that leave the tree as the files they point to, instead of failing.
     #[arg(long, help_heading = "Push")]
     pub dereference_symlinks: bool,
+    /// Upload a bundle's layer while packing it (a chunked PATCH) instead of after: faster for a
+    /// changed tree, but an unchanged tree is uploaded again (its digest is known only at the end).
+    #[arg(long, help_heading = "Push")]
+    pub stream_upload: bool,
     /// Layer compression of the pushed layers (pulls read both).
     #[arg(long, value_enum, value_name = "ALGORITHM", default_value_t = Compression::Gzip, help_heading = "Push")]
     pub compression: Compression,

@@ -2,6 +2,8 @@
 //! registry: pushes and pulls retry them and still produce exactly what a
 //! fault-free run does; permanent failures end with exit code 8 after
 //! `--retries` attempts and change nothing; 4xx answers are not retried.
+//! With `--stream-upload` the layer goes out while it is packed, and a
+//! stream that fails falls back to the usual upload.
 
 mod support;
 
@@ -155,22 +157,7 @@ fn push_retries_transient_faults_and_gives_the_same_digest() {
     assert_eq!(Digest::of(raw.as_bytes()).to_string(), digest);
 
     let layer = layer_digest(&reg, "app", "v1");
-    let requests: Vec<(String, String)> = proxy
-        .hits()
-        .into_iter()
-        .map(|(method, target, fault)| {
-            let what = if target.contains(layer.hex()) {
-                "layer"
-            } else if target.contains("/manifests/") {
-                "manifest"
-            } else if method == "POST" {
-                "upload"
-            } else {
-                "config"
-            };
-            (format!("{method} {what}"), fault.unwrap_or_default())
-        })
-        .collect();
+    let requests = labelled(&proxy, &layer);
     // Each fault is followed by one more attempt; an upload cut short
     // starts over from a new upload session.
     let expected = [
@@ -544,4 +531,127 @@ fn missing_credentials_are_not_retried() {
         .hits()
         .iter()
         .all(|(_, target, _)| target == "/v2/" || target == "/v2/app/manifests/v1"));
+}
+
+/// The proxy's requests as (`METHOD what`, fault): `what` is `layer` for
+/// the layer (by digest), `manifest`, `upload` for opening and streaming
+/// an upload session, and `config` for the rest (the config blob).
+fn labelled(proxy: &FaultProxy, layer: &Digest) -> Vec<(String, String)> {
+    proxy
+        .hits()
+        .into_iter()
+        .map(|(method, target, fault)| {
+            let what = if target.contains(layer.hex()) {
+                "layer"
+            } else if target.contains("/manifests/") {
+                "manifest"
+            } else if method == "POST" || method == "PATCH" {
+                "upload"
+            } else {
+                "config"
+            };
+            (format!("{method} {what}"), fault.unwrap_or_default())
+        })
+        .collect()
+}
+
+#[test]
+fn a_push_streams_its_layer_while_packing() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = pushed_sample(&reg, tmp.path());
+    let layer = layer_digest(&reg, "app", "v1");
+    let proxy = FaultProxy::start(&reg.host(), vec![]);
+    let digest_file = tmp.path().join("streamed");
+    push(
+        &src,
+        &format!("{}/streamed:v1", proxy.host()),
+        &digest_file,
+        &["--stream-upload"],
+    )
+    .success();
+    assert_eq!(
+        std::fs::read_to_string(&digest_file).unwrap(),
+        std::fs::read_to_string(tmp.path().join("d")).unwrap(),
+        "the same bundle as a monolithic upload"
+    );
+    let requests = labelled(&proxy, &layer);
+    // The layer: a session, one PATCH with the bytes, a PUT naming the
+    // digest; no HEAD first (the digest is not known yet).
+    let layer_requests: Vec<&str> = requests.iter().take(3).map(|(r, _)| r.as_str()).collect();
+    assert_eq!(
+        layer_requests,
+        ["POST upload", "PATCH upload", "PUT layer"],
+        "{:#?}",
+        proxy.hits()
+    );
+    assert!(
+        !requests.iter().any(|(r, _)| r == "HEAD layer"),
+        "{requests:?}"
+    );
+}
+
+#[test]
+fn a_stream_that_fails_falls_back_to_a_monolithic_upload() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = pushed_sample(&reg, tmp.path());
+    let layer = layer_digest(&reg, "app", "v1");
+    let cases = [
+        (
+            "cut",
+            Fault::ResetMidBody {
+                after_bytes: 64 * 1024,
+            },
+        ),
+        ("stalled", Fault::Stall { millis: 600_000 }),
+    ];
+    for (name, fault) in cases {
+        let proxy = FaultProxy::start(
+            &reg.host(),
+            vec![Rule::new("PATCH", "/blobs/uploads/", &[1], fault)],
+        );
+        let digest_file = tmp.path().join(name);
+        let started = Instant::now();
+        push(
+            &src,
+            &format!("{}/{name}:v1", proxy.host()),
+            &digest_file,
+            &["--stream-upload", "--timeout", "2"],
+        )
+        .success();
+        assert!(started.elapsed() < Duration::from_secs(30), "{name}");
+        assert_eq!(
+            std::fs::read_to_string(&digest_file).unwrap(),
+            std::fs::read_to_string(tmp.path().join("d")).unwrap(),
+            "{name}"
+        );
+        let requests = labelled(&proxy, &layer);
+        let after_patch: Vec<&str> = requests
+            .iter()
+            .skip_while(|(r, _)| r != "PATCH upload")
+            .skip(1)
+            .take(3)
+            .map(|(r, _)| r.as_str())
+            .collect();
+        assert_eq!(
+            after_patch,
+            ["HEAD layer", "POST upload", "PUT layer"],
+            "{name}: {:#?}",
+            proxy.hits()
+        );
+        assert_eq!(
+            http_request_with(
+                "HEAD",
+                &reg.host(),
+                &format!("/v2/{name}/manifests/v1"),
+                None,
+                &[("Accept", OCI_MANIFEST)],
+            )
+            .unwrap()
+            .status,
+            200,
+            "{name}: tagged"
+        );
+    }
 }

@@ -93,6 +93,19 @@ pub fn pack(
     spool_dir: &Path,
     on_entry: &mut dyn FnMut(&SourceEntry),
 ) -> Result<PackedLayer> {
+    pack_teeing(entries, opts, spool_dir, on_entry, &mut |_| {})
+}
+
+/// Like [`pack`], and hands every run of compressed bytes to `tee` as it is
+/// written to the spool file, so the layer can be uploaded while it is
+/// being packed.
+pub fn pack_teeing(
+    entries: &[SourceEntry],
+    opts: &PackOptions,
+    spool_dir: &Path,
+    on_entry: &mut dyn FnMut(&SourceEntry),
+    tee: &mut dyn FnMut(&[u8]),
+) -> Result<PackedLayer> {
     let level = opts.compression.level(Some(opts.compression_level))?;
     let suffix = match opts.compression {
         Compression::None => ".tar",
@@ -104,7 +117,10 @@ pub fn pack(
         .suffix(suffix)
         .tempfile_in(spool_dir)
         .map_err(|e| Error::io("creating a spool file in", spool_dir, e))?;
-    let sink = BufWriter::with_capacity(BUFFER_SIZE, file.as_file());
+    let sink = Tee {
+        inner: BufWriter::with_capacity(BUFFER_SIZE, file.as_file()),
+        tee,
+    };
     let written = write_layer(entries, opts.mtime, opts.compression, level, sink, on_entry)
         .map_err(|e| e.at_spool(file.path()))?;
     file.as_file()
@@ -118,6 +134,24 @@ pub fn pack(
         uncompressed_size: written.uncompressed_size,
         file,
     })
+}
+
+/// A writer that also shows what it writes to a callback.
+struct Tee<'a, W: Write> {
+    inner: W,
+    tee: &'a mut dyn FnMut(&[u8]),
+}
+
+impl<W: Write> Write for Tee<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        (self.tee)(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// The writer stack: tar, hashed for the diff id, compressed, hashed for

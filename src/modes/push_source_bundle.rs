@@ -22,6 +22,9 @@ use crate::results::{self, Outcome};
 use crate::store::Store;
 use crate::timestamp;
 
+/// Compressed chunks (up to about 1 MiB each) queued for a streamed upload.
+const STREAM_CHUNKS_IN_FLIGHT: usize = 8;
+
 /// Runs the mode.
 pub async fn run(
     ctx: &Context,
@@ -58,7 +61,10 @@ pub async fn run(
     let store = Store::for_writing(target, &ctx.client)?;
     let layer = match reusable_layer(ctx, &store, &entries, &pack_opts).await? {
         Some(layer) => layer,
-        None => pack_layer(ctx, entries, pack_opts).await?,
+        None => {
+            let stream_to = args.stream_upload.then_some(&store);
+            pack_layer(ctx, stream_to, entries, pack_opts).await?
+        }
     };
     let docs = format::build_compressed(
         compression,
@@ -69,6 +75,9 @@ pub async fn run(
         annotations,
     );
     match &layer.file {
+        Some(_) if layer.streamed => {
+            tracing::info!("layer {} uploaded while it was packed", layer.digest);
+        }
         Some(file) => {
             let progress = Progress::bytes(layer.size, "uploading", ctx.progress);
             let source = BlobSource::File {
@@ -119,6 +128,31 @@ struct Layer {
     size: u64,
     diff_id: Digest,
     file: Option<tempfile::NamedTempFile>,
+    /// The registry already has it: it was uploaded while it was packed.
+    streamed: bool,
+}
+
+/// Queues `chunk` for a streamed upload, waiting at most `patience` for
+/// room; false when the stream is gone or stalled.
+fn send_within(
+    sender: &tokio::sync::mpsc::Sender<Bytes>,
+    chunk: Bytes,
+    patience: std::time::Duration,
+) -> bool {
+    let started = std::time::Instant::now();
+    let mut chunk = chunk;
+    loop {
+        match sender.try_send(chunk) {
+            Ok(()) => return true,
+            Err(tokio::sync::mpsc::error::TrySendError::Full(back))
+                if started.elapsed() < patience =>
+            {
+                chunk = back;
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            Err(_) => return false,
+        }
+    }
 }
 
 /// The layer this tree packed to last time, when the cache remembers its
@@ -152,19 +186,84 @@ async fn reusable_layer(
         size: record.size,
         diff_id,
         file: None,
+        streamed: false,
     }))
 }
 
 /// Packs the tree into a spool file, and remembers the result in the cache.
-async fn pack_layer(ctx: &Context, entries: Vec<SourceEntry>, opts: PackOptions) -> Result<Layer> {
+/// With a registry in `stream_to`, the layer goes out while it is being
+/// packed (one streamed PATCH, closed with the digest once it is known); if
+/// that fails, the caller uploads the spool file the usual way.
+async fn pack_layer(
+    ctx: &Context,
+    stream_to: Option<&Store>,
+    entries: Vec<SourceEntry>,
+    opts: PackOptions,
+) -> Result<Layer> {
     let started = std::time::Instant::now();
     let opts_name = opts.compression.name();
-    let (packed, fp) = tokio::task::spawn_blocking(move || {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(STREAM_CHUNKS_IN_FLIGHT);
+    let streaming = match stream_to {
+        Some(Store::Registry { client, image }) => Some((client, image)),
+        _ => None,
+    };
+    let patience = ctx.client.read_timeout();
+    let mut tx = streaming.is_some().then_some(tx);
+    let mut packing = tokio::task::spawn_blocking(move || {
         let fp = fingerprint(&entries, &opts);
-        pack::pack(&entries, &opts, &std::env::temp_dir(), &mut |_| {}).map(|p| (p, fp))
-    })
-    .await
-    .map_err(|e| Error::Internal(format!("packing thread failed: {e}")))??;
+        let mut tee = |bytes: &[u8]| {
+            // A stream that failed, or stopped taking bytes for longer than
+            // --timeout, is given up; packing goes on into the spool file.
+            if let Some(sender) = &tx {
+                if !send_within(sender, Bytes::copy_from_slice(bytes), patience) {
+                    tx = None;
+                }
+            }
+        };
+        pack::pack_teeing(
+            &entries,
+            &opts,
+            &std::env::temp_dir(),
+            &mut |_| {},
+            &mut tee,
+        )
+        .map(|p| (p, fp))
+    });
+    let upload = async {
+        match streaming {
+            Some((client, image)) => Some(client.stream_upload(image, rx).await),
+            None => None,
+        }
+    };
+    tokio::pin!(upload);
+    // Once packing is done, the registry gets --timeout to take the rest.
+    let (packed, location) = tokio::select! {
+        packed = &mut packing => {
+            let location = tokio::time::timeout(patience, &mut upload)
+                .await
+                .unwrap_or_else(|_| {
+                    Some(Err(Error::Interrupted(
+                        "the streamed upload stalled".to_string(),
+                    )))
+                });
+            (packed, location)
+        }
+        location = &mut upload => (packing.await, location),
+    };
+    let (packed, fp) =
+        packed.map_err(|e| Error::Internal(format!("packing thread failed: {e}")))??;
+    let streamed = match (streaming, location) {
+        (Some((client, image)), Some(Ok(location))) => client
+            .finish_streamed_upload(image, &location, &packed.digest)
+            .await
+            .inspect_err(|e| tracing::warn!("{e}; uploading the packed layer again"))
+            .is_ok(),
+        (_, Some(Err(e))) => {
+            tracing::warn!("{e}; uploading the packed layer again");
+            false
+        }
+        _ => false,
+    };
     tracing::info!(
         "packed {} entries, {} bytes -> {} bytes {} in {:.2?}",
         packed.entries,
@@ -187,5 +286,6 @@ async fn pack_layer(ctx: &Context, entries: Vec<SourceEntry>, opts: PackOptions)
         size: packed.size,
         diff_id: packed.diff_id,
         file: Some(packed.file),
+        streamed,
     })
 }

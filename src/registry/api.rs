@@ -293,13 +293,99 @@ impl RegistryClient {
     }
 }
 
-/// Resolves an upload `Location` (absolute or relative) and adds the digest.
-fn upload_url(origin: &str, location: &str, digest: &Digest) -> Result<reqwest::Url> {
+impl RegistryClient {
+    /// Opens an upload session and sends one PATCH whose body is whatever
+    /// arrives on `chunks` until the sender is dropped, so a blob can go out
+    /// while it is still being produced. Returns where to finish the upload
+    /// (see [`RegistryClient::finish_streamed_upload`]). Not retried: the
+    /// caller keeps the bytes and uploads them again the usual way if this
+    /// fails.
+    pub async fn stream_upload(
+        &self,
+        image: &ImageRef,
+        chunks: tokio::sync::mpsc::Receiver<Bytes>,
+    ) -> Result<String> {
+        let what = format!("streaming a blob to {}", image.name());
+        let resp = self
+            .send(image, Access::Push, &what, |http, origin| {
+                Ok(http
+                    .post(format!("{origin}/v2/{}/blobs/uploads/", image.repository))
+                    .header(reqwest::header::CONTENT_LENGTH, 0))
+            })
+            .await?;
+        let resp = check(resp, image, &what, Access::Push).await?;
+        let location = header(&resp, "location").ok_or_else(|| {
+            Error::BadContent(format!(
+                "{what}: the registry opened an upload without a Location header"
+            ))
+        })?;
+        let origin = self.origin(image).await?;
+        let url = resolve_location(&origin, &location)?;
+        // The body can be built once only: the chunks are gone once sent.
+        let body = std::sync::Mutex::new(Some(reqwest::Body::wrap_stream(tokio_stream_of(chunks))));
+        let resp = self
+            .send_once(image, Access::Push, &what, |http, _| {
+                let body = body
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take()
+                    .ok_or_else(|| {
+                        Error::Interrupted(format!("{what}: the stream was already sent"))
+                    })?;
+                Ok(http
+                    .patch(url.clone())
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .body(body))
+            })
+            .await?;
+        let resp = check(resp, image, &what, Access::Push).await?;
+        header(&resp, "location").ok_or_else(|| {
+            Error::BadContent(format!(
+                "{what}: the registry sent no Location after the PATCH"
+            ))
+        })
+    }
+
+    /// Closes a streamed upload at `location` with the blob's digest; the
+    /// registry checks the bytes it got against it.
+    pub async fn finish_streamed_upload(
+        &self,
+        image: &ImageRef,
+        location: &str,
+        digest: &Digest,
+    ) -> Result<()> {
+        let what = format!("finishing the upload of blob {digest} to {}", image.name());
+        let origin = self.origin(image).await?;
+        let url = upload_url(&origin, location, digest)?;
+        let resp = self
+            .send_once(image, Access::Push, &what, |http, _| {
+                Ok(http
+                    .put(url.clone())
+                    .header(reqwest::header::CONTENT_LENGTH, 0))
+            })
+            .await?;
+        check(resp, image, &what, Access::Push).await.map(|_| ())
+    }
+}
+
+/// The chunks of a channel as a body stream.
+fn tokio_stream_of(
+    mut chunks: tokio::sync::mpsc::Receiver<Bytes>,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> {
+    futures_util::stream::poll_fn(move |cx| chunks.poll_recv(cx).map(|c| c.map(Ok)))
+}
+
+/// Resolves an upload `Location` (absolute or relative).
+fn resolve_location(origin: &str, location: &str) -> Result<reqwest::Url> {
     let base = reqwest::Url::parse(&format!("{origin}/"))
         .map_err(|e| Error::Internal(format!("bad registry origin {origin}: {e}")))?;
-    let mut url = base
-        .join(location)
-        .map_err(|e| Error::BadContent(format!("registry sent an invalid upload location: {e}")))?;
+    base.join(location)
+        .map_err(|e| Error::BadContent(format!("registry sent an invalid upload location: {e}")))
+}
+
+/// Resolves an upload `Location` (absolute or relative) and adds the digest.
+fn upload_url(origin: &str, location: &str, digest: &Digest) -> Result<reqwest::Url> {
+    let mut url = resolve_location(origin, location)?;
     url.query_pairs_mut().append_pair("digest", digest.as_str());
     Ok(url)
 }

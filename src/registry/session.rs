@@ -232,6 +232,11 @@ impl RegistryClient {
             .expect("transfer slots are never closed")
     }
 
+    /// How long a registry may stay silent mid-request (`--timeout`).
+    pub fn read_timeout(&self) -> Duration {
+        self.opts.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT)
+    }
+
     /// The retry policy in force.
     pub fn retry_policy(&self) -> RetryPolicy {
         self.opts.retry
