@@ -8,7 +8,6 @@
 
 mod support;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use base64::Engine as _;
@@ -99,15 +98,13 @@ fn creds(dir: &Path, host: &str, source: Source, password: &str) -> Creds {
             std::fs::create_dir_all(&bin).unwrap();
             let helper = bin.join("docker-credential-testhelper");
             let answer = serde_json::json!({ "Username": USER, "Secret": password }).to_string();
-            std::fs::write(
+            write_executable(
                 &helper,
-                format!(
+                &format!(
                     "#!/bin/sh\n# A docker credential helper that knows one secret.\n\
                      [ \"$1\" = get ] || exit 1\ncat >/dev/null\necho '{answer}'\n"
                 ),
-            )
-            .unwrap();
-            std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+            );
             std::fs::write(
                 dir.join("config.json"),
                 serde_json::json!({ "credHelpers": { host: "testhelper" } }).to_string(),
@@ -407,6 +404,27 @@ fn token_auth_failure_leaks_nothing() {
         false,
         Dest::OtherRepositories,
     );
+}
+
+/// Writes an executable script from a child process. Written from this
+/// process, the open file could be inherited by a child another test thread
+/// is forking at that moment, and running the script would then fail with
+/// "Text file busy".
+fn write_executable(path: &Path, script: &str) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"])
+        .arg(path)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("run sh to write the helper");
+    child
+        .stdin
+        .take()
+        .expect("stdin of sh")
+        .write_all(script.as_bytes())
+        .expect("write the helper");
+    assert!(child.wait().expect("wait for sh").success());
 }
 
 #[test]
