@@ -123,9 +123,6 @@ fn compression_of(media_type: &str) -> Compression {
     }
 }
 
-/// The four bytes every zstd frame starts with.
-const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
-
 /// 0755 when the layer's mode annotation has an exec bit, else 0644.
 /// Other bits (set-id, sticky, group or world write) are never applied.
 fn file_mode(desc: &Descriptor) -> u32 {
@@ -218,7 +215,7 @@ pub fn unpack(
     let compression = match compression {
         // A directory pushed with --compression zstd under a media type of
         // the user's own that does not say so.
-        Compression::Gzip if head == ZSTD_MAGIC => Compression::Zstd,
+        Compression::Gzip if head == decompress::ZSTD_MAGIC => Compression::Zstd,
         other => other,
     };
     let (decoded, _) = decompress::decoder(reader, compression);

@@ -10,6 +10,9 @@ use flate2::read::MultiGzDecoder;
 
 use crate::bundle::Compression;
 
+/// The four bytes every zstd frame starts with.
+pub const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
 /// The largest zstd window accepted (log2): 128 MiB, libzstd's own default
 /// limit. Frames that need more memory to decode are refused.
 pub const ZSTD_WINDOW_LOG_MAX: u32 = 27;

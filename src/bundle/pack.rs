@@ -701,17 +701,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         sample_tree(dir.path());
         let layer = pack_dir(dir.path(), &PackOptions::default());
-        let out = Command::new("tar")
-            .arg("-tzvf")
-            .arg(layer.file.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let listing = String::from_utf8(out.stdout).unwrap();
+        let listing = tar_listing(&["-tzvf"], layer.file.path());
         let lines: Vec<&str> = listing.lines().collect();
         assert_eq!(lines.len(), 5, "{listing}");
         assert!(
@@ -845,12 +835,23 @@ mod tests {
         let layer = pack(&[], &PackOptions::default(), spool.path(), &mut |_| {}).unwrap();
         assert_eq!(layer.entries, 0);
         assert_eq!(layer.uncompressed_size, 1024);
+        tar_listing(&["-tzf"], layer.file.path());
+    }
+
+    /// What GNU tar lists of `archive` with `flags`; panics unless tar
+    /// accepts it.
+    fn tar_listing(flags: &[&str], archive: &Path) -> String {
         let out = Command::new("tar")
-            .arg("-tzf")
-            .arg(layer.file.path())
+            .args(flags)
+            .arg(archive)
             .output()
             .unwrap();
-        assert!(out.status.success());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
     }
 
     fn zstd_opts(level: u32) -> PackOptions {
@@ -931,24 +932,17 @@ mod tests {
         sample_tree(dir.path());
         let layer = pack_dir(dir.path(), &zstd_opts(19));
         let bytes = fs::read(layer.file.path()).unwrap();
-        assert_eq!(&bytes[..4], &[0x28, 0xb5, 0x2f, 0xfd], "zstd magic");
+        assert_eq!(
+            bytes[..4],
+            crate::bundle::decompress::ZSTD_MAGIC,
+            "zstd magic"
+        );
         assert_eq!(Digest::of(&bytes), layer.digest);
         assert_eq!(bytes.len() as u64, layer.size);
         let tar = zstd::decode_all(&bytes[..]).unwrap();
         assert_eq!(Digest::of(&tar), layer.diff_id);
         assert_eq!(tar.len() as u64, layer.uncompressed_size);
-        let out = Command::new("tar")
-            .arg("--zstd")
-            .arg("-tf")
-            .arg(layer.file.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let listing = String::from_utf8(out.stdout).unwrap();
+        let listing = tar_listing(&["--zstd", "-tf"], layer.file.path());
         assert_eq!(
             listing.lines().collect::<Vec<_>>(),
             ["a.txt", "bin/", "bin/run.sh", "empty/", "link"]

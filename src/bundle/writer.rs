@@ -89,6 +89,14 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Locks the state and waits, woken by every change, while `blocked`
+    /// holds for it.
+    fn wait_while(&self, blocked: impl FnMut(&mut State) -> bool) -> MutexGuard<'_, State> {
+        self.changed
+            .wait_while(self.lock(), blocked)
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
     fn fail(&self, error: Error) {
         let mut state = self.lock();
         if !state.failed {
@@ -190,14 +198,7 @@ impl WriterPool {
     /// Waits until everything queued is written; fails with the first
     /// write error, if any.
     pub fn flush(&mut self) -> Result<()> {
-        let mut state = self.shared.lock();
-        while state.pending > 0 && !state.failed {
-            state = self
-                .shared
-                .changed
-                .wait(state)
-                .unwrap_or_else(|e| e.into_inner());
-        }
+        let mut state = self.shared.wait_while(|s| s.pending > 0 && !s.failed);
         if state.failed {
             return Err(take_error(&mut state));
         }
@@ -217,14 +218,9 @@ impl WriterPool {
 
     fn send(&mut self, job: Job, bytes: usize) -> Result<()> {
         {
-            let mut state = self.shared.lock();
-            while !state.failed && state.in_flight > 0 && state.in_flight + bytes > BUDGET {
-                state = self
-                    .shared
-                    .changed
-                    .wait(state)
-                    .unwrap_or_else(|e| e.into_inner());
-            }
+            let mut state = self
+                .shared
+                .wait_while(|s| !s.failed && s.in_flight > 0 && s.in_flight + bytes > BUDGET);
             if state.failed {
                 return Err(take_error(&mut state));
             }

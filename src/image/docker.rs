@@ -34,9 +34,6 @@ const GZIP_OS_UNKNOWN: u8 = 255;
 /// Copy buffer size.
 const BUFFER_SIZE: usize = 256 * 1024;
 
-/// zstd frame magic, refused with a clear message.
-const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
-
 /// One image in `manifest.json`.
 #[derive(Debug, Deserialize)]
 struct ArchiveImage {
@@ -150,7 +147,7 @@ fn store_layer(
     if is_gzip(path)? {
         return link_layer(path, layout);
     }
-    if starts_with(path, &ZSTD_MAGIC)? {
+    if starts_with(path, &crate::bundle::decompress::ZSTD_MAGIC)? {
         return Err(Error::BadContent(format!(
             "layer {name} of the docker archive is zstd-compressed; only uncompressed and gzip layers are supported"
         )));

@@ -253,15 +253,14 @@ async fn pack_layer(
     let (packed, fp) =
         packed.map_err(|e| Error::Internal(format!("packing thread failed: {e}")))??;
     let streamed = match (streaming, location) {
-        (Some((client, image)), Some(Ok(location))) => client
-            .finish_streamed_upload(image, &location, &packed.digest)
-            .await
-            .inspect_err(|e| tracing::warn!("{e}; uploading the packed layer again"))
-            .is_ok(),
-        (_, Some(Err(e))) => {
-            tracing::warn!("{e}; uploading the packed layer again");
-            false
+        (Some((client, image)), Some(location)) => async {
+            client
+                .finish_streamed_upload(image, &location?, &packed.digest)
+                .await
         }
+        .await
+        .inspect_err(|e| tracing::warn!("{e}; uploading the packed layer again"))
+        .is_ok(),
         _ => false,
     };
     tracing::info!(

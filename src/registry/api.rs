@@ -253,21 +253,7 @@ impl RegistryClient {
         source: &BlobSource,
         what: &str,
     ) -> Result<()> {
-        let resp = self
-            .send(image, Access::Push, what, |http, origin| {
-                Ok(http
-                    .post(format!("{origin}/v2/{}/blobs/uploads/", image.repository))
-                    .header(reqwest::header::CONTENT_LENGTH, 0))
-            })
-            .await?;
-        let resp = check(resp, image, what, Access::Push).await?;
-        let location = header(&resp, "location").ok_or_else(|| {
-            Error::BadContent(format!(
-                "{what}: the registry opened an upload without a Location header"
-            ))
-        })?;
-        let origin = self.origin(image).await?;
-        let url = upload_url(&origin, &location, digest)?;
+        let url = with_digest(self.open_upload(image, what).await?, digest);
         // One attempt only: a PUT cut short may have spoilt the session, so a
         // failure starts over with a new POST (see upload_blob).
         let resp = self
@@ -291,9 +277,26 @@ impl RegistryClient {
         }
         check(resp, image, what, Access::Push).await.map(|_| ())
     }
-}
 
-impl RegistryClient {
+    /// Opens an upload session (a POST, retried like any request) and
+    /// returns its URL.
+    async fn open_upload(&self, image: &ImageRef, what: &str) -> Result<reqwest::Url> {
+        let resp = self
+            .send(image, Access::Push, what, |http, origin| {
+                Ok(http
+                    .post(format!("{origin}/v2/{}/blobs/uploads/", image.repository))
+                    .header(reqwest::header::CONTENT_LENGTH, 0))
+            })
+            .await?;
+        let resp = check(resp, image, what, Access::Push).await?;
+        let location = header(&resp, "location").ok_or_else(|| {
+            Error::BadContent(format!(
+                "{what}: the registry opened an upload without a Location header"
+            ))
+        })?;
+        resolve_location(&self.origin(image).await?, &location)
+    }
+
     /// Opens an upload session and sends one PATCH whose body is whatever
     /// arrives on `chunks` until the sender is dropped, so a blob can go out
     /// while it is still being produced. Returns where to finish the upload
@@ -306,21 +309,7 @@ impl RegistryClient {
         chunks: tokio::sync::mpsc::Receiver<Bytes>,
     ) -> Result<String> {
         let what = format!("streaming a blob to {}", image.name());
-        let resp = self
-            .send(image, Access::Push, &what, |http, origin| {
-                Ok(http
-                    .post(format!("{origin}/v2/{}/blobs/uploads/", image.repository))
-                    .header(reqwest::header::CONTENT_LENGTH, 0))
-            })
-            .await?;
-        let resp = check(resp, image, &what, Access::Push).await?;
-        let location = header(&resp, "location").ok_or_else(|| {
-            Error::BadContent(format!(
-                "{what}: the registry opened an upload without a Location header"
-            ))
-        })?;
-        let origin = self.origin(image).await?;
-        let url = resolve_location(&origin, &location)?;
+        let url = self.open_upload(image, &what).await?;
         // The body can be built once only: the chunks are gone once sent.
         let body = std::sync::Mutex::new(Some(reqwest::Body::wrap_stream(tokio_stream_of(chunks))));
         let resp = self
@@ -355,8 +344,10 @@ impl RegistryClient {
         digest: &Digest,
     ) -> Result<()> {
         let what = format!("finishing the upload of blob {digest} to {}", image.name());
-        let origin = self.origin(image).await?;
-        let url = upload_url(&origin, location, digest)?;
+        let url = with_digest(
+            resolve_location(&self.origin(image).await?, location)?,
+            digest,
+        );
         let resp = self
             .send_once(image, Access::Push, &what, |http, _| {
                 Ok(http
@@ -383,11 +374,10 @@ fn resolve_location(origin: &str, location: &str) -> Result<reqwest::Url> {
         .map_err(|e| Error::BadContent(format!("registry sent an invalid upload location: {e}")))
 }
 
-/// Resolves an upload `Location` (absolute or relative) and adds the digest.
-fn upload_url(origin: &str, location: &str, digest: &Digest) -> Result<reqwest::Url> {
-    let mut url = resolve_location(origin, location)?;
+/// An upload URL with the blob's digest added, to close the session.
+fn with_digest(mut url: reqwest::Url, digest: &Digest) -> reqwest::Url {
     url.query_pairs_mut().append_pair("digest", digest.as_str());
-    Ok(url)
+    url
 }
 
 fn header(resp: &Response, name: &str) -> Option<String> {
@@ -511,12 +501,14 @@ mod tests {
     #[test]
     fn upload_url_handles_relative_and_absolute_locations() {
         let d = Digest::of(b"a");
-        let u = upload_url(
-            "http://127.0.0.1:5000",
-            "/v2/app/blobs/uploads/abc?_state=x",
+        let u = with_digest(
+            resolve_location(
+                "http://127.0.0.1:5000",
+                "/v2/app/blobs/uploads/abc?_state=x",
+            )
+            .unwrap(),
             &d,
-        )
-        .unwrap();
+        );
         assert_eq!(
             u.as_str(),
             format!(
@@ -524,7 +516,10 @@ mod tests {
                 d.hex()
             )
         );
-        let u = upload_url("http://127.0.0.1:5000", "https://blob.example/up/1", &d).unwrap();
+        let u = with_digest(
+            resolve_location("http://127.0.0.1:5000", "https://blob.example/up/1").unwrap(),
+            &d,
+        );
         assert!(u.as_str().starts_with("https://blob.example/up/1?digest="));
     }
 }

@@ -99,6 +99,15 @@ pub fn is_transient_error(e: &reqwest::Error) -> bool {
     !(e.is_builder() || e.is_redirect() || e.is_status() || e.is_decode())
 }
 
+/// The delay a response's `Retry-After` header asks for, if it has a
+/// readable one.
+pub fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    resp.headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after)
+}
+
 /// Parses `Retry-After` in seconds or as an HTTP date.
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();

@@ -15,7 +15,7 @@ use reqwest::{RequestBuilder, Response, StatusCode};
 use tokio::sync::Mutex;
 
 use super::credentials::{self, Credentials, Secret};
-use super::retry::{is_transient_error, is_transient_status, parse_retry_after, RetryPolicy};
+use super::retry::{is_transient_error, is_transient_status, retry_after, RetryPolicy};
 use super::token;
 use crate::cache::Cache;
 use crate::error::{Error, Result};
@@ -134,29 +134,29 @@ enum AuthHeader {
     Bearer(Bearer),
 }
 
-/// A bearer token, with what is needed to renew it.
+/// A bearer token, with what is needed to renew it; tokens from
+/// oci-client's handshake have no known lifetime and are never renewed.
 #[derive(Clone)]
 struct Bearer {
     token: Secret,
-    /// When to ask for a new token rather than send this one.
-    renew_at: Option<std::time::Instant>,
-    /// The challenge it answered, to renew it by.
-    challenge: Option<token::BearerChallenge>,
+    renewal: Option<Renewal>,
+}
+
+/// When and how to ask for a new token rather than send the old one.
+#[derive(Clone)]
+struct Renewal {
+    at: std::time::Instant,
+    /// The challenge the token answered.
+    challenge: token::BearerChallenge,
 }
 
 impl Bearer {
-    /// A token with no known lifetime (from oci-client's handshake).
-    fn new(token: Secret) -> Bearer {
-        Bearer {
-            token,
-            renew_at: None,
-            challenge: None,
-        }
-    }
-
-    fn is_stale(&self) -> bool {
-        self.renew_at
-            .is_some_and(|at| std::time::Instant::now() >= at)
+    /// The challenge to answer again, once the token is due for renewal.
+    fn due_renewal(&self) -> Option<&token::BearerChallenge> {
+        self.renewal
+            .as_ref()
+            .filter(|r| std::time::Instant::now() >= r.at)
+            .map(|r| &r.challenge)
     }
 }
 
@@ -351,11 +351,7 @@ impl RegistryClient {
                     self.authenticate(&host, image, &key, challenge).await?;
                 }
                 Ok(resp) if is_transient_status(resp.status()) && policy.may_retry(attempt) => {
-                    let retry_after = resp
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(parse_retry_after);
+                    let retry_after = retry_after(&resp);
                     let delay = policy.delay(attempt, retry_after);
                     tracing::warn!(
                         "{what}: registry answered {} (attempt {attempt}), retrying in {delay:?}",
@@ -372,21 +368,18 @@ impl RegistryClient {
     /// is renewed first, so a long transfer does not start with it.
     async fn current_auth(&self, host: &Host, key: &AuthKey) -> Result<Option<AuthHeader>> {
         let cached = host.auth.lock().await.get(key).cloned();
-        match cached {
-            Some(AuthHeader::Bearer(bearer)) if bearer.is_stale() => {
-                let Some(challenge) = bearer.challenge.clone() else {
-                    return Ok(Some(AuthHeader::Bearer(bearer)));
-                };
+        if let Some(AuthHeader::Bearer(bearer)) = &cached {
+            if let Some(challenge) = bearer.due_renewal() {
                 tracing::debug!(
                     "renewing the token for {} before it expires",
                     key.repository
                 );
-                let renewed = self.fetch_bearer(host, key, challenge).await?;
+                let renewed = self.fetch_bearer(host, key, challenge.clone()).await?;
                 host.auth.lock().await.insert(key.clone(), renewed.clone());
-                Ok(Some(renewed))
+                return Ok(Some(renewed));
             }
-            other => Ok(other),
         }
+        Ok(cached)
     }
 
     /// Runs the token handshake (or settles on basic auth) for one repository.
@@ -417,7 +410,10 @@ impl RegistryClient {
             .await
             .map_err(|e| auth_error(host, image, &e))?;
         let header = match (token, &host.credentials) {
-            (Some(token), _) => Some(AuthHeader::Bearer(Bearer::new(Secret::new(token)))),
+            (Some(token), _) => Some(AuthHeader::Bearer(Bearer {
+                token: Secret::new(token),
+                renewal: None,
+            })),
             (None, Credentials::Basic { username, password }) => {
                 Some(AuthHeader::Basic(username.clone(), password.clone()))
             }
@@ -450,8 +446,10 @@ impl RegistryClient {
         .await?;
         Ok(AuthHeader::Bearer(Bearer {
             token: fetched.token,
-            renew_at: Some(fetched.renew_at),
-            challenge: Some(challenge),
+            renewal: Some(Renewal {
+                at: fetched.renew_at,
+                challenge,
+            }),
         }))
     }
 
@@ -528,7 +526,7 @@ impl RegistryClient {
                 .collect(),
             user_agent: USER_AGENT,
             connect_timeout: Some(Duration::from_secs(15)),
-            read_timeout: Some(self.opts.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT)),
+            read_timeout: Some(self.read_timeout()),
             ..Default::default()
         };
         oci_client::Client::new(config)

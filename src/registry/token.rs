@@ -6,7 +6,7 @@
 use serde::Deserialize;
 
 use super::credentials::{Credentials, Secret};
-use super::retry::{is_transient_error, is_transient_status, parse_retry_after, RetryPolicy};
+use super::retry::{is_transient_error, is_transient_status, retry_after, RetryPolicy};
 use crate::error::{Error, Result};
 
 /// A `WWW-Authenticate: Bearer …` challenge.
@@ -109,11 +109,7 @@ pub async fn fetch_token(
         let (problem, retry_after) = match request.send().await {
             Ok(resp) if resp.status().is_success() => break resp,
             Ok(resp) if is_transient_status(resp.status()) => {
-                let retry_after = resp
-                    .headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(parse_retry_after);
+                let retry_after = retry_after(&resp);
                 (format!("answered {}", resp.status()), retry_after)
             }
             Ok(resp) => {
