@@ -62,6 +62,22 @@ fn run_for_digest(args: &[String]) -> String {
     std::fs::read_to_string(&digest_file).unwrap()
 }
 
+/// Runs the pulling `mode` (its flag and target directory) of `image` with
+/// [`flaky_flags`], panicking with ocistep's stderr unless it succeeds.
+fn pull_through(mode: &[&str], image: &str) {
+    let out = ocistep()
+        .args(mode)
+        .args(["--image", image])
+        .args(flaky_flags())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ocistep {mode:?} {image} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// What a seeded proxy did across a scenario's runs.
 #[derive(Default)]
 struct Tally {
@@ -149,17 +165,9 @@ fn push_and_pull_survive_a_third_of_requests_failing() {
         );
 
         let work = tmp.path().join(format!("work-{seed}"));
-        let out = ocistep()
-            .arg("--pull-source-bundle")
-            .arg(&work)
-            .args(["--image", &image])
-            .args(flaky_flags())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "seed {seed}: pull failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
+        pull_through(
+            &["--pull-source-bundle", &work.display().to_string()],
+            &image,
         );
         assert_eq!(snapshot(&work), snapshot(&src), "seed {seed}");
         tally.add(&proxy);
@@ -214,17 +222,9 @@ fn artifacts_and_images_survive_a_third_of_requests_failing() {
             "seed {seed}: artifact"
         );
         let pulled = tmp.path().join(format!("pulled-{seed}"));
-        let out = ocistep()
-            .arg("--pull-artifact")
-            .arg(&pulled)
-            .args(["--image", &artifact])
-            .args(flaky_flags())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "seed {seed}: pull-artifact failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
+        pull_through(
+            &["--pull-artifact", &pulled.display().to_string()],
+            &artifact,
         );
         assert_eq!(snapshot(&pulled), snapshot(&files), "seed {seed}");
         assert_eq!(

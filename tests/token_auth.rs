@@ -402,14 +402,12 @@ fn no_credentials_exit_3_because_the_anonymous_token_grants_nothing() {
 #[test]
 fn prune_with_token_auth_asks_for_a_delete_scope_and_deletes() {
     let reg = token_registry();
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    sample_tree(&src);
-    let secrets = secret_dir(&tmp.path().join("secret"), &reg.host(), USER, PASSWORD);
-    let image = format!("{}/prune/app:v1", reg.host());
-    let digest_file = tmp.path().join("digest");
-    push(&reg, &src, &image, &secrets, &digest_file);
-    let digest = std::fs::read_to_string(&digest_file).unwrap();
+    let Pushed {
+        tmp,
+        src,
+        secrets,
+        digest,
+    } = push_sample(&reg, &reg.host(), &format!("{}/prune/app:v1", reg.host()));
     let pushed_tokens = reg.token_requests();
 
     let work = tmp.path().join("work");
@@ -457,6 +455,33 @@ fn prune_with_token_auth_asks_for_a_delete_scope_and_deletes() {
     );
 }
 
+/// The sample tree, pushed to a token registry.
+struct Pushed {
+    /// Holds the tree, the credentials and anything a test adds.
+    tmp: tempfile::TempDir,
+    src: PathBuf,
+    secrets: PathBuf,
+    digest: String,
+}
+
+/// Pushes the sample tree to `image` through [`push`] on `reg`, with
+/// credentials for `host` (the registry's, or a proxy's in front of it).
+fn push_sample(reg: &Registry, host: &str, image: &str) -> Pushed {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    sample_tree(&src);
+    let secrets = secret_dir(&tmp.path().join("secret"), host, USER, PASSWORD);
+    let digest_file = tmp.path().join("digest");
+    push(reg, &src, image, &secrets, &digest_file);
+    let digest = std::fs::read_to_string(&digest_file).unwrap();
+    Pushed {
+        tmp,
+        src,
+        secrets,
+        digest,
+    }
+}
+
 /// The digest `repository:tag` points at, read from the registry's storage.
 fn tag_digest(reg: &Registry, repository: &str, tag: &str) -> Option<String> {
     let link = manifest_dir(reg, repository).join(format!("tags/{tag}/current/link"));
@@ -494,13 +519,13 @@ fn a_token_that_expires_during_an_upload_is_renewed() {
             Fault::Stall { millis: 4_000 },
         )],
     );
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    sample_tree(&src);
-    let secrets = secret_dir(&tmp.path().join("secret"), &proxy.host(), USER, PASSWORD);
-    let digest_file = tmp.path().join("digest");
     let image = format!("{}/private/app:v1", proxy.host());
-    push(&reg, &src, &image, &secrets, &digest_file);
+    let Pushed {
+        tmp,
+        src,
+        secrets,
+        digest,
+    } = push_sample(&reg, &proxy.host(), &image);
 
     // The registry refused the held-back upload, ocistep asked for a new
     // token and sent it again: 401, then 201.
@@ -521,7 +546,6 @@ fn a_token_that_expires_during_an_upload_is_renewed() {
         .count();
     assert!(pushes >= 2, "a new push token: {:?}", reg.token_log());
     // The tag is there and the pushed bundle pulls back.
-    let digest = std::fs::read_to_string(&digest_file).unwrap();
     assert_eq!(
         tag_digest(&reg, "private/app", "v1").as_deref(),
         Some(digest.as_str())
@@ -544,20 +568,12 @@ fn a_token_that_expires_during_an_upload_is_renewed() {
 /// Pushes the sample tree to `src/app:v1` and copies it to `dst/app:v1` on
 /// `reg`; returns the access log entries of the copy's mount requests.
 fn copy_across_repositories(reg: &Registry) -> Vec<AccessLogEntry> {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    sample_tree(&src);
-    let secrets = secret_dir(&tmp.path().join("secret"), &reg.host(), USER, PASSWORD);
-    let digest_file = tmp.path().join("digest");
-    push(
-        reg,
-        &src,
-        &format!("{}/src/app:v1", reg.host()),
-        &secrets,
-        &digest_file,
-    );
-    let pushed = std::fs::read_to_string(&digest_file).unwrap();
-
+    let Pushed {
+        tmp,
+        secrets,
+        digest: pushed,
+        ..
+    } = push_sample(reg, &reg.host(), &format!("{}/src/app:v1", reg.host()));
     let copied_file = tmp.path().join("copied");
     ocistep()
         .args([
@@ -645,24 +661,12 @@ fn a_token_service_that_fails_for_a_while_is_asked_again() {
         fail_first: 2,
         ..TokenPolicy::default()
     });
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    sample_tree(&src);
-    let secrets = secret_dir(&tmp.path().join("secret"), &reg.host(), USER, PASSWORD);
-    let digest_file = tmp.path().join("digest");
-    push(
-        &reg,
-        &src,
-        &format!("{}/private/app:v1", reg.host()),
-        &secrets,
-        &digest_file,
-    );
+    let Pushed {
+        tmp, src, digest, ..
+    } = push_sample(&reg, &reg.host(), &format!("{}/private/app:v1", reg.host()));
     let statuses: Vec<u16> = reg.token_log().iter().map(|r| r.status).collect();
     assert_eq!(statuses[..3], [503, 503, 200], "{statuses:?}");
-    assert_eq!(
-        tag_digest(&reg, "private/app", "v1"),
-        Some(std::fs::read_to_string(&digest_file).unwrap())
-    );
+    assert_eq!(tag_digest(&reg, "private/app", "v1"), Some(digest));
 
     // A token service that never recovers: exit 8 (unreachable), not 3.
     let reg = token_registry_with(TokenPolicy {

@@ -95,22 +95,20 @@ fn zstd_bundle_round_trips_and_is_deterministic() {
     );
 
     // ocistep pulls it back, from the registry and from skopeo's layout.
-    let work = tmp.path().join("work");
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(&work)
-        .args(["--image", &format!("{}/team/app@{digest}", reg.host())])
-        .assert()
-        .success();
-    assert_eq!(snapshot(&src), snapshot(&work));
-    let work2 = tmp.path().join("work2");
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(&work2)
-        .args(["--image", &format!("oci:{}:x", layout.display())])
-        .assert()
-        .success();
-    assert_eq!(snapshot(&src), snapshot(&work2));
+    let sources = [
+        format!("{}/team/app@{digest}", reg.host()),
+        format!("oci:{}:x", layout.display()),
+    ];
+    for (i, image) in sources.iter().enumerate() {
+        let work = tmp.path().join(format!("work{i}"));
+        ocistep()
+            .arg("--pull-source-bundle")
+            .arg(&work)
+            .args(["--image", image])
+            .assert()
+            .success();
+        assert_eq!(snapshot(&src), snapshot(&work), "{image}");
+    }
 
     // Same tree and flags, same digest; the default level is 3.
     let again = format!("{}/team/app:v2-src", reg.host());

@@ -375,8 +375,9 @@ impl State {
         drop(matched);
         if let (None, Some(seeded)) = (&fault, &self.seeded) {
             let mut seen = self.seen.lock().unwrap();
-            let (count, in_a_row) = seen.entry(seeded_key(request)).or_default();
-            let drawn = seeded.draw(&seeded_key(request), *count);
+            let key = seeded_key(request);
+            let (count, in_a_row) = seen.entry(key.clone()).or_default();
+            let drawn = seeded.draw(&key, *count);
             *count += 1;
             fault = drawn.filter(|_| *in_a_row < seeded.max_in_a_row);
             *in_a_row = if fault.is_some() { *in_a_row + 1 } else { 0 };
