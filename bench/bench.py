@@ -195,6 +195,7 @@ def main():
         if have_pigz:
             pigz_row = measure("tar | pigz", f"tar -cf - -C {src} . | pigz -{level} > /dev/null", a.runs)
             rows.append(("push", pigz_row, gzip_row))
+        # A new repository each run: it cannot have the layer, so ocistep uploads while packing.
         push = measure("ocistep push", lambda i: f"{o} --push-source-bundle {src} --image {reg.host}/bench/push{i}:v1", a.runs)
         rows.append(("push", push, pigz_row or gzip_row))
         if pigz_row:
@@ -205,7 +206,12 @@ def main():
         rows.append(("push", again, push))
         default_push = measure("ocistep push, default level", lambda i: f"{ocistep} -q --push-source-bundle {src} --image {reg.host}/bench/default{i}:v1", a.runs)
         rows.append(("push", default_push, gzip_row))
-        stream_push = measure("ocistep push --stream-upload", lambda i: f"{o} --stream-upload --push-source-bundle {src} --image {reg.host}/bench/stream{i}:v1", a.runs)
+        # An existing repository and a changed tree (another source timestamp each run, so
+        # another layer at the same cost): packed first, then a HEAD, then the upload.
+        subprocess.run(f"{o} --push-source-bundle {src} --source-timestamp 1 --image {reg.host}/bench/existing:base", shell=True, check=True)
+        existing = measure("ocistep push, existing repository", lambda i: f"{o} --source-timestamp {i + 2} --push-source-bundle {src} --image {reg.host}/bench/existing:v{i}", a.runs)
+        rows.append(("push", existing, pigz_row or gzip_row))
+        stream_push = measure("ocistep push, existing repository, --stream-upload", lambda i: f"{o} --stream-upload --source-timestamp {i + 100} --push-source-bundle {src} --image {reg.host}/bench/existing:s{i}", a.runs)
         rows.append(("push", stream_push, pigz_row or gzip_row))
         zstd_push = measure("ocistep push --compression zstd (level 3)", lambda i: f"{ocistep} -q --compression zstd --push-source-bundle {src} --image {reg.host}/bench/zstd{i}:v1", a.runs)
         rows.append(("push", zstd_push, pigz_row or gzip_row))

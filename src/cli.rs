@@ -184,6 +184,7 @@ pub struct PushArgs {
     pub dereference_symlinks: bool,
     /// Upload a bundle's layer while packing it (a chunked PATCH) instead of after: faster for a
     /// changed tree, but an unchanged tree is uploaded again (its digest is known only at the end).
+    /// Done anyway when the repository does not exist yet, since it cannot have the layer.
     #[arg(long, help_heading = "Push")]
     pub stream_upload: bool,
     /// Layer compression of the pushed layers (pulls read both).

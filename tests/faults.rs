@@ -68,6 +68,17 @@ fn pushed_sample(reg: &Registry, dir: &Path) -> PathBuf {
     src
 }
 
+/// Pushes a one-file tree straight to the registry as `{repo}:base`, so the
+/// repository exists and a push into it uploads the usual way (HEAD first,
+/// after packing) rather than while packing.
+fn existing_repository(reg: &Registry, dir: &Path, repo: &str) {
+    let base = dir.join(format!("{repo}-base"));
+    std::fs::create_dir_all(&base).unwrap();
+    std::fs::write(base.join("base.txt"), repo).unwrap();
+    let digest = dir.join(format!("{repo}-base.digest"));
+    push(&base, &format!("{}/{repo}:base", reg.host()), &digest, &[]).success();
+}
+
 /// Asserts that the request right after each one answered with an error
 /// status repeats it (same method and target) and got through.
 fn assert_status_faults_retried_as_is(proxy: &FaultProxy) {
@@ -113,6 +124,7 @@ fn push_retries_transient_faults_and_gives_the_same_digest() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     sample_tree(&src);
+    existing_repository(&reg, tmp.path(), "app");
 
     let started = Instant::now();
     let run = push(
@@ -161,6 +173,7 @@ fn push_retries_transient_faults_and_gives_the_same_digest() {
     // Each fault is followed by one more attempt; an upload cut short
     // starts over from a new upload session.
     let expected = [
+        ("GET tags", ""),
         ("HEAD layer", "status 429"),
         ("HEAD layer", ""),
         ("POST upload", "status 503"),
@@ -353,36 +366,46 @@ fn failing_transfers_are_attempted_as_often_as_retries_says() {
     let cut = Fault::ResetMidBody {
         after_bytes: 64 * 1024,
     };
+    existing_repository(&reg, tmp.path(), "other");
     let cases = [
         (
             "pull, layer GET always 503",
             Rule::every(&layer, status(503)),
             "GET",
+            "app",
         ),
         (
             "push, upload POST always 503",
             Rule::every("/blobs/uploads/", status(503)),
             "POST",
+            "other",
         ),
         (
             "push, upload PUT always cut",
             Rule::new("PUT", "/blobs/uploads/", &[1, 2, 3, 4, 5, 6, 7, 8, 9], cut),
             "PUT",
+            "other",
+        ),
+        (
+            "push into a new repository (streamed), upload POST always 503",
+            Rule::every("/blobs/uploads/", status(503)),
+            "POST",
+            "fresh",
         ),
     ];
     let mut wrong = Vec::new();
-    for (case, rule, method) in cases {
+    for (case, rule, method, repo) in cases {
         let proxy = FaultProxy::start(&reg.host(), vec![rule]);
         let run = if case.starts_with("pull") {
             pull(
                 &tmp.path().join("work"),
-                &format!("{}/app:v1", proxy.host()),
+                &format!("{}/{repo}:v1", proxy.host()),
                 &["--retries", "3"],
             )
         } else {
             push(
                 &src,
-                &format!("{}/other:v1", proxy.host()),
+                &format!("{}/{repo}:v1", proxy.host()),
                 &tmp.path().join("digest"),
                 &["--retries", "3"],
             )
@@ -426,10 +449,15 @@ fn push_to_a_registry_that_always_fails_gives_up_after_the_retries() {
     .code(8);
     assert!(started.elapsed() < Duration::from_secs(30));
 
+    // The first request (the tag list, which tells whether the repository
+    // is new) as often as --retries says, and nothing after it.
     let hits = proxy.hits();
     assert_eq!(hits.len(), 3, "{hits:#?}");
     assert!(hits.iter().all(|hit| *hit == hits[0]), "{hits:#?}");
-    assert_eq!(hits[0].0, "HEAD");
+    assert_eq!(
+        (hits[0].0.as_str(), hits[0].1.as_str()),
+        ("GET", "/v2/app/tags/list?n=1")
+    );
     assert!(!digest_file.exists(), "a failed run writes no result");
     let tag = http_request_with(
         "HEAD",
@@ -496,8 +524,11 @@ fn refused_access_is_not_retried() {
         &[],
     )
     .code(3);
-    assert_eq!(proxy.count("HEAD", "/blobs/"), 1);
-    assert_eq!(proxy.hits().len(), 1, "{:#?}", proxy.hits());
+    // The repository is new, so the layer goes straight to an upload
+    // session: that one refused request, after the tag list, ends the push.
+    let hits = proxy.hits();
+    assert_eq!(proxy.count("POST", "/blobs/uploads/"), 1, "{hits:#?}");
+    assert_eq!(hits.len(), 2, "{hits:#?}");
     let stderr = String::from_utf8_lossy(&run.get_output().stderr).into_owned();
     assert!(
         stderr.contains("may push to"),
@@ -541,7 +572,9 @@ fn labelled(proxy: &FaultProxy, layer: &Digest) -> Vec<(String, String)> {
         .hits()
         .into_iter()
         .map(|(method, target, fault)| {
-            let what = if target.contains(layer.hex()) {
+            let what = if target.contains("/tags/list") {
+                "tags"
+            } else if target.contains(layer.hex()) {
                 "layer"
             } else if target.contains("/manifests/") {
                 "manifest"
@@ -556,39 +589,62 @@ fn labelled(proxy: &FaultProxy, layer: &Digest) -> Vec<(String, String)> {
 }
 
 #[test]
-fn a_push_streams_its_layer_while_packing() {
+fn a_push_into_a_new_repository_streams_its_layer_while_packing() {
     let reg = Registry::start();
     let tmp = tempfile::tempdir().unwrap();
     let src = pushed_sample(&reg, tmp.path());
     let layer = layer_digest(&reg, "app", "v1");
-    let proxy = FaultProxy::start(&reg.host(), vec![]);
-    let digest_file = tmp.path().join("streamed");
-    push(
-        &src,
-        &format!("{}/streamed:v1", proxy.host()),
-        &digest_file,
-        &["--stream-upload"],
-    )
-    .success();
-    assert_eq!(
-        std::fs::read_to_string(&digest_file).unwrap(),
-        std::fs::read_to_string(tmp.path().join("d")).unwrap(),
-        "the same bundle as a monolithic upload"
-    );
-    let requests = labelled(&proxy, &layer);
-    // The layer: a session, one PATCH with the bytes, a PUT naming the
-    // digest; no HEAD first (the digest is not known yet).
-    let layer_requests: Vec<&str> = requests.iter().take(3).map(|(r, _)| r.as_str()).collect();
-    assert_eq!(
-        layer_requests,
-        ["POST upload", "PATCH upload", "PUT layer"],
-        "{:#?}",
-        proxy.hits()
-    );
-    assert!(
-        !requests.iter().any(|(r, _)| r == "HEAD layer"),
-        "{requests:?}"
-    );
+    let expected = std::fs::read_to_string(tmp.path().join("d")).unwrap();
+    // (tag, flags, the first requests, whether the layer is uploaded)
+    let cases: [(&str, &[&str], &[&str], bool); 3] = [
+        // A new repository cannot have the layer: a session, one PATCH with
+        // the bytes, a PUT naming the digest; no HEAD (the digest is not
+        // known yet).
+        (
+            "streamed:v1",
+            &[],
+            &["GET tags", "POST upload", "PATCH upload", "PUT layer"],
+            true,
+        ),
+        // The same tree into that repository, now existing: packed first,
+        // then a HEAD finds the layer and nothing of it is uploaded.
+        ("streamed:v2", &[], &["GET tags", "HEAD layer"], false),
+        // --stream-upload streams whatever the repository has.
+        (
+            "streamed:v3",
+            &["--stream-upload"],
+            &["POST upload", "PATCH upload", "PUT layer"],
+            true,
+        ),
+    ];
+    for (tag, flags, first, uploaded) in cases {
+        let proxy = FaultProxy::start(&reg.host(), vec![]);
+        let digest_file = tmp.path().join(tag.replace(':', "-"));
+        push(
+            &src,
+            &format!("{}/{tag}", proxy.host()),
+            &digest_file,
+            flags,
+        )
+        .success();
+        assert_eq!(
+            std::fs::read_to_string(&digest_file).unwrap(),
+            expected,
+            "{tag}: the same bundle as a monolithic upload"
+        );
+        let requests: Vec<String> = labelled(&proxy, &layer)
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect();
+        assert_eq!(&requests[..first.len()], first, "{tag}: {requests:#?}");
+        assert_eq!(
+            requests
+                .iter()
+                .any(|r| r == "PUT layer" || r == "PATCH upload"),
+            uploaded,
+            "{tag}: {requests:#?}"
+        );
+    }
 }
 
 #[test]

@@ -6,8 +6,7 @@
 
 use std::io::{self, Read};
 
-use flate2::read::MultiGzDecoder;
-
+use crate::bundle::pargunzip::ParallelGzReader;
 use crate::bundle::Compression;
 
 /// The four bytes every zstd frame starts with.
@@ -25,7 +24,7 @@ pub fn decoder<'a>(
 ) -> (Box<dyn Read + 'a>, &'static str) {
     match compression {
         Compression::None => (Box::new(reader), "tar"),
-        Compression::Gzip => (Box::new(MultiGzDecoder::new(reader)), "tar+gzip"),
+        Compression::Gzip => (Box::new(ParallelGzReader::new(reader)), "tar+gzip"),
         Compression::Zstd => (zstd_decoder(reader), "tar+zstd"),
     }
 }

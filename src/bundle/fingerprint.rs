@@ -14,15 +14,15 @@ use crate::bundle::walk::{SourceEntry, SourceKind};
 use crate::bundle::Compression;
 use crate::digest::Digest;
 
-/// Bumped whenever the packed bytes for the same tree would change.
-const FORMAT: &str = "ocistep-pack/1 gnu-tar pargz-1MiB zlib-rs";
+/// Bumped whenever the packed bytes for the same tree would change (a new
+/// libdeflate may deflate differently, so its version is part of it).
+const FORMAT: &str = "ocistep-pack/2 gnu-tar gzip-members-1MiB libdeflate-1.26";
 
 /// What decides the packed bytes besides the tree, mtime and level: the
 /// format and the compression (with the libzstd version, whose output may
 /// change from one release to the next).
 fn format(compression: Compression) -> String {
     match compression {
-        // Unchanged from before zstd existed, so gzip fingerprints stay valid.
         Compression::Gzip => FORMAT.to_string(),
         Compression::Zstd => format!(
             "ocistep-pack/1 gnu-tar zstdmt libzstd-{}",

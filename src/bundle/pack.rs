@@ -171,11 +171,7 @@ impl<W: Write> Encoder<W> {
     fn new(inner: W, compression: Compression, level: u32, threads: usize) -> io::Result<Self> {
         Ok(match compression {
             Compression::None => Encoder::Plain(inner),
-            Compression::Gzip => Encoder::Gzip(ParallelGzWriter::new(
-                inner,
-                flate2::Compression::new(level),
-                threads,
-            )?),
+            Compression::Gzip => Encoder::Gzip(ParallelGzWriter::new(inner, level, threads)?),
             Compression::Zstd => {
                 let level = i32::try_from(level).map_err(io::Error::other)?;
                 let mut zstd = zstd::stream::write::Encoder::new(inner, level)?;
@@ -491,7 +487,7 @@ impl Read for SourceReader<'_> {
 mod tests {
     use super::*;
     use crate::bundle::walk::{walk, WalkOptions};
-    use flate2::read::GzDecoder;
+    use flate2::read::MultiGzDecoder as GzDecoder;
     use std::fs;
     use std::os::unix::fs::{symlink, PermissionsExt};
     use std::process::Command;
@@ -541,7 +537,7 @@ mod tests {
         );
         assert_eq!(
             layer.digest.as_str(),
-            "sha256:ff2f6cdf31289a16e77e84a10f29186ad812d266e659b32217097ead132f72ef"
+            "sha256:0a5c6718cb1785804469b450cb399ac29b016aceedf5c882a16a4b2b769f40bb"
         );
         assert_eq!(
             layer.diff_id.as_str(),
@@ -625,8 +621,12 @@ mod tests {
         assert_eq!(layer.uncompressed_size, tar_bytes.len() as u64);
         assert_eq!(layer.diff_id, Digest::of(&tar_bytes));
         assert_eq!(layer.entries, 5);
-        // Fixed gzip header: no name, mtime 0, OS "unknown".
-        assert_eq!(&compressed[..10], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
+        // Fixed gzip header: no name, mtime 0, OS "unknown", the member size.
+        assert_eq!(&compressed[..10], &[0x1f, 0x8b, 8, 4, 0, 0, 0, 0, 0, 255]);
+        assert_eq!(
+            crate::bundle::gzip_member::recorded_size(&compressed),
+            Some(compressed.len())
+        );
     }
 
     #[test]

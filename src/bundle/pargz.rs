@@ -1,8 +1,10 @@
 //! Parallel gzip: the input is cut into fixed 1 MiB blocks, each compressed
-//! on a worker thread as raw deflate ending in a sync flush (the last one
-//! finished), and the pieces are written in order as one gzip member, as
-//! pigz does. The block size, not the thread count, decides the bytes, so
-//! the output is the same on any machine.
+//! on a worker thread with libdeflate into gzip members of its own (see
+//! [`gzip_member`]), written in order. Inside a block, runs of 64 KiB
+//! segments that look incompressible (byte statistics close to random, as in
+//! images or archives) are stored rather than deflated, which saves the
+//! compressor's time where it would gain nothing. The block size, not the
+//! thread count, decides the bytes, so the output is the same on any machine.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -10,19 +12,24 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use flate2::write::DeflateEncoder;
-use flate2::{Compression, Crc};
+use libdeflater::{CompressionLvl, Compressor};
+
+use crate::bundle::gzip_member;
 
 /// Uncompressed bytes per block.
 pub const BLOCK_SIZE: usize = 1 << 20;
 
-/// The gzip OS byte for "unknown", so the output does not depend on the host.
-const OS_UNKNOWN: u8 = 255;
+/// Bytes classified together as compressible or not.
+const SEGMENT_SIZE: usize = 64 * 1024;
+
+/// A segment is stored when its bytes' collision entropy is at least
+/// log2 of this (about 7.9 bits per byte of 8): deflate could save at most a
+/// percent or so there.
+const INCOMPRESSIBLE_SYMBOLS: u64 = 240;
 
 struct Job {
     index: u64,
     data: Vec<u8>,
-    last: bool,
 }
 
 type Done = (u64, io::Result<Vec<u8>>);
@@ -30,9 +37,7 @@ type Done = (u64, io::Result<Vec<u8>>);
 /// A `Write` that gzip-compresses on `threads` worker threads.
 pub struct ParallelGzWriter<W: Write> {
     inner: W,
-    level: Compression,
     block: Vec<u8>,
-    crc: Crc,
     jobs: Option<SyncSender<Job>>,
     done: Receiver<Done>,
     workers: Vec<JoinHandle<()>>,
@@ -43,15 +48,16 @@ pub struct ParallelGzWriter<W: Write> {
 }
 
 impl<W: Write> ParallelGzWriter<W> {
-    /// Writes the gzip header to `inner` and starts the workers.
-    pub fn new(mut inner: W, level: Compression, threads: usize) -> io::Result<Self> {
+    /// Starts the workers for gzip `level` (1 to 9).
+    pub fn new(inner: W, level: u32, threads: usize) -> io::Result<Self> {
         let threads = threads.max(1);
-        let xfl = match level.level() {
+        let level = CompressionLvl::new(level as i32)
+            .map_err(|_| io::Error::other(format!("gzip level {level} is not between 1 and 9")))?;
+        let xfl = match i32::from(level) {
             9 => 2,
             1 => 4,
             _ => 0,
         };
-        inner.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, OS_UNKNOWN])?;
         let (jobs, job_rx) = mpsc::sync_channel::<Job>(threads);
         let job_rx = Arc::new(Mutex::new(job_rx));
         let (done_tx, done) = mpsc::channel::<Done>();
@@ -59,14 +65,12 @@ impl<W: Write> ParallelGzWriter<W> {
             .map(|_| {
                 let job_rx = job_rx.clone();
                 let done_tx = done_tx.clone();
-                std::thread::spawn(move || worker(&job_rx, &done_tx, level))
+                std::thread::spawn(move || worker(&job_rx, &done_tx, level, xfl))
             })
             .collect();
         Ok(ParallelGzWriter {
             inner,
-            level,
             block: Vec::with_capacity(BLOCK_SIZE),
-            crc: Crc::new(),
             jobs: Some(jobs),
             done,
             workers,
@@ -77,9 +81,12 @@ impl<W: Write> ParallelGzWriter<W> {
         })
     }
 
-    /// Compresses what is left, writes the trailer and returns the inner writer.
+    /// Compresses what is left and returns the inner writer. An empty input
+    /// still gives one (empty) member, so the output is valid gzip.
     pub fn finish(mut self) -> io::Result<W> {
-        self.dispatch(true)?;
+        if !self.block.is_empty() || self.next_index == 0 {
+            self.dispatch()?;
+        }
         self.jobs = None;
         while self.next_to_write < self.next_index {
             self.receive_one()?;
@@ -87,17 +94,10 @@ impl<W: Write> ParallelGzWriter<W> {
         for worker in self.workers.drain(..) {
             let _ = worker.join();
         }
-        self.inner.write_all(&self.crc.sum().to_le_bytes())?;
-        self.inner.write_all(&self.crc.amount().to_le_bytes())?;
         Ok(self.inner)
     }
 
-    /// The compression level in use.
-    pub fn level(&self) -> Compression {
-        self.level
-    }
-
-    fn dispatch(&mut self, last: bool) -> io::Result<()> {
+    fn dispatch(&mut self) -> io::Result<()> {
         let data = std::mem::replace(&mut self.block, Vec::with_capacity(BLOCK_SIZE));
         let jobs = self
             .jobs
@@ -106,7 +106,6 @@ impl<W: Write> ParallelGzWriter<W> {
         jobs.send(Job {
             index: self.next_index,
             data,
-            last,
         })
         .map_err(|_| io::Error::other("a compression thread stopped"))?;
         self.next_index += 1;
@@ -141,9 +140,8 @@ impl<W: Write> Write for ParallelGzWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = buf.len().min(BLOCK_SIZE - self.block.len());
         self.block.extend_from_slice(&buf[..n]);
-        self.crc.update(&buf[..n]);
         if self.block.len() == BLOCK_SIZE {
-            self.dispatch(false)?;
+            self.dispatch()?;
         }
         Ok(n)
     }
@@ -153,32 +151,85 @@ impl<W: Write> Write for ParallelGzWriter<W> {
     }
 }
 
-fn worker(jobs: &Mutex<Receiver<Job>>, done: &mpsc::Sender<Done>, level: Compression) {
+fn worker(jobs: &Mutex<Receiver<Job>>, done: &mpsc::Sender<Done>, level: CompressionLvl, xfl: u8) {
+    let mut compressor = Compressor::new(level);
     loop {
         let job = match jobs.lock() {
             Ok(rx) => rx.recv(),
             Err(_) => return,
         };
         let Ok(job) = job else { return };
-        if done
-            .send((job.index, compress_block(&job.data, job.last, level)))
-            .is_err()
-        {
+        let members = compress_block(&job.data, &mut compressor, xfl);
+        if done.send((job.index, members)).is_err() {
             return;
         }
     }
 }
 
-/// Raw deflate of one block: sync-flushed so the next block can follow, or
-/// finished when it is the last.
-fn compress_block(data: &[u8], last: bool, level: Compression) -> io::Result<Vec<u8>> {
-    let mut encoder = DeflateEncoder::new(Vec::with_capacity(data.len() / 2 + 64), level);
-    encoder.write_all(data)?;
-    if last {
-        return encoder.finish();
+/// One block as gzip members: one per run of segments that are all
+/// compressible (deflated) or all incompressible (stored).
+fn compress_block(data: &[u8], compressor: &mut Compressor, xfl: u8) -> io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(data.len() / 2 + 256);
+    let mut deflated = Vec::new();
+    for (stored, run) in runs(data) {
+        deflated.clear();
+        if stored {
+            gzip_member::store(&mut deflated, run);
+        } else {
+            deflated.resize(compressor.deflate_compress_bound(run.len()), 0);
+            let n = compressor
+                .deflate_compress(run, &mut deflated)
+                .map_err(io::Error::other)?;
+            deflated.truncate(n);
+        }
+        gzip_member::write(&mut out, &deflated, libdeflater::crc32(run), run.len(), xfl)?;
     }
-    encoder.flush()?;
-    Ok(std::mem::take(encoder.get_mut()))
+    Ok(out)
+}
+
+/// `data` cut into maximal runs of segments of the same kind, each with
+/// whether it is incompressible. Empty data is one empty stored run.
+fn runs(data: &[u8]) -> Vec<(bool, &[u8])> {
+    let mut runs: Vec<(bool, &[u8])> = Vec::new();
+    let mut start = 0;
+    let mut kind = None;
+    for (i, segment) in data.chunks(SEGMENT_SIZE).enumerate() {
+        let stored = incompressible(segment);
+        let offset = i * SEGMENT_SIZE;
+        if let Some(previous) = kind.filter(|&k| k != stored) {
+            runs.push((previous, &data[start..offset]));
+            start = offset;
+        }
+        kind = Some(stored);
+    }
+    runs.push((kind.unwrap_or(true), &data[start..]));
+    runs
+}
+
+/// Whether the byte statistics of `segment` are close to those of random
+/// data: its collision entropy, -log2 of the sum of squared byte
+/// frequencies, is above log2([`INCOMPRESSIBLE_SYMBOLS`]). Integer
+/// arithmetic only, so every machine decides alike.
+fn incompressible(segment: &[u8]) -> bool {
+    let mut counts = [[0u32; 256]; 4];
+    let mut quads = segment.chunks_exact(4);
+    for q in &mut quads {
+        counts[0][q[0] as usize] += 1;
+        counts[1][q[1] as usize] += 1;
+        counts[2][q[2] as usize] += 1;
+        counts[3][q[3] as usize] += 1;
+    }
+    for &b in quads.remainder() {
+        counts[0][b as usize] += 1;
+    }
+    let squares: u64 = (0..256)
+        .map(|i| {
+            let c = counts.iter().map(|t| u64::from(t[i])).sum::<u64>();
+            c * c
+        })
+        .sum();
+    let n = segment.len() as u64;
+    n * n >= INCOMPRESSIBLE_SYMBOLS * squares && n >= SEGMENT_SIZE as u64 / 4
 }
 
 #[cfg(test)]
@@ -187,7 +238,7 @@ mod tests {
     use std::io::Read;
 
     fn gz(data: &[u8], threads: usize) -> Vec<u8> {
-        let mut w = ParallelGzWriter::new(Vec::new(), Compression::new(6), threads).unwrap();
+        let mut w = ParallelGzWriter::new(Vec::new(), 6, threads).unwrap();
         for chunk in data.chunks(100_003) {
             w.write_all(chunk).unwrap();
         }
@@ -207,7 +258,7 @@ mod tests {
             let one = gz(&data, 1);
             assert_eq!(one, gz(&data, 4), "len {len}");
             let mut back = Vec::new();
-            flate2::read::GzDecoder::new(&one[..])
+            flate2::read::MultiGzDecoder::new(&one[..])
                 .read_to_end(&mut back)
                 .unwrap();
             assert_eq!(back, data, "len {len}");

@@ -17,6 +17,7 @@ use crate::manifest::OCI_MANIFEST;
 use crate::modes::{require_tag, Context};
 use crate::progress::Progress;
 use crate::reference::Target;
+use crate::registry::api::Streamed;
 use crate::registry::BlobSource;
 use crate::results::{self, Outcome};
 use crate::store::Store;
@@ -58,11 +59,19 @@ pub async fn run(
     })
     .await
     .map_err(|e| Error::Internal(format!("walking thread failed: {e}")))??;
+    tracing::debug!(
+        "walked {} entries in {:.2?}",
+        entries.len(),
+        started.elapsed()
+    );
     let store = Store::for_writing(target, &ctx.client)?;
     let layer = match reusable_layer(ctx, &store, &entries, &pack_opts).await? {
         Some(layer) => layer,
         None => {
-            let stream_to = args.stream_upload.then_some(&store);
+            // A new repository cannot have the layer, so nothing is lost by
+            // uploading it before its digest is known.
+            let stream = args.stream_upload || store.is_new_repository().await?;
+            let stream_to = stream.then_some(&store);
             pack_layer(ctx, stream_to, entries, pack_opts).await?
         }
     };
@@ -193,7 +202,8 @@ async fn reusable_layer(
 /// Packs the tree into a spool file, and remembers the result in the cache.
 /// With a registry in `stream_to`, the layer goes out while it is being
 /// packed (one streamed PATCH, closed with the digest once it is known); if
-/// that fails, the caller uploads the spool file the usual way.
+/// the stream breaks off, the caller uploads the spool file the usual way;
+/// a registry that will not open an upload at all ends the push.
 async fn pack_layer(
     ctx: &Context,
     stream_to: Option<&Store>,
@@ -242,9 +252,9 @@ async fn pack_layer(
             let location = tokio::time::timeout(patience, &mut upload)
                 .await
                 .unwrap_or_else(|_| {
-                    Some(Err(Error::Interrupted(
+                    Some(Ok(Streamed::Failed(Error::Interrupted(
                         "the streamed upload stalled".to_string(),
-                    )))
+                    ))))
                 });
             (packed, location)
         }
@@ -252,15 +262,16 @@ async fn pack_layer(
     };
     let (packed, fp) =
         packed.map_err(|e| Error::Internal(format!("packing thread failed: {e}")))??;
-    let streamed = match (streaming, location) {
-        (Some((client, image)), Some(location)) => async {
-            client
-                .finish_streamed_upload(image, &location?, &packed.digest)
-                .await
+    let streamed = match (streaming, location.transpose()?) {
+        (Some((client, image)), Some(Streamed::Done(location))) => client
+            .finish_streamed_upload(image, &location, &packed.digest)
+            .await
+            .inspect_err(|e| tracing::warn!("{e}; uploading the packed layer again"))
+            .is_ok(),
+        (_, Some(Streamed::Failed(e))) => {
+            tracing::warn!("{e}; uploading the packed layer again");
+            false
         }
-        .await
-        .inspect_err(|e| tracing::warn!("{e}; uploading the packed layer again"))
-        .is_ok(),
         _ => false,
     };
     tracing::info!(

@@ -170,6 +170,35 @@ impl RegistryClient {
         }
     }
 
+    /// True when the registry says the repository does not exist yet (404
+    /// `NAME_UNKNOWN` for its tag list): it then holds no blob at all, so a
+    /// layer can be uploaded before its digest is known without ever
+    /// sending one the registry already has. Any other answer is false; a
+    /// registry that cannot be reached or keeps failing is an error, as for
+    /// any request.
+    pub async fn repository_is_new(&self, image: &ImageRef) -> Result<bool> {
+        let what = format!("listing tags of {}", image.name());
+        let resp = self
+            .send(image, Access::Push, &what, |http, origin| {
+                Ok(http
+                    .get(format!("{origin}/v2/{}/tags/list", image.repository))
+                    .query(&[("n", "1")]))
+            })
+            .await?;
+        let status = resp.status();
+        if super::retry::is_transient_status(status) {
+            return check(resp, image, &what, Access::Push).await.map(|_| false);
+        }
+        if status != StatusCode::NOT_FOUND {
+            return Ok(false);
+        }
+        let body = read_limited(resp, 64 * 1024, &what)
+            .await
+            .unwrap_or_default();
+        Ok(serde_json::from_slice::<ErrorBody>(&body)
+            .is_ok_and(|b| b.errors.iter().any(|e| e.code == "NAME_UNKNOWN")))
+    }
+
     /// True when the repository already has the blob.
     pub async fn blob_exists(&self, image: &ImageRef, digest: &Digest) -> Result<bool> {
         let what = format!("checking blob {digest} in {}", image.name());
@@ -299,21 +328,36 @@ impl RegistryClient {
 
     /// Opens an upload session and sends one PATCH whose body is whatever
     /// arrives on `chunks` until the sender is dropped, so a blob can go out
-    /// while it is still being produced. Returns where to finish the upload
-    /// (see [`RegistryClient::finish_streamed_upload`]). Not retried: the
-    /// caller keeps the bytes and uploads them again the usual way if this
-    /// fails.
+    /// while it is still being produced. An error means the registry would
+    /// not open an upload at all (after the usual retries); a stream that
+    /// fails after that is [`Streamed::Failed`] and not retried: the caller
+    /// keeps the bytes and uploads them again the usual way.
     pub async fn stream_upload(
         &self,
         image: &ImageRef,
         chunks: tokio::sync::mpsc::Receiver<Bytes>,
-    ) -> Result<String> {
+    ) -> Result<Streamed> {
         let what = format!("streaming a blob to {}", image.name());
         let url = self.open_upload(image, &what).await?;
+        Ok(match self.send_stream(image, url, chunks, &what).await {
+            Ok(location) => Streamed::Done(location),
+            Err(e) => Streamed::Failed(e),
+        })
+    }
+
+    /// The PATCH of [`RegistryClient::stream_upload`]; returns where to
+    /// finish the upload.
+    async fn send_stream(
+        &self,
+        image: &ImageRef,
+        url: reqwest::Url,
+        chunks: tokio::sync::mpsc::Receiver<Bytes>,
+        what: &str,
+    ) -> Result<String> {
         // The body can be built once only: the chunks are gone once sent.
         let body = std::sync::Mutex::new(Some(reqwest::Body::wrap_stream(tokio_stream_of(chunks))));
         let resp = self
-            .send_once(image, Access::Push, &what, |http, _| {
+            .send_once(image, Access::Push, what, |http, _| {
                 let body = body
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -327,7 +371,7 @@ impl RegistryClient {
                     .body(body))
             })
             .await?;
-        let resp = check(resp, image, &what, Access::Push).await?;
+        let resp = check(resp, image, what, Access::Push).await?;
         header(&resp, "location").ok_or_else(|| {
             Error::BadContent(format!(
                 "{what}: the registry sent no Location after the PATCH"
@@ -357,6 +401,14 @@ impl RegistryClient {
             .await?;
         check(resp, image, &what, Access::Push).await.map(|_| ())
     }
+}
+
+/// How a streamed upload ended once the registry had opened it.
+pub enum Streamed {
+    /// All bytes sent; finish the upload at this location with the digest.
+    Done(String),
+    /// The stream broke off; the blob must be uploaded again.
+    Failed(Error),
 }
 
 /// The chunks of a channel as a body stream.
