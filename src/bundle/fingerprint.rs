@@ -16,7 +16,7 @@ use crate::digest::Digest;
 
 /// Bumped whenever the packed bytes for the same tree would change (a new
 /// libdeflate may deflate differently, so its version is part of it).
-const FORMAT: &str = "ocistep-pack/2 gnu-tar gzip-members-1MiB libdeflate-1.26";
+const FORMAT: &str = "ocistep-pack/2 gnu-tar gzip-members-1MiB libdeflate-1.26 stored-64KiB";
 
 /// What decides the packed bytes besides the tree, mtime and level: the
 /// format and the compression (with the libzstd version, whose output may

@@ -17,13 +17,19 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
+
 use ignore::overrides::{Override, OverrideBuilder};
-use ignore::{DirEntry, WalkBuilder};
+use ignore::{DirEntry, WalkBuilder, WalkState};
 
 use crate::error::{Error, Result};
 
 /// The ignore file read from the root of every bundle (Shipwright's name).
 pub const IGNORE_FILE_NAME: &str = ".shpignore";
+
+/// Most threads walking a tree.
+const MAX_WALK_THREADS: usize = 4;
 
 /// Options that select what goes into the bundle.
 #[derive(Debug, Clone, Default)]
@@ -80,36 +86,102 @@ pub fn walk(
     warn: &mut dyn FnMut(String),
 ) -> Result<Vec<SourceEntry>> {
     let base = canonical_root(root)?;
-    let overrides = build_excludes(&base, &opts.excludes)?;
+    let builder = walk_builder(&base, opts)?;
+    let mut entries = match walk_parallel(&builder, &base, opts) {
+        Some((entries, mut warnings)) => {
+            warnings.sort();
+            warnings.into_iter().for_each(&mut *warn);
+            entries
+        }
+        // Something is wrong: walk again in order, so the error reported
+        // does not depend on which thread came across what first.
+        None => walk_in_order(&builder, &base, opts, warn)?,
+    };
+    entries.sort_unstable_by(|a, b| a.rel.as_bytes().cmp(b.rel.as_bytes()));
+    Ok(entries)
+}
 
-    let mut builder = WalkBuilder::new(&base);
+/// The walker over `base` with the ignore rules of `opts`.
+fn walk_builder(base: &Path, opts: &WalkOptions) -> Result<WalkBuilder> {
+    let overrides = build_excludes(base, &opts.excludes)?;
+    let mut builder = WalkBuilder::new(base);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     builder
         .standard_filters(false)
         .hidden(false)
         .follow_links(false)
-        .current_dir(&base)
+        .current_dir(base)
         .add_custom_ignore_filename(IGNORE_FILE_NAME)
-        .overrides(overrides);
+        .overrides(overrides)
+        .threads(cores.min(MAX_WALK_THREADS));
     for file in &opts.ignore_files {
         add_ignore_file(&mut builder, file)?;
     }
+    Ok(builder)
+}
 
+/// The entries (unsorted) and warnings of a walk on several threads, or
+/// `None` if any item failed.
+fn walk_parallel(
+    builder: &WalkBuilder,
+    base: &Path,
+    opts: &WalkOptions,
+) -> Option<(Vec<SourceEntry>, Vec<String>)> {
+    let found = Mutex::new((Vec::new(), Vec::new()));
+    let failed = AtomicBool::new(false);
+    builder.build_parallel().run(|| {
+        Box::new(|item| {
+            let mut warnings = Vec::new();
+            match item_entry(item, base, opts, &mut |w| warnings.push(w)) {
+                Ok(entry) => {
+                    let mut found = found.lock().unwrap_or_else(PoisonError::into_inner);
+                    found.0.extend(entry);
+                    found.1.append(&mut warnings);
+                    WalkState::Continue
+                }
+                Err(_) => {
+                    failed.store(true, Ordering::Relaxed);
+                    WalkState::Quit
+                }
+            }
+        })
+    });
+    let found = found.into_inner().unwrap_or_else(PoisonError::into_inner);
+    (!failed.load(Ordering::Relaxed)).then_some(found)
+}
+
+/// The entries (unsorted) of a walk on this thread, in walk order; the
+/// first failing item is the error.
+fn walk_in_order(
+    builder: &WalkBuilder,
+    base: &Path,
+    opts: &WalkOptions,
+    warn: &mut dyn FnMut(String),
+) -> Result<Vec<SourceEntry>> {
     let mut entries = Vec::new();
     for item in builder.build() {
-        let dent = item.map_err(|e| walk_error(&e))?;
-        // A directory carries the errors of reading its ignore files.
-        if let Some(err) = dent.error() {
-            return Err(walk_error(err));
-        }
-        if dent.depth() == 0 {
-            continue;
-        }
-        if let Some(entry) = classify(&base, &dent, opts, warn)? {
-            entries.push(entry);
-        }
+        entries.extend(item_entry(item, base, opts, warn)?);
     }
-    entries.sort_unstable_by(|a, b| a.rel.as_bytes().cmp(b.rel.as_bytes()));
     Ok(entries)
+}
+
+/// The entry for one walked item: `None` for the root itself and for
+/// skipped special files.
+fn item_entry(
+    item: std::result::Result<DirEntry, ignore::Error>,
+    base: &Path,
+    opts: &WalkOptions,
+    warn: &mut dyn FnMut(String),
+) -> Result<Option<SourceEntry>> {
+    let dent = item.map_err(|e| walk_error(&e))?;
+    // A directory carries the errors of reading its ignore files.
+    if let Some(err) = dent.error() {
+        return Err(walk_error(err));
+    }
+    if dent.depth() == 0 {
+        return Ok(None);
+    }
+    classify(base, &dent, opts, warn)
 }
 
 /// Checks that `root` is an existing directory and returns its canonical,
