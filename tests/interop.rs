@@ -6,7 +6,8 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use support::tree::{sample_tree, snapshot};
+use ocistep::digest::Digest;
+use support::tree::{pseudo_random, sample_tree, snapshot};
 use support::{ocistep, require_tool, Registry};
 
 fn run(cmd: &mut Command) -> String {
@@ -168,4 +169,111 @@ fn skopeo_copies_a_layout_bundle_into_the_registry_and_ocistep_pulls_it() {
         std::fs::read_to_string(tmp.path().join("d2")).unwrap(),
         "skopeo keeps the manifest bytes"
     );
+}
+
+/// Counts the gzip members of a layer ocistep wrote (each header records
+/// the member's size) and how many of them hold stored, not deflated, data.
+fn members(layer: &[u8]) -> (usize, usize) {
+    let (mut at, mut count, mut stored) = (0, 0, 0);
+    while at < layer.len() {
+        assert_eq!(
+            &layer[at..at + 4],
+            &[0x1f, 0x8b, 8, 4],
+            "member {count} at {at}"
+        );
+        assert_eq!(
+            &layer[at + 12..at + 14],
+            b"OS",
+            "member {count} records its size"
+        );
+        let size = u32::from_le_bytes(layer[at + 16..at + 20].try_into().unwrap()) as usize;
+        // The first deflate block's type: 00 is stored.
+        if layer[at + 20] & 0b110 == 0 {
+            stored += 1;
+        }
+        at += size;
+        count += 1;
+    }
+    assert_eq!(at, layer.len(), "the members fill the layer exactly");
+    (count, stored)
+}
+
+#[test]
+fn a_layer_of_many_gzip_members_reads_everywhere() {
+    require_tool("skopeo");
+    require_tool("umoci");
+    require_tool("python3");
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    sample_tree(&src);
+    // Text that deflates well, then bytes that do not, then small files:
+    // members of both kinds, and entries that straddle member boundaries.
+    let text: String = (0..120_000)
+        .map(|i| format!("line {i} of the log\n"))
+        .collect();
+    std::fs::write(src.join("log.txt"), &text).unwrap();
+    let noise = pseudo_random(3 << 20, 7);
+    std::fs::write(src.join("noise.bin"), &noise).unwrap();
+    std::fs::create_dir(src.join("many")).unwrap();
+    for i in 0..300 {
+        std::fs::write(
+            src.join(format!("many/{i}.txt")),
+            format!("file {i}\n").repeat(i),
+        )
+        .unwrap();
+    }
+    let image = format!("{}/many:v1", reg.host());
+    push(&src, &image, &tmp.path().join("d"));
+
+    let out = tmp.path().join("out");
+    run(Command::new("skopeo").args([
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{image}"),
+        &format!("oci:{}:x", out.display()),
+    ]));
+    let manifest_digest = std::fs::read_to_string(tmp.path().join("d")).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("blobs/sha256").join(&manifest_digest[7..])).unwrap(),
+    )
+    .unwrap();
+    let layer_digest = manifest["layers"][0]["digest"].as_str().unwrap();
+    let layer = out.join("blobs/sha256").join(&layer_digest[7..]);
+    let (count, stored) = members(&std::fs::read(&layer).unwrap());
+    assert!(
+        count >= 6 && stored >= 3 && stored < count,
+        "{count} members, {stored} stored"
+    );
+
+    // GNU tar (through gzip), Go (umoci), Python and ocistep read it all.
+    let unpacked = tmp.path().join("tar");
+    std::fs::create_dir(&unpacked).unwrap();
+    run(Command::new("tar")
+        .arg("-xzf")
+        .arg(&layer)
+        .arg("-C")
+        .arg(&unpacked));
+    assert_eq!(snapshot(&src), snapshot(&unpacked));
+    let rootfs = tmp.path().join("rootfs");
+    run(Command::new("umoci")
+        .args(["raw", "unpack", "--rootless", "--image"])
+        .arg(format!("{}:x", out.display()))
+        .arg(&rootfs));
+    assert_eq!(snapshot(&src), snapshot(&rootfs));
+    let python = run(Command::new("python3").arg("-c").arg(
+        "import sys, tarfile, hashlib\n\
+         t = tarfile.open(sys.argv[1], 'r:gz')\n\
+         print('sha256:' + hashlib.sha256(t.extractfile('noise.bin').read()).hexdigest(), len(t.getnames()))",
+    ).arg(&layer));
+    let expected = format!("{} {}", Digest::of(&noise), snapshot(&src).len());
+    assert_eq!(python.trim(), expected);
+    let work = tmp.path().join("work");
+    ocistep()
+        .arg("--pull-source-bundle")
+        .arg(&work)
+        .args(["--image", &image])
+        .assert()
+        .success();
+    assert_eq!(snapshot(&src), snapshot(&work));
 }

@@ -28,8 +28,16 @@ const MAX_THREADS: usize = 4;
 /// Size of the input buffer.
 const INPUT_BUFFER: usize = 256 * 1024;
 
-type Inflated = io::Result<Vec<u8>>;
-type Job = (Vec<u8>, SyncSender<Inflated>);
+/// What a worker hands back: the member's buffer (for reuse) and the
+/// inflated bytes.
+type Inflated = (Vec<u8>, io::Result<Vec<u8>>);
+
+/// A member to inflate, a buffer to inflate it into, and where to answer.
+struct Job {
+    member: Vec<u8>,
+    out: Vec<u8>,
+    answer: SyncSender<Inflated>,
+}
 
 /// A `Read` of the uncompressed bytes of a gzip stream.
 pub struct ParallelGzReader<R: Read> {
@@ -39,6 +47,9 @@ pub struct ParallelGzReader<R: Read> {
     queue: VecDeque<Receiver<Inflated>>,
     out: Vec<u8>,
     pos: usize,
+    /// Buffers that served before, so memory stays flat over a long stream.
+    spare_members: Vec<Vec<u8>>,
+    spare_outs: Vec<Vec<u8>>,
     threads: usize,
     /// The next member is not one of ours: inflate it as a stream once the
     /// queue is drained.
@@ -65,6 +76,8 @@ impl<R: Read> ParallelGzReader<R> {
             queue: VecDeque::new(),
             out: Vec::new(),
             pos: 0,
+            spare_members: Vec::new(),
+            spare_outs: Vec::new(),
             threads: threads.max(1),
             stream_next: false,
             started: false,
@@ -74,7 +87,7 @@ impl<R: Read> ParallelGzReader<R> {
 
     /// Reads members ahead while there is room in the queue.
     fn fill_queue(&mut self) -> io::Result<()> {
-        while !self.done && !self.stream_next && self.queue.len() < 2 * self.threads {
+        while !self.done && !self.stream_next && self.queue.len() < self.threads {
             let input = self.input.as_mut().ok_or_else(lost_input)?;
             let header = input.peek(HEADER_LEN)?;
             if header.is_empty() && self.started {
@@ -83,12 +96,18 @@ impl<R: Read> ParallelGzReader<R> {
             }
             match gzip_member::recorded_size(header).filter(|&s| s <= MAX_MEMBER_SIZE) {
                 Some(size) => {
-                    let member = input.take(size)?;
-                    let (tx, rx) = mpsc::sync_channel(1);
+                    let mut member = self.spare_members.pop().unwrap_or_default();
+                    input.take(size, &mut member)?;
+                    let (answer, rx) = mpsc::sync_channel(1);
+                    let out = self.spare_outs.pop().unwrap_or_default();
                     let threads = self.threads;
                     self.pool
                         .get_or_insert_with(|| Pool::new(threads))
-                        .submit((member, tx))?;
+                        .submit(Job {
+                            member,
+                            out,
+                            answer,
+                        })?;
                     self.queue.push_back(rx);
                     self.started = true;
                 }
@@ -118,9 +137,12 @@ impl<R: Read> Read for ParallelGzReader<R> {
             }
             self.fill_queue()?;
             if let Some(next) = self.queue.pop_front() {
-                self.out = next
+                let (member, inflated) = next
                     .recv()
-                    .map_err(|_| io::Error::other("an inflating thread stopped"))??;
+                    .map_err(|_| io::Error::other("an inflating thread stopped"))?;
+                self.spare_members.push(member);
+                let done = std::mem::replace(&mut self.out, inflated?);
+                self.spare_outs.push(done);
                 self.pos = 0;
                 continue;
             }
@@ -147,8 +169,12 @@ fn corrupt(what: String) -> io::Error {
     )
 }
 
-/// Inflates one whole member and checks its length and CRC-32.
-fn inflate(member: &[u8], decompressor: &mut Decompressor) -> Inflated {
+/// Inflates one whole member into `out` and checks its length and CRC-32.
+fn inflate(
+    member: &[u8],
+    mut out: Vec<u8>,
+    decompressor: &mut Decompressor,
+) -> io::Result<Vec<u8>> {
     let (crc, len) =
         gzip_member::trailer(member).ok_or_else(|| corrupt("shorter than its trailer".into()))?;
     if len > BLOCK_SIZE {
@@ -156,7 +182,8 @@ fn inflate(member: &[u8], decompressor: &mut Decompressor) -> Inflated {
             "it claims {len} bytes, more than the {BLOCK_SIZE} a member holds"
         )));
     }
-    let mut out = vec![0; len];
+    out.clear();
+    out.resize(len, 0);
     let n = decompressor
         .gzip_decompress(member, &mut out)
         .map_err(|e| corrupt(e.to_string()))?;
@@ -188,8 +215,16 @@ impl Pool {
                             Ok(rx) => rx.recv(),
                             Err(_) => return,
                         };
-                        let Ok((member, answer)) = job else { return };
-                        let _ = answer.send(inflate(&member, &mut decompressor));
+                        let Ok(Job {
+                            member,
+                            out,
+                            answer,
+                        }) = job
+                        else {
+                            return;
+                        };
+                        let inflated = inflate(&member, out, &mut decompressor);
+                        let _ = answer.send((member, inflated));
                     }
                 })
             })
@@ -255,10 +290,11 @@ impl<R: Read> Input<R> {
         Ok(&self.buf[self.start..self.end.min(self.start + n)])
     }
 
-    /// The next `n` bytes, consumed; an error if the input ends first.
-    fn take(&mut self, n: usize) -> io::Result<Vec<u8>> {
+    /// The next `n` bytes, consumed into `out`; an error if the input ends
+    /// first.
+    fn take(&mut self, n: usize, out: &mut Vec<u8>) -> io::Result<()> {
         let buffered = n.min(self.end - self.start);
-        let mut out = Vec::with_capacity(n);
+        out.clear();
         out.extend_from_slice(&self.buf[self.start..self.start + buffered]);
         self.start += buffered;
         out.resize(n, 0);
@@ -268,8 +304,7 @@ impl<R: Read> Input<R> {
             } else {
                 e
             }
-        })?;
-        Ok(out)
+        })
     }
 }
 
