@@ -92,23 +92,10 @@ fn skopeo_copy_then_umoci_and_tar_unpack_the_bundle() {
     push(&src, &image, &tmp.path().join("d"));
 
     let out = tmp.path().join("out");
-    run(Command::new("skopeo").args([
-        "copy",
-        "--src-tls-verify=false",
-        &format!("docker://{image}"),
-        &format!("oci:{}:x", out.display()),
-    ]));
+    let layer = skopeo_copy_layer(&image, &out, &tmp.path().join("d"));
 
     // tar lists the layer blob like any tar.gz.
-    let manifest_digest = std::fs::read_to_string(tmp.path().join("d")).unwrap();
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(out.join("blobs/sha256").join(&manifest_digest[7..])).unwrap(),
-    )
-    .unwrap();
-    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
-    let listing = run(Command::new("tar")
-        .arg("-tzf")
-        .arg(out.join("blobs/sha256").join(&layer[7..])));
+    let listing = run(Command::new("tar").arg("-tzf").arg(&layer));
     assert!(
         listing.lines().any(|l| l == "scripts/build.sh"),
         "{listing}"
@@ -117,20 +104,12 @@ fn skopeo_copy_then_umoci_and_tar_unpack_the_bundle() {
 
     // umoci unpacks it as a root filesystem.
     let rootfs = tmp.path().join("rootfs");
-    run(Command::new("umoci")
-        .args(["raw", "unpack", "--rootless", "--image"])
-        .arg(format!("{}:x", out.display()))
-        .arg(&rootfs));
+    umoci_unpack(&out, &rootfs);
     assert_eq!(snapshot(&src), snapshot(&rootfs));
 
     // The layout skopeo wrote is an ocistep source too.
     let work = tmp.path().join("work");
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(&work)
-        .args(["--image", &format!("oci:{}:x", out.display())])
-        .assert()
-        .success();
+    pull(&work, &format!("oci:{}:x", out.display()));
     assert_eq!(snapshot(&src), snapshot(&work));
 }
 
@@ -169,6 +148,43 @@ fn skopeo_copies_a_layout_bundle_into_the_registry_and_ocistep_pulls_it() {
         std::fs::read_to_string(tmp.path().join("d2")).unwrap(),
         "skopeo keeps the manifest bytes"
     );
+}
+
+/// Copies `image` with skopeo into the OCI layout `out` (tag `x`) and
+/// returns the path of its (only) layer blob there. `digest_file` holds the
+/// manifest digest ocistep reported.
+fn skopeo_copy_layer(image: &str, out: &Path, digest_file: &Path) -> std::path::PathBuf {
+    run(Command::new("skopeo").args([
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{image}"),
+        &format!("oci:{}:x", out.display()),
+    ]));
+    let manifest_digest = std::fs::read_to_string(digest_file).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("blobs/sha256").join(&manifest_digest[7..])).unwrap(),
+    )
+    .unwrap();
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+    out.join("blobs/sha256").join(&layer[7..])
+}
+
+/// Unpacks the layout `out` (tag `x`) with umoci into `rootfs`.
+fn umoci_unpack(out: &Path, rootfs: &Path) {
+    run(Command::new("umoci")
+        .args(["raw", "unpack", "--rootless", "--image"])
+        .arg(format!("{}:x", out.display()))
+        .arg(rootfs));
+}
+
+/// Pulls `image` with ocistep into `work`.
+fn pull(work: &Path, image: &str) {
+    ocistep()
+        .arg("--pull-source-bundle")
+        .arg(work)
+        .args(["--image", image])
+        .assert()
+        .success();
 }
 
 /// Counts the gzip members of a layer ocistep wrote (each header records
@@ -227,19 +243,7 @@ fn a_layer_of_many_gzip_members_reads_everywhere() {
     push(&src, &image, &tmp.path().join("d"));
 
     let out = tmp.path().join("out");
-    run(Command::new("skopeo").args([
-        "copy",
-        "--src-tls-verify=false",
-        &format!("docker://{image}"),
-        &format!("oci:{}:x", out.display()),
-    ]));
-    let manifest_digest = std::fs::read_to_string(tmp.path().join("d")).unwrap();
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(out.join("blobs/sha256").join(&manifest_digest[7..])).unwrap(),
-    )
-    .unwrap();
-    let layer_digest = manifest["layers"][0]["digest"].as_str().unwrap();
-    let layer = out.join("blobs/sha256").join(&layer_digest[7..]);
+    let layer = skopeo_copy_layer(&image, &out, &tmp.path().join("d"));
     let (count, stored) = members(&std::fs::read(&layer).unwrap());
     assert!(
         count >= 6 && stored >= 3 && stored < count,
@@ -256,10 +260,7 @@ fn a_layer_of_many_gzip_members_reads_everywhere() {
         .arg(&unpacked));
     assert_eq!(snapshot(&src), snapshot(&unpacked));
     let rootfs = tmp.path().join("rootfs");
-    run(Command::new("umoci")
-        .args(["raw", "unpack", "--rootless", "--image"])
-        .arg(format!("{}:x", out.display()))
-        .arg(&rootfs));
+    umoci_unpack(&out, &rootfs);
     assert_eq!(snapshot(&src), snapshot(&rootfs));
     let python = run(Command::new("python3").arg("-c").arg(
         "import sys, tarfile, hashlib\n\
@@ -269,11 +270,6 @@ fn a_layer_of_many_gzip_members_reads_everywhere() {
     let expected = format!("{} {}", Digest::of(&noise), snapshot(&src).len());
     assert_eq!(python.trim(), expected);
     let work = tmp.path().join("work");
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(&work)
-        .args(["--image", &image])
-        .assert()
-        .success();
+    pull(&work, &image);
     assert_eq!(snapshot(&src), snapshot(&work));
 }
