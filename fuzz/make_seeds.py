@@ -14,7 +14,9 @@ import io
 import json
 import os
 import shutil
+import struct
 import tarfile
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(HERE, "corpus")
@@ -364,7 +366,11 @@ EXTRACT_GZIP = {
 # Inputs that found bugs, kept so every run tries them first.
 REGRESSIONS = {
     # Accepted, but printed as docker.io/V/t:latest, which is refused.
-    "reference": {"uppercase-repository": "V/t"},
+    # A layout reference ending in a bare "@sha256" (no digest after it).
+    "reference": {
+        "uppercase-repository": "V/t",
+        "layout-at-without-digest": "oci:/.:lyuro/loghcr.io/a/b/c:tag@sha256",
+    },
     # compatible() listed every arm variant below v4000000000: out of memory.
     "platform": {"huge-arm-variant": "linux/arm/v4000000000\nlinux/arm/v7"},
     # A JSON array read as a struct: mediaType "" and an array manifest.
@@ -401,6 +407,38 @@ def main():
     good = gz(EXTRACT["files-dirs-links"])
     write("extract", "gz-truncated", b"\x01" + good[: len(good) // 2])
     write("extract", "gz-junk", b"\x01this is not gzip data")
+    for name, data in gunzip_seeds().items():
+        write("gunzip", name, data)
+
+
+# ------------------------------------------------------------------- gunzip
+
+
+def ours_member(data):
+    """One gzip member as ocistep writes it: its size in the extra field."""
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    deflated = c.compress(data) + c.flush()
+    size = 20 + len(deflated) + 8
+    header = bytes([0x1F, 0x8B, 8, 4, 0, 0, 0, 0, 0, 255]) + struct.pack("<H", 8) + b"OS" + struct.pack("<HI", 4, size)
+    return header + deflated + struct.pack("<II", zlib.crc32(data), len(data))
+
+
+GUNZIP_TEXT = b"".join(b"line %d of the log\n" % i for i in range(400))
+
+
+def gunzip_seeds():
+    """Mode 0: the bytes are the gzip; mode 1: ocistep's writer compresses
+    what follows four edit bytes (position, flip, cut)."""
+    return {
+        "plain": b"\0" + gz(GUNZIP_TEXT),
+        "two-members": b"\0" + gz(GUNZIP_TEXT[:999]) + gz(GUNZIP_TEXT[999:]),
+        "ours": b"\0" + ours_member(GUNZIP_TEXT[:2000]) + ours_member(GUNZIP_TEXT[2000:]),
+        "ours-then-plain": b"\0" + ours_member(GUNZIP_TEXT[:2000]) + gz(GUNZIP_TEXT[2000:]),
+        "ours-trailing-junk": b"\0" + ours_member(GUNZIP_TEXT) + b"junk",
+        "writer": b"\x01" + b"\0\0\0\0" + GUNZIP_TEXT,
+        "writer-flip": b"\x03" + struct.pack("<H", 30) + b"\x40\0" + GUNZIP_TEXT,
+        "writer-cut": b"\x05" + b"\0\0\0\x15" + GUNZIP_TEXT,
+    }
 
 
 if __name__ == "__main__":
