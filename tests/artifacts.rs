@@ -463,7 +463,7 @@ fn a_pushed_directory_layer_has_oras_entries_and_content_digest() {
     let layer = &m.layers[0];
     let blob = std::fs::read(l.blob_path(&layer.parsed_digest().unwrap())).unwrap();
     let mut tar = Vec::new();
-    flate2::read::GzDecoder::new(&blob[..])
+    flate2::read::MultiGzDecoder::new(&blob[..])
         .read_to_end(&mut tar)
         .unwrap();
     assert_eq!(
@@ -767,4 +767,51 @@ fn pushes_refuse_bad_input() {
         .code(2);
     assert!(!tmp.path().join("layout").exists());
     assert!(!Path::new("out").exists());
+}
+
+#[test]
+fn file_layers_download_in_parallel_up_to_max_transfers() {
+    use support::faults::{Fault, FaultProxy, Rule};
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for i in 0..6 {
+        let path = tmp.path().join(format!("part-{i}.bin"));
+        std::fs::write(&path, format!("part {i}\n").repeat(1000 + i)).unwrap();
+        files.push(path);
+    }
+    let mut args = vec!["--artifact-type", "application/vnd.example.parts"];
+    let file_args: Vec<String> = files.iter().map(|f| arg(f, "")).collect();
+    for f in &file_args {
+        args.extend(["--file", f.as_str()]);
+    }
+    push(&format!("{}/parts:v1", reg.host()), &args);
+    // Every blob download is held back a little, so parallel ones overlap.
+    let in_flight = |extra: &[&str], name: &str| {
+        let proxy = FaultProxy::start(
+            &reg.host(),
+            vec![Rule::every("/blobs/sha256:", Fault::Stall { millis: 300 })],
+        );
+        let dir = tmp.path().join(name);
+        pull(&format!("{}/parts:v1", proxy.host()), &dir, extra).success();
+        for f in &files {
+            assert_eq!(
+                std::fs::read(dir.join(f.file_name().unwrap())).unwrap(),
+                std::fs::read(f).unwrap()
+            );
+        }
+        assert_eq!(
+            proxy.count("GET", "/blobs/sha256:"),
+            6,
+            "{:#?}",
+            proxy.hits()
+        );
+        proxy.max_in_flight("/blobs/sha256:")
+    };
+    assert_eq!(in_flight(&["--max-transfers", "1"], "one"), 1);
+    let default = in_flight(&[], "default");
+    assert!(
+        (2..=4).contains(&default),
+        "{default} file downloads at once with the default of 4"
+    );
 }

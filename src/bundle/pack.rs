@@ -487,7 +487,7 @@ impl Read for SourceReader<'_> {
 mod tests {
     use super::*;
     use crate::bundle::walk::{walk, WalkOptions};
-    use flate2::read::MultiGzDecoder as GzDecoder;
+    use flate2::read::MultiGzDecoder;
     use std::fs;
     use std::os::unix::fs::{symlink, PermissionsExt};
     use std::process::Command;
@@ -615,7 +615,7 @@ mod tests {
         assert_eq!(layer.size, compressed.len() as u64);
         assert_eq!(layer.digest, Digest::of(&compressed));
         let mut tar_bytes = Vec::new();
-        GzDecoder::new(&compressed[..])
+        MultiGzDecoder::new(&compressed[..])
             .read_to_end(&mut tar_bytes)
             .unwrap();
         assert_eq!(layer.uncompressed_size, tar_bytes.len() as u64);
@@ -642,7 +642,7 @@ mod tests {
         };
         let layer = pack_dir(dir.path(), &opts);
         let file = File::open(layer.file.path()).unwrap();
-        let mut archive = tar::Archive::new(GzDecoder::new(file));
+        let mut archive = tar::Archive::new(MultiGzDecoder::new(file));
         let mut seen = Vec::new();
         for entry in archive.entries().unwrap() {
             let mut entry = entry.unwrap();
@@ -742,7 +742,7 @@ mod tests {
             },
         );
         let file = File::open(layer.file.path()).unwrap();
-        let mut archive = tar::Archive::new(GzDecoder::new(file));
+        let mut archive = tar::Archive::new(MultiGzDecoder::new(file));
         let mut entry = archive.entries().unwrap().next().unwrap().unwrap();
         let mut read = Vec::new();
         entry.read_to_end(&mut read).unwrap();

@@ -5,9 +5,12 @@
 
 use std::path::Path;
 
+use futures_util::future::try_join_all;
+
 use crate::artifact::pull::{self as artifact, Planned, PlannedKind};
 use crate::bundle::extract::ExtractLimits;
 use crate::bundle::install::Staging;
+use crate::bundle::Compression;
 use crate::cli::{ArtifactArgs, PullArgs};
 use crate::error::{Error, Result};
 use crate::modes::{print_listing, prune, Context};
@@ -47,10 +50,22 @@ pub async fn run(
     );
 
     let staging = Staging::new(dir)?;
-    let mut listing = Vec::new();
-    for layer in &planned {
-        listing.extend(write_layer(ctx, &store, layer, dir, staging.path(), &mut budget).await?);
+    let mut written = write_files(ctx, &store, &planned, staging.path(), &mut budget).await?;
+    for (layer, paths) in planned.iter().zip(written.iter_mut()) {
+        if let PlannedKind::Unpack(compression) = layer.kind {
+            *paths = unpack_layer(
+                ctx,
+                &store,
+                layer,
+                compression,
+                dir,
+                staging.path(),
+                &mut budget,
+            )
+            .await?;
+        }
     }
+    let listing: Vec<String> = written.into_iter().flatten().collect();
     staging.commit(pull.overwrite)?;
     tracing::info!(
         "wrote {} layers ({} bytes) into {} in {:.2?}",
@@ -125,75 +140,97 @@ impl Budget {
     }
 }
 
-/// Writes one layer into `root` (the staging directory), retrying a
-/// transfer cut short; returns the paths written, for `--show-listing`.
-async fn write_layer(
+/// Downloads the file layers into `root` (the staging directory), up to
+/// `--max-transfers` at a time, each started over when cut short. Returns
+/// the paths written for each planned layer, in plan order (none yet for
+/// the layers to unpack).
+async fn write_files(
+    ctx: &Context,
+    store: &Store,
+    planned: &[Planned],
+    root: &Path,
+    budget: &mut Budget,
+) -> Result<Vec<Vec<String>>> {
+    let files = planned
+        .iter()
+        .filter(|l| matches!(l.kind, PlannedKind::File { .. }));
+    let total = files.clone().map(|l| l.desc.size).sum();
+    let progress = Progress::bytes(total, "downloading", ctx.progress);
+    let written = try_join_all(planned.iter().map(|layer| {
+        let progress = progress.clone();
+        async move {
+            let PlannedKind::File { mode } = layer.kind else {
+                return Ok(Vec::new());
+            };
+            let _slots = store.transfer_slots(store).await;
+            store
+                .retry_policy()
+                .restarting(|| {
+                    let (bar, title, root) =
+                        (progress.clone(), layer.title.clone(), root.to_path_buf());
+                    async move {
+                        // A previous attempt may have left part of the file.
+                        artifact::remove_partial(&root, &title)?;
+                        store
+                            .stream_blob(&layer.desc, move |reader| {
+                                let mut reader = ProgressReader::new(reader, bar);
+                                artifact::write_file(&mut reader, &root, &title, mode)?;
+                                Ok(vec![title.as_str()])
+                            })
+                            .await
+                    }
+                })
+                .await
+        }
+    }))
+    .await;
+    progress.finish();
+    let written = written?;
+    budget.bytes_used += total;
+    budget.entries_used += files.count() as u64;
+    Ok(written)
+}
+
+/// Unpacks one directory layer into `root` (the staging directory) within
+/// what is left of the budget, started over when cut short; returns the
+/// paths written.
+async fn unpack_layer(
     ctx: &Context,
     store: &Store,
     layer: &Planned,
+    compression: Compression,
     target: &Path,
     root: &Path,
     budget: &mut Budget,
 ) -> Result<Vec<String>> {
-    let policy = store.retry_policy();
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let progress = Progress::bytes(layer.desc.size, "downloading", ctx.progress);
-        let bar = progress.clone();
-        let title = layer.title.clone();
-        let root_owned = root.to_path_buf();
-        let outcome = match layer.kind {
-            PlannedKind::File { mode } => store
+    let limits = budget.remaining();
+    let tar_digest = artifact::tar_digest(&layer.desc);
+    let (scratch, stats, entries) = store
+        .retry_policy()
+        .restarting(|| async {
+            let progress = Progress::bytes(layer.desc.size, "downloading", ctx.progress);
+            let bar = progress.clone();
+            // Every attempt unpacks into a scratch directory of its own.
+            let scratch = artifact::scratch_dir(target)?;
+            let scratch_path = scratch.path().to_path_buf();
+            let tar_digest = tar_digest.clone();
+            let unpacked = store
                 .stream_blob(&layer.desc, move |reader| {
                     let mut reader = ProgressReader::new(reader, bar);
-                    artifact::write_file(&mut reader, &root_owned, &title, mode)?;
-                    Ok(vec![title.as_str()])
+                    artifact::unpack(
+                        &mut reader,
+                        compression,
+                        &scratch_path,
+                        &limits,
+                        tar_digest.as_ref(),
+                    )
                 })
-                .await
-                .inspect(|_| {
-                    budget.bytes_used += layer.desc.size;
-                    budget.entries_used += 1;
-                }),
-            PlannedKind::Unpack(compression) => {
-                let scratch = artifact::scratch_dir(target)?;
-                let scratch_path = scratch.path().to_path_buf();
-                let limits = budget.remaining();
-                let tar_digest = artifact::tar_digest(&layer.desc);
-                let unpacked = store
-                    .stream_blob(&layer.desc, move |reader| {
-                        let mut reader = ProgressReader::new(reader, bar);
-                        artifact::unpack(
-                            &mut reader,
-                            compression,
-                            &scratch_path,
-                            &limits,
-                            tar_digest.as_ref(),
-                        )
-                    })
-                    .await;
-                match unpacked {
-                    Ok((stats, entries)) => {
-                        budget.bytes_used += stats.bytes;
-                        budget.entries_used += stats.entries;
-                        artifact::place_unpacked(scratch.path(), &entries, root, &layer.title)
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-        };
-        progress.finish();
-        match outcome {
-            Ok(paths) => return Ok(paths),
-            Err(e) => match policy.restart_delay(attempt, &e) {
-                Some(delay) => {
-                    tokio::time::sleep(delay).await;
-                    if let PlannedKind::File { .. } = layer.kind {
-                        artifact::remove_partial(root, &layer.title)?;
-                    }
-                }
-                None => return Err(e),
-            },
-        }
-    }
+                .await;
+            progress.finish();
+            unpacked.map(|(stats, entries)| (scratch, stats, entries))
+        })
+        .await?;
+    budget.bytes_used += stats.bytes;
+    budget.entries_used += stats.entries;
+    artifact::place_unpacked(scratch.path(), &entries, root, &layer.title)
 }
