@@ -771,7 +771,7 @@ fn pushes_refuse_bad_input() {
 
 #[test]
 fn file_layers_download_in_parallel_up_to_max_transfers() {
-    use support::faults::{Fault, FaultProxy, Rule};
+    use support::faults::FaultProxy;
     let reg = Registry::start();
     let tmp = tempfile::tempdir().unwrap();
     let mut files = Vec::new();
@@ -786,12 +786,8 @@ fn file_layers_download_in_parallel_up_to_max_transfers() {
         args.extend(["--file", f.as_str()]);
     }
     push(&format!("{}/parts:v1", reg.host()), &args);
-    // Every blob download is held back a little, so parallel ones overlap.
     let in_flight = |extra: &[&str], name: &str| {
-        let proxy = FaultProxy::start(
-            &reg.host(),
-            vec![Rule::every("/blobs/sha256:", Fault::Stall { millis: 300 })],
-        );
+        let proxy = FaultProxy::slow_blobs(&reg.host());
         let dir = tmp.path().join(name);
         pull(&format!("{}/parts:v1", proxy.host()), &dir, extra).success();
         for f in &files {
@@ -800,13 +796,7 @@ fn file_layers_download_in_parallel_up_to_max_transfers() {
                 std::fs::read(f).unwrap()
             );
         }
-        assert_eq!(
-            proxy.count("GET", "/blobs/sha256:"),
-            6,
-            "{:#?}",
-            proxy.hits()
-        );
-        proxy.max_in_flight("/blobs/sha256:")
+        proxy.blobs_at_once(6)
     };
     assert_eq!(in_flight(&["--max-transfers", "1"], "one"), 1);
     let default = in_flight(&[], "default");

@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::faults::{Fault, FaultProxy, Rule};
+use support::faults::FaultProxy;
 use support::tree::write;
 use support::{ocistep, require_tool, run_ok, Registry};
 
@@ -122,13 +122,10 @@ fn blobs_move_in_parallel_up_to_max_transfers_per_registry() {
     let tmp = tempfile::tempdir().unwrap();
     let index = four_platform_index(&a, tmp.path());
     let index = index.replacen(&a.host(), "PROXY", 1);
-    // Every blob download is held back a little, so parallel ones overlap.
-    // Each run copies into a repository of its own, so every blob moves.
+    // Each run copies into a repository of its own, so every blob moves:
+    // eight blobs, four configs and four layers.
     let in_flight = |extra: &[&str], tag: &str| {
-        let proxy = FaultProxy::start(
-            &a.host(),
-            vec![Rule::every("/blobs/sha256:", Fault::Stall { millis: 300 })],
-        );
+        let proxy = FaultProxy::slow_blobs(&a.host());
         ocistep()
             .arg("--copy")
             .arg(index.replacen("PROXY", &proxy.host(), 1))
@@ -136,14 +133,7 @@ fn blobs_move_in_parallel_up_to_max_transfers_per_registry() {
             .args(extra)
             .assert()
             .success();
-        // Eight blobs: four configs and four layers.
-        assert_eq!(
-            proxy.count("GET", "/blobs/sha256:"),
-            8,
-            "{:#?}",
-            proxy.hits()
-        );
-        proxy.max_in_flight("/blobs/sha256:")
+        proxy.blobs_at_once(8)
     };
     assert_eq!(in_flight(&["--max-transfers", "1"], "one"), 1);
     let default = in_flight(&[], "default");

@@ -38,36 +38,37 @@ pub async fn run(
     );
 
     let mut staging = Staging::new(dir)?;
-    let policy = ctx.client.retry_policy();
-    let mut attempt = 0;
-    let (stats, listing) = loop {
-        attempt += 1;
-        let path = staging.path().to_path_buf();
-        let compression = info.compression;
-        let progress = Progress::bytes(info.layer.size, "downloading", ctx.progress);
-        let bar = progress.clone();
-        let outcome = store
-            .stream_blob(&info.layer, move |reader| {
-                let mut listing = Vec::new();
-                let mut reader = ProgressReader::new(reader, bar);
-                let stats = extract::unpack(&mut reader, compression, &path, &limits, &mut |e| {
-                    listing.push(e.path.to_string())
-                })?;
-                Ok::<(ExtractStats, Vec<String>), Error>((stats, listing))
-            })
-            .await;
-        progress.finish();
-        match outcome {
-            Ok(extracted) => break extracted,
-            Err(e) => match policy.restart_delay(attempt, &e) {
-                Some(delay) => {
-                    tokio::time::sleep(delay).await;
-                    staging.reset()?;
-                }
-                None => return Err(e),
-            },
-        }
-    };
+    let mut first = true;
+    let (stats, listing) = store
+        .retry_policy()
+        .restarting(|| {
+            // An attempt cut short leaves part of the tree: start afresh.
+            let reset = if first { Ok(()) } else { staging.reset() };
+            first = false;
+            let path = staging.path().to_path_buf();
+            let compression = info.compression;
+            let progress = Progress::bytes(info.layer.size, "downloading", ctx.progress);
+            let bar = progress.clone();
+            let store = &store;
+            let layer = &info.layer;
+            async move {
+                reset?;
+                let extracted = store
+                    .stream_blob(layer, move |reader| {
+                        let mut listing = Vec::new();
+                        let mut reader = ProgressReader::new(reader, bar);
+                        let stats =
+                            extract::unpack(&mut reader, compression, &path, &limits, &mut |e| {
+                                listing.push(e.path.to_string())
+                            })?;
+                        Ok::<(ExtractStats, Vec<String>), Error>((stats, listing))
+                    })
+                    .await;
+                progress.finish();
+                extracted
+            }
+        })
+        .await?;
     staging.commit(args.overwrite)?;
     tracing::info!(
         "extracted {} entries ({} bytes) into {} in {:.2?}",

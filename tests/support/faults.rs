@@ -310,6 +310,27 @@ impl FaultProxy {
             .count()
     }
 
+    /// A proxy that holds every blob download back 300 ms, so downloads
+    /// made in parallel overlap and [`FaultProxy::blobs_at_once`] sees them.
+    pub fn slow_blobs(upstream: &str) -> FaultProxy {
+        FaultProxy::start(
+            upstream,
+            vec![Rule::every("/blobs/sha256:", Fault::Stall { millis: 300 })],
+        )
+    }
+
+    /// The most blob downloads answered at the same time, after checking
+    /// that there were `expected` of them.
+    pub fn blobs_at_once(&self, expected: usize) -> usize {
+        assert_eq!(
+            self.count("GET", "/blobs/sha256:"),
+            expected,
+            "{:#?}",
+            self.hits()
+        );
+        self.max_in_flight("/blobs/sha256:")
+    }
+
     /// The most requests whose target contains `path_contains` that were
     /// being answered at the same time.
     pub fn max_in_flight(&self, path_contains: &str) -> usize {
