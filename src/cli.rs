@@ -157,7 +157,7 @@ pub struct RegistryArgs {
     /// the request counts as failed (and is retried like a reset).
     #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600), help_heading = "Registry")]
     pub timeout: u64,
-    /// Blobs moved at the same time per registry (copy, assemble-index, push-image).
+    /// Blobs moved at the same time per registry (copy, assemble-index, push-image, pull-artifact).
     #[arg(long, value_name = "N", default_value_t = crate::registry::DEFAULT_MAX_TRANSFERS as u64, value_parser = clap::value_parser!(u64).range(1..=32), help_heading = "Registry")]
     pub max_transfers: u64,
 }
