@@ -771,7 +771,7 @@ fn pushes_refuse_bad_input() {
 
 #[test]
 fn file_layers_download_in_parallel_up_to_max_transfers() {
-    use support::faults::FaultProxy;
+    use support::faults::{Fault, FaultProxy, Rule};
     let reg = Registry::start();
     let tmp = tempfile::tempdir().unwrap();
     let mut files = Vec::new();
@@ -804,4 +804,29 @@ fn file_layers_download_in_parallel_up_to_max_transfers() {
         (2..=4).contains(&default),
         "{default} file downloads at once with the default of 4"
     );
+
+    // One part that never comes while the others are still downloading:
+    // exit 8, and the target is left as it was.
+    let failing = Digest::of(&std::fs::read(&files[2]).unwrap());
+    let proxy = FaultProxy::start(
+        &reg.host(),
+        vec![
+            Rule::every(
+                failing.hex(),
+                Fault::Status {
+                    code: 503,
+                    retry_after: None,
+                },
+            ),
+            Rule::every("/blobs/sha256:", Fault::Stall { millis: 300 }),
+        ],
+    );
+    let jail = Jail::new();
+    pull(
+        &format!("{}/parts:v1", proxy.host()),
+        &jail.target,
+        &["--retries", "2"],
+    )
+    .code(8);
+    jail.assert_untouched();
 }

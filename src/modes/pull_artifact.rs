@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use futures_util::future::try_join_all;
+use futures_util::future::join_all;
 
 use crate::artifact::pull::{self as artifact, Planned, PlannedKind};
 use crate::bundle::extract::ExtractLimits;
@@ -156,7 +156,10 @@ async fn write_files(
         .filter(|l| matches!(l.kind, PlannedKind::File { .. }));
     let total = files.clone().map(|l| l.desc.size).sum();
     let progress = Progress::bytes(total, "downloading", ctx.progress);
-    let written = try_join_all(planned.iter().map(|layer| {
+    // Every download runs to its end even when another fails: one dropped
+    // halfway would leave its writer thread still writing into the staging
+    // directory while that is being removed.
+    let written = join_all(planned.iter().map(|layer| {
         let progress = progress.clone();
         async move {
             let PlannedKind::File { mode } = layer.kind else {
@@ -185,7 +188,7 @@ async fn write_files(
     }))
     .await;
     progress.finish();
-    let written = written?;
+    let written = written.into_iter().collect::<Result<Vec<_>>>()?;
     budget.bytes_used += total;
     budget.entries_used += files.count() as u64;
     Ok(written)
