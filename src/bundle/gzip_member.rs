@@ -26,26 +26,28 @@ const OS_UNKNOWN: u8 = 255;
 /// The FLG byte: only FEXTRA.
 const FLAG_EXTRA: u8 = 4;
 
-/// Appends one member holding `deflated` (a complete raw deflate stream of
-/// `data_len` bytes with checksum `crc`) to `out`.
+/// Appends one member holding `data` to `out`. `deflate` appends the raw
+/// deflate stream of `data` to the buffer it is given (`out` itself, so
+/// the compressed bytes are never copied); the header's size is filled in
+/// once it is known.
 pub fn write(
     out: &mut Vec<u8>,
-    deflated: &[u8],
-    crc: u32,
-    data_len: usize,
+    data: &[u8],
     xfl: u8,
+    deflate: impl FnOnce(&mut Vec<u8>) -> io::Result<()>,
 ) -> io::Result<()> {
-    let size = u32::try_from(HEADER_LEN + deflated.len() + TRAILER_LEN)
-        .map_err(|_| io::Error::other("gzip member larger than 4 GiB"))?;
-    let data_len =
-        u32::try_from(data_len).map_err(|_| io::Error::other("gzip member larger than 4 GiB"))?;
+    let too_large = || io::Error::other("gzip member larger than 4 GiB");
+    let data_len = u32::try_from(data.len()).map_err(|_| too_large())?;
+    let start = out.len();
     out.extend_from_slice(&[0x1f, 0x8b, 8, FLAG_EXTRA, 0, 0, 0, 0, xfl, OS_UNKNOWN]);
     out.extend_from_slice(&8u16.to_le_bytes());
     out.extend_from_slice(&SIZE_SUBFIELD);
     out.extend_from_slice(&4u16.to_le_bytes());
-    out.extend_from_slice(&size.to_le_bytes());
-    out.extend_from_slice(deflated);
-    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    deflate(out)?;
+    let size = u32::try_from(out.len() - start + TRAILER_LEN).map_err(|_| too_large())?;
+    out[start + HEADER_LEN - 4..start + HEADER_LEN].copy_from_slice(&size.to_le_bytes());
+    out.extend_from_slice(&libdeflater::crc32(data).to_le_bytes());
     out.extend_from_slice(&data_len.to_le_bytes());
     Ok(())
 }
@@ -93,10 +95,12 @@ mod tests {
     use std::io::Read;
 
     fn member(data: &[u8]) -> Vec<u8> {
-        let mut deflated = Vec::new();
-        store(&mut deflated, data);
         let mut out = Vec::new();
-        write(&mut out, &deflated, libdeflater::crc32(data), data.len(), 0).unwrap();
+        write(&mut out, data, 0, |out| {
+            store(out, data);
+            Ok(())
+        })
+        .unwrap();
         out
     }
 

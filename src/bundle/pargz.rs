@@ -176,19 +176,20 @@ fn worker(jobs: &Mutex<Receiver<Job>>, done: &mpsc::Sender<Done>, level: Compres
 /// compressible (deflated) or all incompressible (stored).
 fn compress_block(data: &[u8], compressor: &mut Compressor, xfl: u8) -> io::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(data.len() / 2 + 256);
-    let mut deflated = Vec::new();
     for (stored, run) in runs(data) {
-        deflated.clear();
-        if stored {
-            gzip_member::store(&mut deflated, run);
-        } else {
-            deflated.resize(compressor.deflate_compress_bound(run.len()), 0);
+        gzip_member::write(&mut out, run, xfl, |out| {
+            if stored {
+                gzip_member::store(out, run);
+                return Ok(());
+            }
+            let at = out.len();
+            out.resize(at + compressor.deflate_compress_bound(run.len()), 0);
             let n = compressor
-                .deflate_compress(run, &mut deflated)
+                .deflate_compress(run, &mut out[at..])
                 .map_err(io::Error::other)?;
-            deflated.truncate(n);
-        }
-        gzip_member::write(&mut out, &deflated, libdeflater::crc32(run), run.len(), xfl)?;
+            out.truncate(at + n);
+            Ok(())
+        })?;
     }
     Ok(out)
 }
