@@ -262,18 +262,20 @@ async fn pack_layer(
     };
     let (packed, fp) =
         packed.map_err(|e| Error::Internal(format!("packing thread failed: {e}")))??;
-    let streamed = match (streaming, location.transpose()?) {
-        (Some((client, image)), Some(Streamed::Done(location))) => client
-            .finish_streamed_upload(image, &location, &packed.digest)
-            .await
-            .inspect_err(|e| tracing::warn!("{e}; uploading the packed layer again"))
-            .is_ok(),
-        (_, Some(Streamed::Failed(e))) => {
-            tracing::warn!("{e}; uploading the packed layer again");
-            false
-        }
-        _ => false,
+    let finished = match (streaming, location.transpose()?) {
+        (Some((client, image)), Some(Streamed::Done(location))) => Some(
+            client
+                .finish_streamed_upload(image, &location, &packed.digest)
+                .await,
+        ),
+        (_, Some(Streamed::Failed(e))) => Some(Err(e)),
+        _ => None,
     };
+    let streamed = finished.is_some_and(|finished| {
+        finished
+            .inspect_err(|e| tracing::warn!("{e}; uploading the packed layer again"))
+            .is_ok()
+    });
     tracing::info!(
         "packed {} entries, {} bytes -> {} bytes {} in {:.2?}",
         packed.entries,
