@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 
+mod syntax;
+
 /// Where an image lives: a registry repository or an OCI layout on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -72,22 +74,20 @@ impl ImageRef {
     /// Parses a docker-style reference (`name[:tag][@digest]`), normalising
     /// Docker Hub names like the docker CLI does.
     pub fn parse(s: &str) -> Result<Self> {
-        let parsed: oci_client::Reference = s.parse().map_err(|e| {
+        let parts = syntax::parse(s).map_err(|e| {
             Error::Usage(format!(
                 "invalid image reference {s:?}: {e}; expected e.g. registry.example.com/org/app:tag"
             ))
         })?;
-        let digest = parsed.digest().map(Digest::parse).transpose()?;
-        let tag = parsed.tag().map(str::to_string);
-        check_name(s, parsed.registry(), parsed.repository(), tag.as_deref())?;
-        let tag = if tag.is_none() && digest.is_none() {
-            Some("latest".to_string())
-        } else {
-            tag
+        let digest = parts.digest.map(Digest::parse).transpose()?;
+        check_name(s, &parts.registry, &parts.repository, parts.tag)?;
+        let tag = match (parts.tag, &digest) {
+            (None, None) => Some("latest".to_string()),
+            (tag, _) => tag.map(str::to_string),
         };
         Ok(ImageRef {
-            registry: parsed.registry().to_string(),
-            repository: parsed.repository().to_string(),
+            registry: parts.registry,
+            repository: parts.repository,
             tag,
             digest,
         })
