@@ -12,7 +12,7 @@
 //! The result is sorted by path so the bundle does not depend on the order in
 //! which the file system lists directories.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -391,15 +391,39 @@ fn symlink_entry(rel: String, path: &Path, opts: &WalkOptions) -> Result<SourceE
     Ok(SourceEntry { rel, kind })
 }
 
-/// A `File` kind from metadata, after checking that the file can be opened
+/// A `File` kind from metadata, after checking that the file can be read
 /// (so an unreadable file fails before anything is packed).
 fn file_kind(path: &Path, meta: &fs::Metadata) -> Result<SourceKind> {
-    File::open(path).map_err(|e| unreadable(path, &e))?;
+    check_readable(path).map_err(|e| unreadable(path, &e))?;
     Ok(SourceKind::File {
         path: path.to_path_buf(),
         size: meta.len(),
         executable: meta.permissions().mode() & 0o111 != 0,
     })
+}
+
+/// Asks the kernel whether this process may read `path`, with its
+/// effective ids, like opening it would. Cheaper than opening and closing
+/// the file, which on a tree of many small files costs about as much as the
+/// rest of the walk.
+fn check_readable(path: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    // SAFETY: `c_path` is a NUL-terminated string that outlives the call,
+    // and faccessat only reads it.
+    let rc = unsafe {
+        libc::faccessat(
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+            libc::R_OK,
+            libc::AT_EACCESS,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Whether `target`, resolved lexically against the directory holding the
