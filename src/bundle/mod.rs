@@ -6,6 +6,7 @@ pub mod extract;
 pub mod fingerprint;
 pub mod format;
 pub mod gzip_member;
+pub mod ignore_rules;
 pub mod install;
 pub mod pack;
 pub mod pargunzip;

@@ -1,31 +1,31 @@
 //! Collecting the entries of a source bundle from a directory tree.
 //!
 //! Everything under the root is included unless an ignore rule says
-//! otherwise: hidden files and `.gitignore` files are not special. The rules,
-//! all in gitignore syntax, come from (highest precedence first):
+//! otherwise (see [`ignore_rules`](crate::bundle::ignore_rules)): hidden
+//! files and `.gitignore` files are not special.
 //!
-//! 1. `--exclude` patterns, relative to the root;
-//! 2. `.shpignore` files, at the root and in any subdirectory (a nested file
-//!    applies to its own directory, like a nested `.gitignore`);
-//! 3. `--ignore-file` files, whose patterns are relative to the root.
-//!
-//! The result is sorted by path so the bundle does not depend on the order in
-//! which the file system lists directories.
+//! Directories are listed on several threads, a level of the tree at a
+//! time, and every file is looked at relative to its directory's open
+//! handle, which spares the kernel a walk down the whole path for each one.
+//! The result is sorted by path so the bundle does not depend on the order
+//! in which the file system lists directories, and when anything fails the
+//! error reported is that of the first path in that order.
 
+use std::ffi::{CStr, OsStr};
 use std::fs;
 use std::io;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::fd::BorrowedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use ignore::overrides::{Override, OverrideBuilder};
-use ignore::{DirEntry, WalkBuilder, WalkState};
+use rustix::fs::{Access, AtFlags, FileType, Mode, OFlags};
 
+pub use crate::bundle::ignore_rules::IGNORE_FILE_NAME;
+use crate::bundle::ignore_rules::{NestedRules, Rules};
 use crate::error::{Error, Result};
-
-/// The ignore file read from the root of every bundle (Shipwright's name).
-pub const IGNORE_FILE_NAME: &str = ".shpignore";
 
 /// Most threads walking a tree.
 const MAX_WALK_THREADS: usize = 4;
@@ -85,102 +85,270 @@ pub fn walk(
     warn: &mut dyn FnMut(String),
 ) -> Result<Vec<SourceEntry>> {
     let base = canonical_root(root)?;
-    let builder = walk_builder(&base, opts)?;
-    let mut entries = match walk_parallel(&builder, &base, opts) {
-        Some((entries, mut warnings)) => {
-            warnings.sort();
-            warnings.into_iter().for_each(&mut *warn);
-            entries
-        }
-        // Something is wrong: walk again in order, so the error reported
-        // does not depend on which thread came across what first.
-        None => walk_in_order(&builder, &base, opts, warn)?,
-    };
+    let rules = Rules::new(&base, &opts.excludes, &opts.ignore_files)?;
+    let found = walk_tree(&base, &rules, opts);
+    let first_error = found
+        .errors
+        .into_iter()
+        .min_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    if let Some((_, err)) = first_error {
+        return Err(err);
+    }
+    let mut warnings = found.warnings;
+    warnings.sort();
+    warnings.into_iter().for_each(warn);
+    let mut entries = found.entries;
     entries.sort_unstable_by(|a, b| a.rel.as_bytes().cmp(b.rel.as_bytes()));
     Ok(entries)
 }
 
-/// The walker over `base` with the ignore rules of `opts`.
-fn walk_builder(base: &Path, opts: &WalkOptions) -> Result<WalkBuilder> {
-    let overrides = build_excludes(base, &opts.excludes)?;
-    let mut builder = WalkBuilder::new(base);
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    builder
-        .standard_filters(false)
-        .hidden(false)
-        .follow_links(false)
-        .current_dir(base)
-        .add_custom_ignore_filename(IGNORE_FILE_NAME)
-        .overrides(overrides)
-        .threads(cores.min(MAX_WALK_THREADS));
-    for file in &opts.ignore_files {
-        add_ignore_file(&mut builder, file)?;
-    }
-    Ok(builder)
+/// A directory still to be listed.
+struct Pending {
+    /// Its absolute path.
+    path: PathBuf,
+    /// Its path inside the bundle (empty for the root).
+    rel: String,
+    /// The `.shpignore` rules of the directories above it.
+    rules: Option<Arc<NestedRules>>,
 }
 
-/// The entries (unsorted) and warnings of a walk on several threads, or
-/// `None` if any item failed.
-fn walk_parallel(
-    builder: &WalkBuilder,
-    base: &Path,
-    opts: &WalkOptions,
-) -> Option<(Vec<SourceEntry>, Vec<String>)> {
-    let found = Mutex::new((Vec::new(), Vec::new()));
-    let failed = AtomicBool::new(false);
-    builder.build_parallel().run(|| {
-        Box::new(|item| {
-            let mut warnings = Vec::new();
-            match item_entry(item, base, opts, &mut |w| warnings.push(w)) {
-                Ok(entry) => {
-                    let mut found = found.lock().unwrap_or_else(PoisonError::into_inner);
-                    found.0.extend(entry);
-                    found.1.append(&mut warnings);
-                    WalkState::Continue
+/// What listing some directories found.
+#[derive(Default)]
+struct Found {
+    entries: Vec<SourceEntry>,
+    warnings: Vec<String>,
+    /// Each failure with the bundle path it concerns, so the first in bundle
+    /// order can be reported whatever thread met it first.
+    errors: Vec<(String, Error)>,
+    /// Directories to list next.
+    subdirs: Vec<Pending>,
+}
+
+impl Found {
+    fn absorb(&mut self, other: Found) {
+        self.entries.extend(other.entries);
+        self.warnings.extend(other.warnings);
+        self.errors.extend(other.errors);
+        self.subdirs.extend(other.subdirs);
+    }
+}
+
+/// Lists every directory below `base`, a level at a time, each level on up
+/// to [`MAX_WALK_THREADS`] threads.
+fn walk_tree(base: &Path, rules: &Rules, opts: &WalkOptions) -> Found {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = cores.min(MAX_WALK_THREADS);
+    let mut all = Found::default();
+    let mut level = vec![Pending {
+        path: base.to_path_buf(),
+        rel: String::new(),
+        rules: None,
+    }];
+    while !level.is_empty() {
+        let next = AtomicUsize::new(0);
+        let list_some = || {
+            let mut found = Found::default();
+            while let Some(dir) = level.get(next.fetch_add(1, Ordering::Relaxed)) {
+                list_directory(dir, rules, opts, &mut found);
+            }
+            found
+        };
+        let workers = threads.min(level.len());
+        let mut found = if workers <= 1 {
+            list_some()
+        } else {
+            let merged = Mutex::new(Found::default());
+            std::thread::scope(|scope| {
+                for _ in 0..workers {
+                    scope.spawn(|| {
+                        let found = list_some();
+                        let mut merged = merged.lock().unwrap_or_else(PoisonError::into_inner);
+                        merged.absorb(found);
+                    });
                 }
-                Err(_) => {
-                    failed.store(true, Ordering::Relaxed);
-                    WalkState::Quit
+            });
+            merged.into_inner().unwrap_or_else(PoisonError::into_inner)
+        };
+        level = std::mem::take(&mut found.subdirs);
+        all.absorb(found);
+    }
+    all
+}
+
+/// Lists one directory into `found`: its entries that no rule leaves out,
+/// and the subdirectories among them to list next.
+fn list_directory(dir: &Pending, rules: &Rules, opts: &WalkOptions, found: &mut Found) {
+    let (handle, names) = match read_directory(&dir.path) {
+        Ok(listing) => listing,
+        Err(e) => {
+            found
+                .errors
+                .push((dir.rel.clone(), unreadable(&dir.path, &e)));
+            return;
+        }
+    };
+    let has_ignore_file = names
+        .iter()
+        .any(|(name, _)| name.to_bytes() == IGNORE_FILE_NAME.as_bytes());
+    let nested = match NestedRules::for_directory(&dir.path, has_ignore_file, dir.rules.as_ref()) {
+        Ok(nested) => nested,
+        Err(e) => {
+            found.errors.push((dir.rel.clone(), walk_error(&e)));
+            return;
+        }
+    };
+    let Ok(fd) = handle.fd() else {
+        found.errors.push((
+            dir.rel.clone(),
+            Error::Internal(format!("no handle for directory {}", dir.path.display())),
+        ));
+        return;
+    };
+    for (name, listed_type) in &names {
+        let os_name = OsStr::from_bytes(name.to_bytes());
+        let path = dir.path.join(os_name);
+        let lossy = match dir.rel.as_str() {
+            "" => os_name.to_string_lossy().into_owned(),
+            parent => format!("{parent}/{}", os_name.to_string_lossy()),
+        };
+        let item = Item {
+            dir: fd,
+            name,
+            path,
+            parent_rel: &dir.rel,
+        };
+        let file_type = match item.file_type(*listed_type) {
+            Ok(t) => t,
+            Err(e) => {
+                found.errors.push((lossy, e));
+                continue;
+            }
+        };
+        let is_dir = file_type == FileType::Directory;
+        if rules.is_ignored(nested.as_ref(), &item.path, is_dir) {
+            continue;
+        }
+        match item.classify(file_type, opts, &mut |w| found.warnings.push(w)) {
+            Ok(Some(entry)) => {
+                if is_dir {
+                    found.subdirs.push(Pending {
+                        path: item.path,
+                        rel: entry.rel.clone(),
+                        rules: nested.clone(),
+                    });
+                }
+                found.entries.push(entry);
+            }
+            Ok(None) => {}
+            Err(e) => found.errors.push((lossy, e)),
+        }
+    }
+}
+
+/// An open directory and the names in it (without `.` and `..`), each with
+/// the type the listing gave.
+fn read_directory(
+    path: &Path,
+) -> io::Result<(rustix::fs::Dir, Vec<(std::ffi::CString, FileType)>)> {
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut dir = rustix::fs::Dir::new(fd)?;
+    let mut names = Vec::new();
+    while let Some(entry) = dir.read() {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name != c"." && name != c".." {
+            names.push((name.to_owned(), entry.file_type()));
+        }
+    }
+    Ok((dir, names))
+}
+
+/// One name in a directory being listed.
+struct Item<'a> {
+    /// The open directory it is in.
+    dir: BorrowedFd<'a>,
+    name: &'a CStr,
+    /// Its absolute path.
+    path: PathBuf,
+    /// The bundle path of its directory (empty for the root).
+    parent_rel: &'a str,
+}
+
+impl Item<'_> {
+    /// Its type: the listing's, or its own when the listing did not say.
+    fn file_type(&self, listed: FileType) -> Result<FileType> {
+        if listed != FileType::Unknown {
+            return Ok(listed);
+        }
+        let stat = self.stat()?;
+        Ok(FileType::from_raw_mode(stat.st_mode))
+    }
+
+    /// Its metadata, without following a symlink.
+    fn stat(&self) -> Result<rustix::fs::Stat> {
+        rustix::fs::statat(self.dir, self.name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| unreadable(&self.path, &io::Error::from(e)))
+    }
+
+    /// Its path inside the bundle; non-UTF-8 names are refused.
+    fn rel(&self) -> Result<String> {
+        let name = self.name.to_str().map_err(|_| {
+            let lossy = self.name.to_string_lossy();
+            let rel = match self.parent_rel {
+                "" => lossy.into_owned(),
+                parent => format!("{parent}/{lossy}"),
+            };
+            Error::InvalidInput(format!(
+                "file name {rel} is not valid UTF-8; rename it or exclude it with --exclude"
+            ))
+        })?;
+        Ok(match self.parent_rel {
+            "" => name.to_string(),
+            parent => format!("{parent}/{name}"),
+        })
+    }
+
+    /// The entry for this item, or `None` for a skipped special file.
+    fn classify(
+        &self,
+        file_type: FileType,
+        opts: &WalkOptions,
+        warn: &mut dyn FnMut(String),
+    ) -> Result<Option<SourceEntry>> {
+        if matches!(
+            file_type,
+            FileType::Socket | FileType::Fifo | FileType::BlockDevice | FileType::CharacterDevice
+        ) {
+            let name = self.name.to_string_lossy();
+            let rel = match self.parent_rel {
+                "" => name.into_owned(),
+                parent => format!("{parent}/{name}"),
+            };
+            warn(format!(
+                "skipping {rel}: sockets, fifos and device nodes are not stored"
+            ));
+            return Ok(None);
+        }
+        let rel = self.rel()?;
+        let kind = match file_type {
+            FileType::Directory => SourceKind::Dir,
+            FileType::Symlink => return symlink_entry(rel, &self.path, opts).map(Some),
+            _ => {
+                let stat = self.stat()?;
+                check_readable(self.dir, self.name, &self.path)?;
+                SourceKind::File {
+                    path: self.path.clone(),
+                    size: stat.st_size as u64,
+                    executable: stat.st_mode & 0o111 != 0,
                 }
             }
-        })
-    });
-    let found = found.into_inner().unwrap_or_else(PoisonError::into_inner);
-    (!failed.load(Ordering::Relaxed)).then_some(found)
-}
-
-/// The entries (unsorted) of a walk on this thread, in walk order; the
-/// first failing item is the error.
-fn walk_in_order(
-    builder: &WalkBuilder,
-    base: &Path,
-    opts: &WalkOptions,
-    warn: &mut dyn FnMut(String),
-) -> Result<Vec<SourceEntry>> {
-    let mut entries = Vec::new();
-    for item in builder.build() {
-        entries.extend(item_entry(item, base, opts, warn)?);
+        };
+        Ok(Some(SourceEntry { rel, kind }))
     }
-    Ok(entries)
-}
-
-/// The entry for one walked item: `None` for the root itself and for
-/// skipped special files.
-fn item_entry(
-    item: std::result::Result<DirEntry, ignore::Error>,
-    base: &Path,
-    opts: &WalkOptions,
-    warn: &mut dyn FnMut(String),
-) -> Result<Option<SourceEntry>> {
-    let dent = item.map_err(|e| walk_error(&e))?;
-    // A directory carries the errors of reading its ignore files.
-    if let Some(err) = dent.error() {
-        return Err(walk_error(err));
-    }
-    if dent.depth() == 0 {
-        return Ok(None);
-    }
-    classify(base, &dent, opts, warn)
 }
 
 /// Checks that `root` is an existing directory and returns its canonical,
@@ -204,60 +372,6 @@ fn canonical_root(root: &Path) -> Result<PathBuf> {
         Err(e) => return Err(Error::io("inspecting source directory", root, e)),
     }
     fs::canonicalize(root).map_err(|e| Error::io("resolving source directory", root, e))
-}
-
-/// Turns `--exclude` patterns into an override set that only excludes.
-///
-/// In an override set a plain glob is a whitelist, so each pattern is
-/// negated; a set made only of negated globs excludes what they match and
-/// keeps everything else.
-fn build_excludes(base: &Path, excludes: &[String]) -> Result<Override> {
-    let mut builder = OverrideBuilder::new(base);
-    for pattern in excludes {
-        if pattern.trim().is_empty() {
-            return Err(Error::Usage(
-                "--exclude needs a non-empty pattern".to_string(),
-            ));
-        }
-        if pattern.starts_with('!') {
-            return Err(Error::Usage(format!(
-                "--exclude {pattern}: negated patterns are not supported; put re-includes in a \
-                 {IGNORE_FILE_NAME} file or an --ignore-file"
-            )));
-        }
-        builder
-            .add(&format!("!{pattern}"))
-            .map_err(|e| Error::Usage(format!("--exclude {pattern}: invalid pattern: {e}")))?;
-    }
-    builder
-        .build()
-        .map_err(|e| Error::Usage(format!("invalid --exclude patterns: {e}")))
-}
-
-/// Adds one `--ignore-file`, refusing files that do not exist or do not parse.
-fn add_ignore_file(builder: &mut WalkBuilder, file: &Path) -> Result<()> {
-    match fs::metadata(file) {
-        Ok(meta) if meta.is_file() => {}
-        Ok(_) => {
-            return Err(Error::Usage(format!(
-                "ignore file {} is not a regular file",
-                file.display()
-            )))
-        }
-        Err(e) => {
-            return Err(Error::Usage(format!(
-                "ignore file {} cannot be read: {e}; check the --ignore-file path",
-                file.display()
-            )))
-        }
-    }
-    match builder.add_ignore(file) {
-        None => Ok(()),
-        Some(e) => Err(Error::Usage(format!(
-            "ignore file {} cannot be used: {e}",
-            file.display()
-        ))),
-    }
 }
 
 /// Maps an error reported by the walker (an unreadable directory or a bad
@@ -295,44 +409,6 @@ fn root_cause(err: &io::Error) -> String {
         cause = next;
     }
     cause.to_string()
-}
-
-/// Turns one walked item into an entry, or `None` for a skipped special file.
-fn classify(
-    base: &Path,
-    dent: &DirEntry,
-    opts: &WalkOptions,
-    warn: &mut dyn FnMut(String),
-) -> Result<Option<SourceEntry>> {
-    let path = dent.path();
-    let file_type = match dent.file_type() {
-        Some(t) => t,
-        None => fs::symlink_metadata(path)
-            .map_err(|e| unreadable(path, &e))?
-            .file_type(),
-    };
-    if file_type.is_socket()
-        || file_type.is_fifo()
-        || file_type.is_block_device()
-        || file_type.is_char_device()
-    {
-        warn(format!(
-            "skipping {}: sockets, fifos and device nodes are not stored",
-            lossy_rel(base, path)
-        ));
-        return Ok(None);
-    }
-
-    let rel = relative_name(base, path)?;
-    let kind = if file_type.is_dir() {
-        SourceKind::Dir
-    } else if file_type.is_symlink() {
-        return symlink_entry(rel, path, opts).map(Some);
-    } else {
-        let meta = fs::symlink_metadata(path).map_err(|e| unreadable(path, &e))?;
-        file_kind(path, &meta)?
-    };
-    Ok(Some(SourceEntry { rel, kind }))
 }
 
 /// The entry for a symlink: kept as a link when it stays inside the tree,
@@ -394,7 +470,7 @@ fn symlink_entry(rel: String, path: &Path, opts: &WalkOptions) -> Result<SourceE
 /// A `File` kind from metadata, after checking that the file can be read
 /// (so an unreadable file fails before anything is packed).
 fn file_kind(path: &Path, meta: &fs::Metadata) -> Result<SourceKind> {
-    check_readable(path).map_err(|e| unreadable(path, &e))?;
+    check_readable(rustix::fs::CWD, path, path)?;
     Ok(SourceKind::File {
         path: path.to_path_buf(),
         size: meta.len(),
@@ -402,28 +478,13 @@ fn file_kind(path: &Path, meta: &fs::Metadata) -> Result<SourceKind> {
     })
 }
 
-/// Asks the kernel whether this process may read `path`, with its
-/// effective ids, like opening it would. Cheaper than opening and closing
-/// the file, which on a tree of many small files costs about as much as the
-/// rest of the walk.
-fn check_readable(path: &Path) -> io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
-    // SAFETY: `c_path` is a NUL-terminated string that outlives the call,
-    // and faccessat only reads it.
-    let rc = unsafe {
-        libc::faccessat(
-            libc::AT_FDCWD,
-            c_path.as_ptr(),
-            libc::R_OK,
-            libc::AT_EACCESS,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+/// Checks that this process may read `name` (relative to `dir`), with its
+/// effective ids, as opening it would: cheaper than opening and closing the
+/// file, which on a tree of many small files costs about as much as the rest
+/// of the walk. `path` names it in the error.
+fn check_readable<P: rustix::path::Arg>(dir: BorrowedFd<'_>, name: P, path: &Path) -> Result<()> {
+    rustix::fs::accessat(dir, name, Access::READ_OK, AtFlags::EACCESS)
+        .map_err(|e| unreadable(path, &io::Error::from(e)))
 }
 
 /// Whether `target`, resolved lexically against the directory holding the
@@ -445,39 +506,6 @@ fn stays_inside(rel: &str, target: &str) -> bool {
         }
     }
     true
-}
-
-/// The `/`-separated path of `path` below `base`; non-UTF-8 names are refused.
-fn relative_name(base: &Path, path: &Path) -> Result<String> {
-    let rel = path.strip_prefix(base).map_err(|_| {
-        Error::Internal(format!(
-            "walked path {} is not below {}",
-            path.display(),
-            base.display()
-        ))
-    })?;
-    let mut out = String::with_capacity(rel.as_os_str().len());
-    for component in rel.components() {
-        let name = component.as_os_str().to_str().ok_or_else(|| {
-            Error::InvalidInput(format!(
-                "file name {} is not valid UTF-8; rename it or exclude it with --exclude",
-                rel.to_string_lossy()
-            ))
-        })?;
-        if !out.is_empty() {
-            out.push('/');
-        }
-        out.push_str(name);
-    }
-    Ok(out)
-}
-
-/// The path below `base` for messages, with invalid UTF-8 replaced.
-fn lossy_rel(base: &Path, path: &Path) -> String {
-    path.strip_prefix(base)
-        .unwrap_or(path)
-        .to_string_lossy()
-        .into_owned()
 }
 
 /// The error for a path that cannot be read.
@@ -918,6 +946,123 @@ mod tests {
                 }
                 other => panic!("unexpected {other:?}"),
             }
+        }
+    }
+
+    /// The names the `ignore` crate's own walker keeps under the same rules:
+    /// the reference for how the rules combine.
+    fn reference_names(root: &Path, opts: &WalkOptions) -> Vec<String> {
+        use ignore::overrides::OverrideBuilder;
+        let base = fs::canonicalize(root).unwrap();
+        let mut excludes = OverrideBuilder::new(&base);
+        for pattern in &opts.excludes {
+            excludes.add(&format!("!{pattern}")).unwrap();
+        }
+        let mut builder = ignore::WalkBuilder::new(&base);
+        builder
+            .standard_filters(false)
+            .hidden(false)
+            .follow_links(false)
+            .current_dir(&base)
+            .add_custom_ignore_filename(IGNORE_FILE_NAME)
+            .overrides(excludes.build().unwrap());
+        for file in &opts.ignore_files {
+            assert!(builder.add_ignore(file).is_none());
+        }
+        let mut names: Vec<String> = builder
+            .build()
+            .map(|item| item.unwrap())
+            .filter(|item| item.depth() > 0)
+            .map(|item| {
+                item.path()
+                    .strip_prefix(&base)
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn rules_combine_like_the_ignore_crates_walker() {
+        const NAMES: &[&str] = &[
+            "a", "b", "build", "x.log", "keep.log", "secret", "a.txt", "d1",
+        ];
+        const PATTERNS: &[&str] = &[
+            "*.log",
+            "!keep.log",
+            "/build",
+            "build/",
+            "secret",
+            "a/**/x.log",
+            "**/b",
+            "*.txt",
+            "!a.txt",
+            "d*/",
+            "!b",
+            "/a",
+            "a/",
+            "!secret",
+            "**/d1/*.log",
+        ];
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for _ in 0..150 {
+            let dir = tempfile::tempdir().unwrap();
+            let rules = tempfile::tempdir().unwrap();
+            let root = dir.path();
+            let mut dirs = vec![root.to_path_buf()];
+            for _ in 0..25 {
+                let parent = dirs[next(dirs.len())].clone();
+                let name = NAMES[next(NAMES.len())];
+                let path = parent.join(name);
+                if path.exists() || parent.components().count() > root.components().count() + 3 {
+                    continue;
+                }
+                if next(3) == 0 {
+                    fs::create_dir(&path).unwrap();
+                    dirs.push(path);
+                } else {
+                    fs::write(&path, name).unwrap();
+                }
+            }
+            let some_patterns = |next: &mut dyn FnMut(usize) -> usize| {
+                let count = 1 + next(3);
+                (0..count)
+                    .map(|_| PATTERNS[next(PATTERNS.len())])
+                    .collect::<Vec<_>>()
+            };
+            for d in &dirs {
+                if next(3) == 0 {
+                    fs::write(
+                        d.join(IGNORE_FILE_NAME),
+                        some_patterns(&mut next).join("\n"),
+                    )
+                    .unwrap();
+                }
+            }
+            let mut opts = WalkOptions::default();
+            if next(2) == 0 {
+                opts.excludes = some_patterns(&mut next)
+                    .into_iter()
+                    .filter(|p| !p.starts_with('!'))
+                    .map(str::to_string)
+                    .collect();
+            }
+            for i in 0..next(3) {
+                let file = rules.path().join(format!("rules{i}"));
+                fs::write(&file, some_patterns(&mut next).join("\n")).unwrap();
+                opts.ignore_files.push(file);
+            }
+            assert_eq!(names(root, &opts), reference_names(root, &opts), "{opts:?}");
         }
     }
 }

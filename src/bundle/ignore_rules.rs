@@ -1,0 +1,164 @@
+//! The rules that leave paths out of a source bundle, all in gitignore
+//! syntax, and how they combine (highest precedence first):
+//!
+//! 1. `--exclude` patterns, relative to the root;
+//! 2. `.shpignore` files, at the root and in any subdirectory: a nested file
+//!    applies to its own directory and overrides the files above it, like a
+//!    nested `.gitignore`;
+//! 3. `--ignore-file` files, whose patterns are relative to the root; a
+//!    later file overrides an earlier one.
+//!
+//! The first of these with a matching pattern decides; a matching `!`
+//! pattern keeps the path.
+
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+use ignore::overrides::{Override, OverrideBuilder};
+use ignore::Match;
+
+use crate::error::{Error, Result};
+
+/// The ignore file read in every directory of a bundle (Shipwright's name).
+pub const IGNORE_FILE_NAME: &str = ".shpignore";
+
+/// The rules given on the command line, shared by the whole walk.
+#[derive(Debug)]
+pub struct Rules {
+    excludes: Override,
+    ignore_files: Vec<Gitignore>,
+}
+
+impl Rules {
+    /// Builds the `--exclude` patterns and reads the `--ignore-file` files,
+    /// both anchored at `base`.
+    pub fn new(
+        base: &Path,
+        excludes: &[String],
+        ignore_files: &[impl AsRef<Path>],
+    ) -> Result<Self> {
+        Ok(Rules {
+            excludes: build_excludes(base, excludes)?,
+            ignore_files: ignore_files
+                .iter()
+                .map(|file| read_ignore_file(base, file.as_ref()))
+                .collect::<Result<_>>()?,
+        })
+    }
+
+    /// Whether `path` (absolute, below the root) is left out, given the
+    /// `.shpignore` files of the directories above it.
+    pub fn is_ignored(&self, nested: Option<&Arc<NestedRules>>, path: &Path, is_dir: bool) -> bool {
+        match self.excludes.matched(path, is_dir) {
+            Match::Ignore(_) => return true,
+            Match::Whitelist(_) => return false,
+            Match::None => {}
+        }
+        let mut level = nested;
+        while let Some(rules) = level {
+            match rules.matcher.matched(path, is_dir) {
+                Match::Ignore(_) => return true,
+                Match::Whitelist(_) => return false,
+                Match::None => level = rules.parent.as_ref(),
+            }
+        }
+        self.ignore_files
+            .iter()
+            .rev()
+            .map(|file| file.matched(path, is_dir))
+            .find(|m| !m.is_none())
+            .is_some_and(|m| m.is_ignore())
+    }
+}
+
+/// The `.shpignore` rules of one directory, linked to those above it.
+#[derive(Debug)]
+pub struct NestedRules {
+    matcher: Gitignore,
+    parent: Option<Arc<NestedRules>>,
+}
+
+impl NestedRules {
+    /// The rules in effect below `dir`: those of its own `.shpignore`, if it
+    /// has one, in front of `parent`'s.
+    pub fn for_directory(
+        dir: &Path,
+        has_ignore_file: bool,
+        parent: Option<&Arc<NestedRules>>,
+    ) -> std::result::Result<Option<Arc<NestedRules>>, ignore::Error> {
+        let file = dir.join(IGNORE_FILE_NAME);
+        // Only a file (or a link to one) counts; a dangling link is no file.
+        if !has_ignore_file || !file.exists() {
+            return Ok(parent.cloned());
+        }
+        let mut builder = GitignoreBuilder::new(dir);
+        if let Some(e) = builder.add(&file) {
+            return Err(e);
+        }
+        Ok(Some(Arc::new(NestedRules {
+            matcher: builder.build()?,
+            parent: parent.cloned(),
+        })))
+    }
+}
+
+/// Turns `--exclude` patterns into an override set that only excludes.
+///
+/// In an override set a plain glob is a whitelist, so each pattern is
+/// negated; a set made only of negated globs excludes what they match and
+/// keeps everything else.
+fn build_excludes(base: &Path, excludes: &[String]) -> Result<Override> {
+    let mut builder = OverrideBuilder::new(base);
+    for pattern in excludes {
+        if pattern.trim().is_empty() {
+            return Err(Error::Usage(
+                "--exclude needs a non-empty pattern".to_string(),
+            ));
+        }
+        if pattern.starts_with('!') {
+            return Err(Error::Usage(format!(
+                "--exclude {pattern}: negated patterns are not supported; put re-includes in a \
+                 {IGNORE_FILE_NAME} file or an --ignore-file"
+            )));
+        }
+        builder
+            .add(&format!("!{pattern}"))
+            .map_err(|e| Error::Usage(format!("--exclude {pattern}: invalid pattern: {e}")))?;
+    }
+    builder
+        .build()
+        .map_err(|e| Error::Usage(format!("invalid --exclude patterns: {e}")))
+}
+
+/// Reads one `--ignore-file`, refusing files that do not exist or do not
+/// parse.
+fn read_ignore_file(base: &Path, file: &Path) -> Result<Gitignore> {
+    match fs::metadata(file) {
+        Ok(meta) if meta.is_file() => {}
+        Ok(_) => {
+            return Err(Error::Usage(format!(
+                "ignore file {} is not a regular file",
+                file.display()
+            )))
+        }
+        Err(e) => {
+            return Err(Error::Usage(format!(
+                "ignore file {} cannot be read: {e}; check the --ignore-file path",
+                file.display()
+            )))
+        }
+    }
+    let unusable = |e: ignore::Error| {
+        Error::Usage(format!(
+            "ignore file {} cannot be used: {e}",
+            file.display()
+        ))
+    };
+    let mut builder = GitignoreBuilder::new(base);
+    if let Some(e) = builder.add(file) {
+        return Err(unusable(e));
+    }
+    builder.build().map_err(unusable)
+}
