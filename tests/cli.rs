@@ -259,7 +259,13 @@ fn unreadable_files_and_directories_are_invalid_input_and_named() {
     use std::os::unix::fs::PermissionsExt;
     let tmp = tempfile::tempdir().unwrap();
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    for (name, setup) in [("locked-file", "file"), ("closed-dir", "dir")] {
+    // A locked .shpignore is refused too: the rules it holds may be what
+    // keeps secrets out of the bundle.
+    for (name, setup) in [
+        ("locked-file", "file"),
+        ("closed-dir", "dir"),
+        (".shpignore", "file"),
+    ] {
         let src = tmp.path().join(format!("src-{name}"));
         write(&src, "ok.txt", b"fine");
         let victim = src.join(name);

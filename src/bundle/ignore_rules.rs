@@ -89,8 +89,9 @@ impl NestedRules {
         parent: Option<&Arc<NestedRules>>,
     ) -> std::result::Result<Option<Arc<NestedRules>>, ignore::Error> {
         let file = dir.join(IGNORE_FILE_NAME);
-        // Only a file (or a link to one) counts; a dangling link is no file.
-        if !has_ignore_file || !file.exists() {
+        // Only a file (or a link to one) counts. One that cannot be read is
+        // an error: the rules it holds may be what keeps secrets out.
+        if !has_ignore_file || !file.is_file() {
             return Ok(parent.cloned());
         }
         let mut builder = GitignoreBuilder::new(dir);
