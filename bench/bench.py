@@ -10,6 +10,7 @@ peak RSS, and the ratio to the peer measured in the same run.
   python3 bench/bench.py --smoke         # tiny corpora, one run, checks it all works
 """
 import argparse
+import hashlib
 import os
 import platform
 import shutil
@@ -136,6 +137,83 @@ def assemble_rows(ocistep, reg, work, runs):
     return rows
 
 
+def push_rows(group, src, reg, o, level, runs, have_pigz, tag):
+    """Push (walk, tar, compress, hash, upload) of `src` against `tar | gzip` and
+    `tar | pigz` at the same level. Each ocistep run pushes to a new repository
+    (bench/TAG0, TAG1, ...), which cannot have the layer, so ocistep uploads
+    while packing. Returns the rows and the ocistep, gzip and pigz rows."""
+    rows = []
+    gzip_row = measure("tar | gzip", f"tar -cf - -C {src} . | gzip -{level} > /dev/null", runs)
+    rows.append((group, gzip_row, None))
+    pigz_row = None
+    if have_pigz:
+        pigz_row = measure("tar | pigz", f"tar -cf - -C {src} . | pigz -{level} > /dev/null", runs)
+        rows.append((group, pigz_row, gzip_row))
+    push = measure("ocistep push", lambda i: f"{o} --push-source-bundle {src} --image {reg.host}/bench/{tag}{i}:v1", runs)
+    rows.append((group, push, pigz_row or gzip_row))
+    if pigz_row:
+        rows.append((group, dict(push, name="ocistep push (vs gzip)"), gzip_row))
+    return rows, push, gzip_row, pigz_row
+
+
+def pull_rows(group, image, ocistep, work, runs):
+    """Pull (download, verify, decompress, extract into an empty directory) of
+    `image` against `skopeo copy` followed by `tar -xzf` of the layer."""
+    rows = []
+    layout = os.path.join(work, f"layout-{group.replace(' ', '').replace(',', '-')}")
+    subprocess.run(["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{image}", f"oci:{layout}:x"], check=True)
+    # Every run extracts into a directory of its own, and the trees are
+    # deleted only after the pull rows: ext4 spends seconds of kernel time
+    # skipping recently deleted inodes when many files are created right
+    # after many were deleted, whatever tool creates them.
+    trees = os.path.join(work, "trees")
+    os.makedirs(trees)
+    fresh = iter(range(1_000_000))
+
+    def new_target(kind):
+        path = os.path.join(trees, f"{kind}-{next(fresh)}")
+        os.makedirs(path)
+        return path
+
+    peer = measure(
+        "skopeo copy + tar -xzf",
+        lambda i: (lambda t: f"skopeo copy -q --src-tls-verify=false docker://{image} oci:{t}/layout:x && "
+                   f"tar -xzf $(ls -S {t}/layout/blobs/sha256/* | head -1) -C {t}")(new_target("skopeo")),
+        runs,
+    )
+    rows.append((group, peer, None))
+    tarx = measure("tar -xzf (layer on disk)", lambda i: f"tar -xzf $(ls -S {layout}/blobs/sha256/* | head -1) -C {new_target('tar')}", runs)
+    rows.append((group, tarx, None))
+    pull = measure("ocistep pull", lambda i: f"{ocistep} -q --pull-source-bundle {new_target('ocistep')} --image {image}", runs)
+    rows.append((group, pull, peer))
+    rows.append((group, dict(pull, name="ocistep pull (vs tar -xzf)"), tarx))
+    shutil.rmtree(trees, ignore_errors=True)
+    return rows
+
+
+def real_tree(smoke):
+    """A real source tree: the sources of ocistep's own dependencies as
+    `cargo vendor` lays them out from cargo's cache (the same files for the
+    same Cargo.lock; about 270 MB in 13,000 files), or the project's own
+    src/ for a smoke run. Returns its path and what it is."""
+    if smoke:
+        return os.path.join(ROOT, "src"), "the project's src/"
+    with open(os.path.join(ROOT, "Cargo.lock"), "rb") as f:
+        lock = hashlib.sha256(f.read()).hexdigest()[:12]
+    path = os.path.join(HERE, ".corpus", f"vendor-{lock}")
+    if not os.path.isdir(path):
+        tmp = path + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        done = subprocess.run(
+            ["cargo", "vendor", "--locked", "--versioned-dirs", tmp],
+            cwd=ROOT, stdout=subprocess.DEVNULL, env=dict(os.environ, CARGO_NET_OFFLINE="true"),
+        )
+        if done.returncode != 0:
+            sys.exit("cargo vendor failed: the real-tree rows need ocistep's dependencies in cargo's cache (run make build first)")
+        os.rename(tmp, path)
+    return path, "vendored dependency sources"
+
+
 def corpus(kind, mb, files, smoke):
     path = os.path.join(HERE, ".corpus", f"{kind}-{mb}mb-{files}")
     if not os.path.isdir(path):
@@ -188,18 +266,8 @@ def main():
         print(f"source corpus: {src}", file=sys.stderr)
         n_files, n_bytes = tree_stats(src)
 
-        # Push: walk, tar, compress, hash, upload (a new repository each run, so every blob uploads).
-        gzip_row = measure("tar | gzip", f"tar -cf - -C {src} . | gzip -{level} > /dev/null", a.runs)
-        rows.append(("push", gzip_row, None))
-        pigz_row = None
-        if have_pigz:
-            pigz_row = measure("tar | pigz", f"tar -cf - -C {src} . | pigz -{level} > /dev/null", a.runs)
-            rows.append(("push", pigz_row, gzip_row))
-        # A new repository each run: it cannot have the layer, so ocistep uploads while packing.
-        push = measure("ocistep push", lambda i: f"{o} --push-source-bundle {src} --image {reg.host}/bench/push{i}:v1", a.runs)
-        rows.append(("push", push, pigz_row or gzip_row))
-        if pigz_row:
-            rows.append(("push", dict(push, name="ocistep push (vs gzip)"), gzip_row))
+        push_group, push, gzip_row, pigz_row = push_rows("push", src, reg, o, level, a.runs, have_pigz, "push")
+        rows.extend(push_group)
         cache = os.path.join(work, "cache")
         subprocess.run(f"{o} --cache-dir {cache} --push-source-bundle {src} --image {reg.host}/bench/push0:v1", shell=True, check=True)
         again = measure("ocistep push, unchanged tree (--cache-dir)", f"{o} --cache-dir {cache} --push-source-bundle {src} --image {reg.host}/bench/push0:v2", a.runs)
@@ -216,36 +284,14 @@ def main():
         zstd_push = measure("ocistep push --compression zstd (level 3)", lambda i: f"{ocistep} -q --compression zstd --push-source-bundle {src} --image {reg.host}/bench/zstd{i}:v1", a.runs)
         rows.append(("push", zstd_push, pigz_row or gzip_row))
 
-        # Pull: download, verify, decompress, extract into an empty directory.
-        image = f"{reg.host}/bench/push0:v1"
-        layout = os.path.join(work, "layout")
-        subprocess.run(["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{image}", f"oci:{layout}:x"], check=True)
-        # Every run extracts into a directory of its own, and the trees are
-        # deleted only after the pull rows: ext4 spends seconds of kernel time
-        # skipping recently deleted inodes when many files are created right
-        # after many were deleted, whatever tool creates them.
-        trees = os.path.join(work, "trees")
-        os.makedirs(trees)
-        fresh = iter(range(1_000_000))
+        rows.extend(pull_rows("pull", f"{reg.host}/bench/push0:v1", ocistep, work, a.runs))
 
-        def new_target(tag):
-            path = os.path.join(trees, f"{tag}-{next(fresh)}")
-            os.makedirs(path)
-            return path
-
-        peer = measure(
-            "skopeo copy + tar -xzf",
-            lambda i: (lambda t: f"skopeo copy -q --src-tls-verify=false docker://{image} oci:{t}/layout:x && "
-                       f"tar -xzf $(ls -S {t}/layout/blobs/sha256/* | head -1) -C {t}")(new_target("skopeo")),
-            a.runs,
-        )
-        rows.append(("pull", peer, None))
-        tarx = measure("tar -xzf (layer on disk)", lambda i: f"tar -xzf $(ls -S {layout}/blobs/sha256/* | head -1) -C {new_target('tar')}", a.runs)
-        rows.append(("pull", tarx, None))
-        pull = measure("ocistep pull", lambda i: f"{ocistep} -q --pull-source-bundle {new_target('ocistep')} --image {image}", a.runs)
-        rows.append(("pull", pull, peer))
-        rows.append(("pull", dict(pull, name="ocistep pull (vs tar -xzf)"), tarx))
-        shutil.rmtree(trees, ignore_errors=True)
+        # The same on a real source tree.
+        real, real_label = real_tree(a.smoke)
+        real_files, real_bytes = tree_stats(real)
+        real_group, _, _, _ = push_rows("push, real tree", real, reg, o, level, a.runs, have_pigz, "real")
+        rows.extend(real_group)
+        rows.extend(pull_rows("pull, real tree", f"{reg.host}/bench/real0:v1", ocistep, work, a.runs))
         target = os.path.join(work, "target")
 
         def clean():
@@ -273,7 +319,8 @@ def main():
     with open(a.out, "w") as f:
         f.write("# Benchmark results\n\n")
         f.write(f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; ")
-        f.write(f"{a.runs} runs each; source corpus {n_files} files, {n_bytes / 1e6:.0f} MB; large corpus {a.large_mb} MiB; gzip level {a.level}; ")
+        f.write(f"{a.runs} runs each; source corpus {n_files} files, {n_bytes / 1e6:.0f} MB; ")
+        f.write(f"real tree ({real_label}) {real_files} files, {real_bytes / 1e6:.0f} MB; large corpus {a.large_mb} MiB; gzip level {a.level}; ")
         f.write(f"release binary {size_mb:.1f} MiB.\n\n")
         f.write("| group | command | median s | min s | max s | peak RSS MiB | ratio | vs |\n|---|---|---|---|---|---|---|---|\n")
         for group, row, peer in rows:
