@@ -11,8 +11,10 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, Write};
-use std::path::Path;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
 
+use rustix::fs::{Mode, OFlags};
 use tar::{EntryType, Header};
 
 use crate::bundle::pargz::ParallelGzWriter;
@@ -23,6 +25,9 @@ use crate::error::{Error, Result};
 
 /// Buffer size of the spool file writer and of the file content reads.
 const BUFFER_SIZE: usize = 256 * 1024;
+
+/// Size of a tar block: every entry's content is padded to a multiple of it.
+const TAR_BLOCK: u64 = 512;
 
 /// The gzip level used when none is given.
 pub const DEFAULT_COMPRESSION_LEVEL: u32 = 6;
@@ -273,8 +278,9 @@ fn write_layer_with<W: Write>(
     let encoder = Encoder::new(HashingWriter::new(sink), compression, level, threads)?;
     let mut tar: LayerWriter<W> = tar::Builder::new(HashingWriter::new(encoder));
     let mut buffer = vec![0u8; BUFFER_SIZE];
+    let mut opener = SourceOpener::default();
     for entry in entries {
-        append_entry(&mut tar, entry, mtime, &mut buffer)?;
+        append_entry(&mut tar, entry, mtime, &mut opener, &mut buffer)?;
         on_entry(entry);
     }
     let (encoder, diff_id, uncompressed_size) = tar.into_inner()?.finish();
@@ -305,6 +311,7 @@ fn append_entry<W: Write>(
     tar: &mut tar::Builder<W>,
     entry: &SourceEntry,
     mtime: u64,
+    opener: &mut SourceOpener,
     buffer: &mut [u8],
 ) -> Result<(), WriteError> {
     match &entry.kind {
@@ -325,11 +332,19 @@ fn append_entry<W: Write>(
         } => {
             let mode = if *executable { EXEC_MODE } else { FILE_MODE };
             let mut h = header(EntryType::Regular, mode, *size, mtime);
-            let mut content = open_source(&entry.rel, path, *size, buffer)?;
-            let appended = tar.append_data(&mut h, &entry.rel, &mut content);
-            if let Err(e) = appended {
-                return Err(content.into_error(entry, e));
+            let mut content = open_source(&entry.rel, path, *size, opener, buffer)?;
+            // The tar writer writes the header (after a long-name entry if
+            // the name needs one) and no data; the content goes straight to
+            // the layer in the buffer's large pieces rather than through the
+            // tar writer's small copies, then the padding to the next block.
+            tar.append_data(&mut h, &entry.rel, io::empty())
+                .map_err(|e| header_error(entry, e))?;
+            let out = tar.get_mut();
+            if let Err(e) = content.copy_into(out) {
+                return Err(content.into_error(e));
             }
+            let padding = (TAR_BLOCK - *size % TAR_BLOCK) % TAR_BLOCK;
+            out.write_all(&[0; TAR_BLOCK as usize][..padding as usize])?;
         }
     }
     Ok(())
@@ -349,15 +364,44 @@ fn header_error(entry: &SourceEntry, err: io::Error) -> WriteError {
     }
 }
 
+/// Opens source files relative to a handle on their directory, kept while
+/// consecutive files share it: the kernel then resolves one name per file
+/// rather than its whole path.
+#[derive(Default)]
+struct SourceOpener {
+    dir: Option<(PathBuf, OwnedFd)>,
+}
+
+impl SourceOpener {
+    /// Opens `path` for reading.
+    fn open(&mut self, path: &Path) -> io::Result<File> {
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return File::open(path);
+        };
+        let dir = match self.dir.take() {
+            Some((cached, fd)) if cached == parent => fd,
+            _ => rustix::fs::open(
+                parent,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?,
+        };
+        let file = rustix::fs::openat(&dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty());
+        self.dir = Some((parent.to_path_buf(), dir));
+        Ok(File::from(file?))
+    }
+}
+
 /// Opens a source file and checks it is still the regular file of the size
 /// the walk saw.
 fn open_source<'a>(
     rel: &'a str,
     path: &'a Path,
     size: u64,
+    opener: &mut SourceOpener,
     buffer: &'a mut [u8],
 ) -> Result<SourceReader<'a>, WriteError> {
-    let file = File::open(path).map_err(|e| {
+    let file = opener.open(path).map_err(|e| {
         WriteError::Source(Error::InvalidInput(format!(
             "cannot read {}: {e}; fix its permissions or exclude it with --exclude",
             path.display()
@@ -375,8 +419,7 @@ fn open_source<'a>(
         file,
         remaining: size,
         buffer,
-        start: 0,
-        end: 0,
+        at_end: false,
         failure: None,
     })
 }
@@ -407,50 +450,70 @@ struct SourceReader<'a> {
     /// Bytes still expected from the file.
     remaining: u64,
     buffer: &'a mut [u8],
-    start: usize,
-    end: usize,
+    /// Whether the last read already met the end of the file.
+    at_end: bool,
     failure: Option<ReadFailure>,
 }
 
 impl SourceReader<'_> {
-    /// Refills the buffer; at the expected end, checks that the file did not
-    /// grow.
-    fn fill(&mut self) -> io::Result<()> {
+    /// Writes the file's content to `out`, checking that it has exactly the
+    /// expected size.
+    fn copy_into(&mut self, out: &mut dyn Write) -> io::Result<()> {
+        loop {
+            let n = self.fill()?;
+            if n == 0 {
+                return Ok(());
+            }
+            out.write_all(&self.buffer[..n])?;
+        }
+    }
+
+    /// Reads the next piece into the buffer and returns its length; at the
+    /// expected end, checks that the file did not grow and returns 0.
+    fn fill(&mut self) -> io::Result<usize> {
         if self.remaining == 0 {
+            if self.at_end {
+                return Ok(0);
+            }
             let mut probe = [0u8; 1];
             return match read_retrying(&mut self.file, &mut probe) {
-                Ok(0) => Ok(()),
+                Ok(0) => Ok(0),
                 Ok(_) => Err(self.fail(ReadFailure::Changed)),
                 Err(e) => Err(self.fail(ReadFailure::Io(e))),
             };
         }
-        let want =
-            usize::try_from(self.remaining).map_or(self.buffer.len(), |r| r.min(self.buffer.len()));
+        // When the rest fits, ask for one byte more: a read that stops
+        // exactly at the expected end has met the end of the file, which
+        // spares a second read to check that the file did not grow.
+        let (want, past_end) = match usize::try_from(self.remaining) {
+            Ok(r) if r < self.buffer.len() => (r + 1, true),
+            _ => (self.buffer.len(), false),
+        };
         match read_retrying(&mut self.file, &mut self.buffer[..want]) {
             Ok(0) => Err(self.fail(ReadFailure::Changed)),
+            Ok(n) if past_end && n == want => Err(self.fail(ReadFailure::Changed)),
             Ok(n) => {
-                self.start = 0;
-                self.end = n;
                 self.remaining -= n as u64;
-                Ok(())
+                self.at_end = past_end && self.remaining == 0;
+                Ok(n)
             }
             Err(e) => Err(self.fail(ReadFailure::Io(e))),
         }
     }
 
-    /// Records the failure and returns a stand-in error for the tar writer.
+    /// Records the failure and returns a stand-in error for the writer.
     fn fail(&mut self, failure: ReadFailure) -> io::Error {
         self.failure = Some(failure);
         io::Error::other("source file could not be read")
     }
 
-    /// The error to report once the tar writer gave up with `err` while
-    /// appending `entry`.
-    fn into_error(self, entry: &SourceEntry, err: io::Error) -> WriteError {
+    /// The error to report once copying the content failed with `err`:
+    /// the file's problem if it had one, else the spool's.
+    fn into_error(self, err: io::Error) -> WriteError {
         match self.failure {
             Some(ReadFailure::Changed) => WriteError::Source(changed(self.rel)),
             Some(ReadFailure::Io(e)) => WriteError::Source(Error::io("reading", self.path, e)),
-            None => header_error(entry, err),
+            None => WriteError::Spool(err),
         }
     }
 }
@@ -462,24 +525,6 @@ fn read_retrying(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             result => return result,
         }
-    }
-}
-
-impl Read for SourceReader<'_> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if out.is_empty() {
-            return Ok(0);
-        }
-        if self.start == self.end {
-            self.fill()?;
-            if self.start == self.end {
-                return Ok(0);
-            }
-        }
-        let n = out.len().min(self.end - self.start);
-        out[..n].copy_from_slice(&self.buffer[self.start..self.start + n]);
-        self.start += n;
-        Ok(n)
     }
 }
 
@@ -785,21 +830,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         put(dir.path(), "f", b"12345", 0o644);
         let path = dir.path().join("f");
-        let entry = SourceEntry {
-            rel: "f".into(),
-            kind: SourceKind::File {
-                path: path.clone(),
-                size: 5,
-                executable: false,
-            },
-        };
-        let mut buffer = vec![0u8; 4];
-        // The file ends before the recorded size (6), or goes on after it (4).
-        for expected in [6, 4] {
-            let mut reader = open_source("f", &path, 5, &mut buffer).unwrap();
+        // The file ends before the recorded size (6), or goes on after it
+        // (4), read through a buffer smaller than it (4) or larger (16).
+        for (expected, buffer_size) in [(6, 4), (4, 4), (6, 16), (4, 16), (3, 2)] {
+            let mut buffer = vec![0u8; buffer_size];
+            let mut opener = SourceOpener::default();
+            let mut reader = open_source("f", &path, 5, &mut opener, &mut buffer).unwrap();
             reader.remaining = expected;
-            let err = io::copy(&mut reader, &mut io::sink()).unwrap_err();
-            match reader.into_error(&entry, err) {
+            let err = reader.copy_into(&mut io::sink()).unwrap_err();
+            match reader.into_error(err) {
                 WriteError::Source(Error::InvalidInput(msg)) => {
                     assert!(msg.contains("file f changed while packing"), "{msg}")
                 }
