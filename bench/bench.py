@@ -158,20 +158,22 @@ def push_rows(group, src, reg, o, level, runs, have_pigz, tag):
 
 def pull_rows(group, image, ocistep, work, runs):
     """Pull (download, verify, decompress, extract into an empty directory) of
-    `image` against `skopeo copy` followed by `tar -xzf` of the layer."""
+    `image` against `skopeo copy` followed by `tar -xzf` of the layer.
+
+    Every run extracts into a directory of its own under WORK/trees, deleted
+    only when the whole benchmark ends: ext4 spends seconds of kernel time
+    skipping recently deleted inodes when many files are created right after
+    many were deleted, whatever tool creates them."""
     rows = []
-    layout = os.path.join(work, f"layout-{group.replace(' ', '').replace(',', '-')}")
+    label = group.replace(" ", "").replace(",", "-")
+    layout = os.path.join(work, f"layout-{label}")
     subprocess.run(["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{image}", f"oci:{layout}:x"], check=True)
-    # Every run extracts into a directory of its own, and the trees are
-    # deleted only after the pull rows: ext4 spends seconds of kernel time
-    # skipping recently deleted inodes when many files are created right
-    # after many were deleted, whatever tool creates them.
     trees = os.path.join(work, "trees")
-    os.makedirs(trees)
+    os.makedirs(trees, exist_ok=True)
     fresh = iter(range(1_000_000))
 
     def new_target(kind):
-        path = os.path.join(trees, f"{kind}-{next(fresh)}")
+        path = os.path.join(trees, f"{label}-{kind}-{next(fresh)}")
         os.makedirs(path)
         return path
 
@@ -187,7 +189,6 @@ def pull_rows(group, image, ocistep, work, runs):
     pull = measure("ocistep pull", lambda i: f"{ocistep} -q --pull-source-bundle {new_target('ocistep')} --image {image}", runs)
     rows.append((group, pull, peer))
     rows.append((group, dict(pull, name="ocistep pull (vs tar -xzf)"), tarx))
-    shutil.rmtree(trees, ignore_errors=True)
     return rows
 
 
@@ -206,9 +207,11 @@ def real_tree(smoke):
         shutil.rmtree(tmp, ignore_errors=True)
         done = subprocess.run(
             ["cargo", "vendor", "--locked", "--versioned-dirs", tmp],
-            cwd=ROOT, stdout=subprocess.DEVNULL, env=dict(os.environ, CARGO_NET_OFFLINE="true"),
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env=dict(os.environ, CARGO_NET_OFFLINE="true"),
         )
         if done.returncode != 0:
+            sys.stderr.write(done.stderr)
             sys.exit("cargo vendor failed: the real-tree rows need ocistep's dependencies in cargo's cache (run make build first)")
         os.rename(tmp, path)
     return path, "vendored dependency sources"

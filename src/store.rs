@@ -262,7 +262,7 @@ impl Store {
             )));
         }
         self.retry_policy()
-            .restarting(|| {
+            .restarting(|_| {
                 self.stream_blob(desc, |reader| {
                     let mut out = Vec::new();
                     reader

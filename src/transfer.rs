@@ -54,7 +54,7 @@ pub async fn copy_blob(src: &Store, dst: &Store, desc: &Descriptor) -> Result<Co
     }
     let spool = src
         .retry_policy()
-        .restarting(|| spool_blob(src, desc))
+        .restarting(|_| spool_blob(src, desc))
         .await?;
     dst.put_blob(
         desc,

@@ -168,7 +168,7 @@ async fn write_files(
             let _slots = store.transfer_slots(store).await;
             store
                 .retry_policy()
-                .restarting(|| {
+                .restarting(|_| {
                     let (bar, title, root) =
                         (progress.clone(), layer.title.clone(), root.to_path_buf());
                     async move {
@@ -210,7 +210,7 @@ async fn unpack_layer(
     let tar_digest = artifact::tar_digest(&layer.desc);
     let (scratch, stats, entries) = store
         .retry_policy()
-        .restarting(|| async {
+        .restarting(|_| async {
             let progress = Progress::bytes(layer.desc.size, "downloading", ctx.progress);
             let bar = progress.clone();
             // Every attempt unpacks into a scratch directory of its own.

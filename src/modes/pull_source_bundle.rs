@@ -38,13 +38,15 @@ pub async fn run(
     );
 
     let mut staging = Staging::new(dir)?;
-    let mut first = true;
     let (stats, listing) = store
         .retry_policy()
-        .restarting(|| {
+        .restarting(|attempt| {
             // An attempt cut short leaves part of the tree: start afresh.
-            let reset = if first { Ok(()) } else { staging.reset() };
-            first = false;
+            let reset = if attempt == 1 {
+                Ok(())
+            } else {
+                staging.reset()
+            };
             let path = staging.path().to_path_buf();
             let compression = info.compression;
             let progress = Progress::bytes(info.layer.size, "downloading", ctx.progress);

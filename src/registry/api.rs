@@ -28,7 +28,7 @@ impl RegistryClient {
         let what = format!("fetching manifest {image}");
         let (bytes, media_type, reported) = self
             .retry_policy()
-            .restarting(|| self.fetch_manifest_once(image, &reference, &what))
+            .restarting(|_| self.fetch_manifest_once(image, &reference, &what))
             .await?;
         let fetched = FetchedManifest::new(bytes, media_type);
         let expected = match (&image.digest, reported) {
@@ -269,7 +269,7 @@ impl RegistryClient {
         }
         let what = format!("uploading blob {digest} to {}", image.name());
         self.retry_policy()
-            .restarting(|| self.upload_once(image, digest, size, source, &what))
+            .restarting(|_| self.upload_once(image, digest, size, source, &what))
             .await?;
         Ok(true)
     }

@@ -67,15 +67,16 @@ impl RetryPolicy {
 
     /// Runs `once` until it succeeds, starting over after a transfer cut
     /// short while attempts remain (see [`RetryPolicy::restart_delay`]).
+    /// `once` is given the attempt's number, from 1.
     pub async fn restarting<T, F, Fut>(&self, mut once: F) -> crate::error::Result<T>
     where
-        F: FnMut() -> Fut,
+        F: FnMut(u32) -> Fut,
         Fut: std::future::Future<Output = crate::error::Result<T>>,
     {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match once().await {
+            match once(attempt).await {
                 Err(e) => match self.restart_delay(attempt, &e) {
                     Some(delay) => tokio::time::sleep(delay).await,
                     None => return Err(e),
