@@ -988,6 +988,7 @@ mod tests {
 
     #[test]
     fn rules_combine_like_the_ignore_crates_walker() {
+        use rand::{Rng, SeedableRng};
         const NAMES: &[&str] = &[
             "a", "b", "build", "x.log", "keep.log", "secret", "a.txt", "d1",
         ];
@@ -1008,13 +1009,8 @@ mod tests {
             "!secret",
             "**/d1/*.log",
         ];
-        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(6);
+        let mut next = |n: usize| rng.random_range(0..n);
         for _ in 0..150 {
             let dir = tempfile::tempdir().unwrap();
             let rules = tempfile::tempdir().unwrap();
