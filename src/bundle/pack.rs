@@ -37,6 +37,11 @@ pub const DEFAULT_COMPRESSION_LEVEL: u32 = 6;
 /// thread count), only the memory used.
 const MAX_ZSTD_WORKERS: usize = 8;
 
+/// Most bytes handed to libzstd at once. Larger pieces let its
+/// multi-threaded mode start more jobs at the same time, each with buffers
+/// of its own: 256 KiB pieces took a 300 MB push from 78 to 116 MiB.
+const ZSTD_WRITE: usize = 8 * 1024;
+
 /// Mode of directories in the archive.
 const DIR_MODE: u32 = 0o755;
 /// Mode of executable files in the archive.
@@ -206,7 +211,7 @@ impl<W: Write> Write for Encoder<W> {
         match self {
             Encoder::Plain(w) => w.write(buf),
             Encoder::Gzip(w) => w.write(buf),
-            Encoder::Zstd(w) => w.write(buf),
+            Encoder::Zstd(w) => w.write(&buf[..buf.len().min(ZSTD_WRITE)]),
         }
     }
 
