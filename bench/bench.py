@@ -6,7 +6,7 @@ starts a throwaway docker-registry on a loopback port, runs every command
 several times, and writes a markdown table of median, min and max wall time,
 peak RSS, and the ratio to the peer measured in the same run.
 
-  python3 bench/bench.py                 # full run, writes bench/results.md
+  python3 bench/bench.py                 # full run, writes bench/results.md (about 15 GB of disk)
   python3 bench/bench.py --smoke         # tiny corpora, one run, checks it all works
 """
 import argparse
@@ -75,12 +75,27 @@ def timed(cmd, setup=None):
     return elapsed, usage.ru_maxrss / 1024
 
 
-def measure(name, cmd, runs, setup=None):
-    samples = [timed(cmd(i) if callable(cmd) else cmd, setup) for i in range(runs)]
+def summary(name, samples):
+    """The row for `name` from its (seconds, peak RSS) samples."""
     times = [s[0] for s in samples]
     rss = max(s[1] for s in samples)
-    print(f"  {name}: median {statistics.median(times):.2f}s over {runs} runs, peak RSS {rss:.0f} MiB", file=sys.stderr)
+    print(f"  {name}: median {statistics.median(times):.2f}s over {len(samples)} runs, peak RSS {rss:.0f} MiB", file=sys.stderr)
     return {"name": name, "median": statistics.median(times), "min": min(times), "max": max(times), "rss": rss}
+
+
+def measure(name, cmd, runs, setup=None):
+    return summary(name, [timed(cmd(i) if callable(cmd) else cmd, setup) for i in range(runs)])
+
+
+def measure_interleaved(commands, runs, setup=None):
+    """Runs each of `commands` (name, cmd) once per round, `runs` rounds, so
+    every command meets the same conditions (page cache, write-back of the
+    previous runs); returns their rows in the same order."""
+    samples = {name: [] for name, _ in commands}
+    for i in range(runs):
+        for name, cmd in commands:
+            samples[name].append(timed(cmd(i), setup))
+    return [summary(name, samples[name]) for name, _ in commands]
 
 
 ARCHES = ["amd64", "arm64", "arm", "ppc64le", "s390x", "386", "riscv64", "mips64le"]
@@ -177,16 +192,22 @@ def pull_rows(group, image, ocistep, work, runs):
         os.makedirs(path)
         return path
 
-    peer = measure(
-        "skopeo copy + tar -xzf",
-        lambda i: (lambda t: f"skopeo copy -q --src-tls-verify=false docker://{image} oci:{t}/layout:x && "
-                   f"tar -xzf $(ls -S {t}/layout/blobs/sha256/* | head -1) -C {t}")(new_target("skopeo")),
+    # Each run starts with the data of the runs before it written out.
+    peer, tarx, pull = measure_interleaved(
+        [
+            ("skopeo copy + tar -xzf",
+             lambda i: (lambda t: f"skopeo copy -q --src-tls-verify=false docker://{image} oci:{t}/layout:x && "
+                        f"tar -xzf $(ls -S {t}/layout/blobs/sha256/* | head -1) -C {t}")(new_target("skopeo"))),
+            ("tar -xzf (layer on disk)",
+             lambda i: f"tar -xzf $(ls -S {layout}/blobs/sha256/* | head -1) -C {new_target('tar')}"),
+            ("ocistep pull",
+             lambda i: f"{ocistep} -q --pull-source-bundle {new_target('ocistep')} --image {image}"),
+        ],
         runs,
+        setup=os.sync,
     )
     rows.append((group, peer, None))
-    tarx = measure("tar -xzf (layer on disk)", lambda i: f"tar -xzf $(ls -S {layout}/blobs/sha256/* | head -1) -C {new_target('tar')}", runs)
     rows.append((group, tarx, None))
-    pull = measure("ocistep pull", lambda i: f"{ocistep} -q --pull-source-bundle {new_target('ocistep')} --image {image}", runs)
     rows.append((group, pull, peer))
     rows.append((group, dict(pull, name="ocistep pull (vs tar -xzf)"), tarx))
     return rows
@@ -287,14 +308,11 @@ def main():
         zstd_push = measure("ocistep push --compression zstd (level 3)", lambda i: f"{ocistep} -q --compression zstd --push-source-bundle {src} --image {reg.host}/bench/zstd{i}:v1", a.runs)
         rows.append(("push", zstd_push, pigz_row or gzip_row))
 
-        rows.extend(pull_rows("pull", f"{reg.host}/bench/push0:v1", ocistep, work, a.runs))
-
         # The same on a real source tree.
         real, real_label = real_tree(a.smoke)
         real_files, real_bytes = tree_stats(real)
-        real_group, _, _, _ = push_rows("push, real tree", real, reg, o, level, a.runs, have_pigz, "real")
-        rows.extend(real_group)
-        rows.extend(pull_rows("pull, real tree", f"{reg.host}/bench/real0:v1", ocistep, work, a.runs))
+        real_push_rows, _, _, _ = push_rows("push, real tree", real, reg, o, level, a.runs, have_pigz, "real")
+        later = []
         target = os.path.join(work, "target")
 
         def clean():
@@ -303,17 +321,25 @@ def main():
 
         # Memory: a large incompressible tree.
         big_push = measure("ocistep push, large incompressible", lambda i: f"{o} --push-source-bundle {large} --image {reg.host}/bench/large{i}:v1", max(1, a.runs // 2))
-        rows.append(("memory", big_push, None))
+        later.append(("memory", big_push, None))
         big_pull = measure("ocistep pull, large incompressible", f"{ocistep} -q --pull-source-bundle {target} --image {reg.host}/bench/large0:v1", max(1, a.runs // 2), clean)
-        rows.append(("memory", big_pull, None))
+        later.append(("memory", big_pull, None))
+        shutil.rmtree(target, ignore_errors=True)
 
         if shutil.which("buildah") and shutil.which("umoci"):
-            rows.extend(assemble_rows(ocistep, reg, work, a.runs))
+            later.extend(assemble_rows(ocistep, reg, work, a.runs))
         else:
             print("buildah or umoci missing: no assemble-index rows (apt-get install -y buildah umoci)", file=sys.stderr)
 
         help_row = measure("ocistep --help", f"{ocistep} --help", max(3, a.runs))
-        rows.append(("startup", help_row, None))
+        later.append(("startup", help_row, None))
+
+        # Pulls last: they keep every tree they extract until the end (see
+        # pull_rows), and nothing after them deletes many files.
+        rows.extend(pull_rows("pull", f"{reg.host}/bench/push0:v1", ocistep, work, a.runs))
+        rows.extend(real_push_rows)
+        rows.extend(pull_rows("pull, real tree", f"{reg.host}/bench/real0:v1", ocistep, work, a.runs))
+        rows.extend(later)
     finally:
         reg.stop()
         shutil.rmtree(work, ignore_errors=True)
