@@ -18,7 +18,7 @@ use rustix::fs::{Mode, OFlags};
 use tar::{EntryType, Header};
 
 use crate::bundle::pargz::ParallelGzWriter;
-use crate::bundle::walk::{SourceEntry, SourceKind};
+use crate::bundle::walk::{self, SourceEntry, SourceKind};
 use crate::bundle::Compression;
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, Result};
@@ -406,12 +406,9 @@ fn open_source<'a>(
     opener: &mut SourceOpener,
     buffer: &'a mut [u8],
 ) -> Result<SourceReader<'a>, WriteError> {
-    let file = opener.open(path).map_err(|e| {
-        WriteError::Source(Error::InvalidInput(format!(
-            "cannot read {}: {e}; fix its permissions or exclude it with --exclude",
-            path.display()
-        )))
-    })?;
+    let file = opener
+        .open(path)
+        .map_err(|e| WriteError::Source(walk::unreadable(path, &e)))?;
     let meta = file
         .metadata()
         .map_err(|e| WriteError::Source(Error::io("inspecting", path, e)))?;

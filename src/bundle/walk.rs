@@ -205,22 +205,16 @@ fn list_directory(dir: &Pending, rules: &Rules, opts: &WalkOptions, found: &mut 
         return;
     };
     for (name, listed_type) in &names {
-        let os_name = OsStr::from_bytes(name.to_bytes());
-        let path = dir.path.join(os_name);
-        let lossy = match dir.rel.as_str() {
-            "" => os_name.to_string_lossy().into_owned(),
-            parent => format!("{parent}/{}", os_name.to_string_lossy()),
-        };
         let item = Item {
             dir: fd,
             name,
-            path,
+            path: dir.path.join(OsStr::from_bytes(name.to_bytes())),
             parent_rel: &dir.rel,
         };
         let file_type = match item.file_type(*listed_type) {
             Ok(t) => t,
             Err(e) => {
-                found.errors.push((lossy, e));
+                found.errors.push((item.lossy_rel(), e));
                 continue;
             }
         };
@@ -240,7 +234,7 @@ fn list_directory(dir: &Pending, rules: &Rules, opts: &WalkOptions, found: &mut 
                 found.entries.push(entry);
             }
             Ok(None) => {}
-            Err(e) => found.errors.push((lossy, e)),
+            Err(e) => found.errors.push((item.lossy_rel(), e)),
         }
     }
 }
@@ -297,19 +291,17 @@ impl Item<'_> {
     /// Its path inside the bundle; non-UTF-8 names are refused.
     fn rel(&self) -> Result<String> {
         let name = self.name.to_str().map_err(|_| {
-            let lossy = self.name.to_string_lossy();
-            let rel = match self.parent_rel {
-                "" => lossy.into_owned(),
-                parent => format!("{parent}/{lossy}"),
-            };
             Error::InvalidInput(format!(
-                "file name {rel} is not valid UTF-8; rename it or exclude it with --exclude"
+                "file name {} is not valid UTF-8; rename it or exclude it with --exclude",
+                self.lossy_rel()
             ))
         })?;
-        Ok(match self.parent_rel {
-            "" => name.to_string(),
-            parent => format!("{parent}/{name}"),
-        })
+        Ok(join_rel(self.parent_rel, name))
+    }
+
+    /// Its path inside the bundle for messages, with invalid UTF-8 replaced.
+    fn lossy_rel(&self) -> String {
+        join_rel(self.parent_rel, &self.name.to_string_lossy())
     }
 
     /// The entry for this item, or `None` for a skipped special file.
@@ -323,13 +315,9 @@ impl Item<'_> {
             file_type,
             FileType::Socket | FileType::Fifo | FileType::BlockDevice | FileType::CharacterDevice
         ) {
-            let name = self.name.to_string_lossy();
-            let rel = match self.parent_rel {
-                "" => name.into_owned(),
-                parent => format!("{parent}/{name}"),
-            };
             warn(format!(
-                "skipping {rel}: sockets, fifos and device nodes are not stored"
+                "skipping {}: sockets, fifos and device nodes are not stored",
+                self.lossy_rel()
             ));
             return Ok(None);
         }
@@ -348,6 +336,14 @@ impl Item<'_> {
             }
         };
         Ok(Some(SourceEntry { rel, kind }))
+    }
+}
+
+/// `name` inside the bundle directory `parent` (empty for the root).
+fn join_rel(parent: &str, name: &str) -> String {
+    match parent {
+        "" => name.to_string(),
+        parent => format!("{parent}/{name}"),
     }
 }
 
@@ -509,7 +505,7 @@ fn stays_inside(rel: &str, target: &str) -> bool {
 }
 
 /// The error for a path that cannot be read.
-fn unreadable(path: &Path, err: &dyn std::fmt::Display) -> Error {
+pub(crate) fn unreadable(path: &Path, err: &dyn std::fmt::Display) -> Error {
     Error::InvalidInput(format!(
         "cannot read {}: {err}; fix its permissions or exclude it with --exclude",
         path.display()
