@@ -47,26 +47,24 @@ const MAX_WRITERS: usize = 4;
 #[cfg(test)]
 pub(crate) const DISK_FULL_NAME: &str = "ocistep-test-disk-full";
 
+/// A file to create: where, and the mode and time it gets once complete.
+struct NewFile {
+    path: PathBuf,
+    mode: u32,
+    mtime: Option<SystemTime>,
+}
+
 /// One step of writing a file, in order, to one writer.
 enum Job {
     /// Create a new file (it must not exist) to receive the next chunks.
-    Open {
-        path: PathBuf,
-        mode: u32,
-        mtime: Option<SystemTime>,
-    },
+    Open(NewFile),
     /// The next bytes of the open file.
     Data(Vec<u8>),
     /// The content is complete: apply mode and modification time, close.
     Close,
     /// A whole file whose content is one chunk: `Open`, `Data` and `Close`
     /// in one message, which spares two hand-offs for every small file.
-    File {
-        path: PathBuf,
-        mode: u32,
-        mtime: Option<SystemTime>,
-        data: Vec<u8>,
-    },
+    File(NewFile, Vec<u8>),
 }
 
 /// State shared by the extractor and the writers.
@@ -161,9 +159,7 @@ pub struct WriterPool {
 
 /// A file whose start is held back by the pool (see [`Job::File`]).
 struct Held {
-    path: PathBuf,
-    mode: u32,
-    mtime: Option<SystemTime>,
+    file: NewFile,
     data: Option<Vec<u8>>,
 }
 
@@ -218,9 +214,7 @@ impl WriterPool {
         }
         self.current = (self.current + 1) % self.senders.len();
         self.held = Some(Held {
-            path,
-            mode,
-            mtime,
+            file: NewFile { path, mode, mtime },
             data: None,
         });
         Ok(())
@@ -241,23 +235,10 @@ impl WriterPool {
     /// Finishes the open file.
     pub fn close(&mut self) -> Result<()> {
         match self.held.take() {
-            Some(Held {
-                path,
-                mode,
-                mtime,
-                data,
-            }) => {
+            Some(Held { file, data }) => {
                 let data = data.unwrap_or_default();
                 let len = data.len();
-                self.send(
-                    Job::File {
-                        path,
-                        mode,
-                        mtime,
-                        data,
-                    },
-                    len,
-                )
+                self.send(Job::File(file, data), len)
             }
             None => self.send(Job::Close, 0),
         }
@@ -269,14 +250,7 @@ impl WriterPool {
         let Some(held) = self.held.take() else {
             return Ok(());
         };
-        self.send(
-            Job::Open {
-                path: held.path,
-                mode: held.mode,
-                mtime: held.mtime,
-            },
-            0,
-        )?;
+        self.send(Job::Open(held.file), 0)?;
         match held.data {
             Some(data) => {
                 let len = data.len();
@@ -361,9 +335,7 @@ impl Drop for PanicGuard<'_> {
 /// The file a writer is filling.
 struct Open {
     file: File,
-    path: PathBuf,
-    mode: u32,
-    mtime: Option<SystemTime>,
+    new: NewFile,
 }
 
 fn run_writer(rx: Receiver<Job>, shared: Arc<Shared>) {
@@ -372,8 +344,8 @@ fn run_writer(rx: Receiver<Job>, shared: Arc<Shared>) {
     for job in rx {
         let stopped = shared.stop.load(Ordering::SeqCst);
         let bytes = match &job {
-            Job::Data(data) | Job::File { data, .. } => data.len(),
-            Job::Open { .. } | Job::Close => 0,
+            Job::Data(data) | Job::File(_, data) => data.len(),
+            Job::Open(_) | Job::Close => 0,
         };
         if stopped {
             open = None;
@@ -387,52 +359,42 @@ fn run_writer(rx: Receiver<Job>, shared: Arc<Shared>) {
 
 fn perform(job: Job, open: &mut Option<Open>) -> Result<()> {
     match job {
-        Job::Open { path, mode, mtime } => {
+        Job::Open(new) => {
             // create_new never follows a symlink: it fails if anything exists.
             let file = OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
-                .open(&path)
-                .map_err(|e| Error::io("writing", &path, e))?;
-            *open = Some(Open {
-                file,
-                path,
-                mode,
-                mtime,
-            });
+                .open(&new.path)
+                .map_err(|e| Error::io("writing", &new.path, e))?;
+            *open = Some(Open { file, new });
         }
         Job::Data(data) => {
             if let Some(o) = open.as_mut() {
                 #[cfg(test)]
-                if o.path.file_name() == Some(DISK_FULL_NAME.as_ref()) {
+                if o.new.path.file_name() == Some(DISK_FULL_NAME.as_ref()) {
                     let full = std::io::Error::new(std::io::ErrorKind::StorageFull, "disk full");
-                    return Err(Error::io("writing", &o.path, full));
+                    return Err(Error::io("writing", &o.new.path, full));
                 }
                 o.file
                     .write_all(&data)
-                    .map_err(|e| Error::io("writing", &o.path, e))?;
+                    .map_err(|e| Error::io("writing", &o.new.path, e))?;
             }
         }
-        Job::File {
-            path,
-            mode,
-            mtime,
-            data,
-        } => {
-            perform(Job::Open { path, mode, mtime }, open)?;
+        Job::File(new, data) => {
+            perform(Job::Open(new), open)?;
             perform(Job::Data(data), open)?;
             perform(Job::Close, open)?;
         }
         Job::Close => {
             if let Some(o) = open.take() {
                 o.file
-                    .set_permissions(Permissions::from_mode(o.mode))
-                    .map_err(|e| Error::io("writing", &o.path, e))?;
-                if let Some(mtime) = o.mtime {
+                    .set_permissions(Permissions::from_mode(o.new.mode))
+                    .map_err(|e| Error::io("writing", &o.new.path, e))?;
+                if let Some(mtime) = o.new.mtime {
                     o.file
                         .set_modified(mtime)
-                        .map_err(|e| Error::io("writing", &o.path, e))?;
+                        .map_err(|e| Error::io("writing", &o.new.path, e))?;
                 }
             }
         }
