@@ -49,27 +49,33 @@ impl Rules {
     }
 
     /// Whether `path` (absolute, below the root) is left out, given the
-    /// `.shpignore` files of the directories above it.
+    /// `.shpignore` files of the directories above it: the first set of
+    /// rules, in order of precedence, with a matching pattern decides.
     pub fn is_ignored(&self, nested: Option<&Arc<NestedRules>>, path: &Path, is_dir: bool) -> bool {
-        match self.excludes.matched(path, is_dir) {
-            Match::Ignore(_) => return true,
-            Match::Whitelist(_) => return false,
-            Match::None => {}
-        }
-        let mut level = nested;
-        while let Some(rules) = level {
-            match rules.matcher.matched(path, is_dir) {
-                Match::Ignore(_) => return true,
-                Match::Whitelist(_) => return false,
-                Match::None => level = rules.parent.as_ref(),
-            }
-        }
-        self.ignore_files
+        let excludes = std::iter::once(verdict(self.excludes.matched(path, is_dir)));
+        let nested = std::iter::successors(nested, |rules| rules.parent.as_ref())
+            .map(|rules| verdict(rules.matcher.matched(path, is_dir)));
+        let files = self
+            .ignore_files
             .iter()
             .rev()
-            .map(|file| file.matched(path, is_dir))
-            .find(|m| !m.is_none())
-            .is_some_and(|m| m.is_ignore())
+            .map(|file| verdict(file.matched(path, is_dir)));
+        excludes
+            .chain(nested)
+            .chain(files)
+            .flatten()
+            .next()
+            .unwrap_or(false)
+    }
+}
+
+/// What a match says: `Some(true)` leave the path out, `Some(false)` keep
+/// it, `None` no pattern matched.
+fn verdict<T>(m: Match<T>) -> Option<bool> {
+    match m {
+        Match::Ignore(_) => Some(true),
+        Match::Whitelist(_) => Some(false),
+        Match::None => None,
     }
 }
 
