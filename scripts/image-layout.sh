@@ -19,7 +19,10 @@ cd "$root"
 
 host="$(rustc -vV | sed -n 's/^host: //p')"
 musl="$(uname -m)-unknown-linux-musl"
-if rustup target list --installed 2>/dev/null | grep -qx "$musl"; then
+# Outputs are captured before grep reads them: `cmd | grep -q` under pipefail
+# fails when grep exits first and cmd dies of SIGPIPE.
+installed_targets="$(rustup target list --installed 2>/dev/null || true)"
+if grep -qx "$musl" <<<"$installed_targets"; then
   target="$musl"
   echo "==> static build for $target"
   cargo build --release --locked --target "$target"
@@ -30,7 +33,8 @@ else
     cargo build --release --locked --target "$target"
 fi
 binary="target/$target/release/ocistep"
-if readelf --program-headers "$binary" | grep -q INTERP; then
+program_headers="$(readelf --program-headers "$binary")"
+if grep -q INTERP <<<"$program_headers"; then
   echo "error: $binary is dynamically linked; it could not run on an empty base" >&2
   exit 1
 fi
@@ -45,7 +49,7 @@ case "$(uname -m)" in
   *) echo "error: unknown machine $(uname -m)" >&2; exit 1 ;;
 esac
 
-version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)"
+version="$(awk -F'"' '/^version = /{print $2; exit}' Cargo.toml)"
 layout=target/image-layout
 rm -rf "$layout" target/image-out
 
