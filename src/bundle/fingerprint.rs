@@ -4,13 +4,11 @@
 //! Like git's index it relies on the kernel's change time and inode: any
 //! write to a file changes its ctime, which no tool can set back.
 
-use std::os::unix::fs::MetadataExt;
-
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::bundle::pack::PackOptions;
-use crate::bundle::walk::{SourceEntry, SourceKind};
+use crate::bundle::walk::{FileStamp, SourceEntry, SourceKind};
 use crate::bundle::Compression;
 use crate::digest::Digest;
 
@@ -45,9 +43,9 @@ pub struct PackedRecord {
     pub entries: u64,
 }
 
-/// The fingerprint of `entries` packed with `opts`; `None` when some file
-/// cannot be examined (then the tree is simply packed).
-pub fn fingerprint(entries: &[SourceEntry], opts: &PackOptions) -> Option<Digest> {
+/// The fingerprint of `entries` packed with `opts`, from the sizes, modes
+/// and [`FileStamp`]s the walk saw: no file is looked at again.
+pub fn fingerprint(entries: &[SourceEntry], opts: &PackOptions) -> Digest {
     let mut h = Sha256::new();
     h.update(format!(
         "{}\0{}\0{}\0",
@@ -61,24 +59,25 @@ pub fn fingerprint(entries: &[SourceEntry], opts: &PackOptions) -> Option<Digest
             SourceKind::Dir => h.update(b"\0d\0"),
             SourceKind::Symlink { target } => h.update(format!("\0l\0{target}\0")),
             SourceKind::File {
-                path,
                 size,
                 executable,
+                stamp,
+                ..
             } => {
-                let m = std::fs::metadata(path).ok()?;
+                let FileStamp {
+                    dev,
+                    ino,
+                    mtime,
+                    ctime,
+                } = stamp;
                 h.update(format!(
-                    "\0f\0{size}\0{executable}\0{}\0{}\0{}\0{}\0{}\0{}\0",
-                    m.dev(),
-                    m.ino(),
-                    m.mtime(),
-                    m.mtime_nsec(),
-                    m.ctime(),
-                    m.ctime_nsec()
+                    "\0f\0{size}\0{executable}\0{dev}\0{ino}\0{}\0{}\0{}\0{}\0",
+                    mtime.0, mtime.1, ctime.0, ctime.1
                 ));
             }
         }
     }
-    Some(Digest::from_hasher(h))
+    Digest::from_hasher(h)
 }
 
 #[cfg(test)]
@@ -96,7 +95,6 @@ mod tests {
                 &walk(dir.path(), &WalkOptions::default(), &mut |_| {}).unwrap(),
                 &opts,
             )
-            .unwrap()
         };
         let first = fp();
         assert_eq!(fp(), first);
@@ -109,18 +107,18 @@ mod tests {
             mtime: 1,
             ..PackOptions::default()
         };
-        assert_ne!(fingerprint(&entries, &other).unwrap(), second);
+        assert_ne!(fingerprint(&entries, &other), second);
         // zstd at the gzip level, and zstd at another level, are other layers.
         let zstd = PackOptions {
             compression: Compression::Zstd,
             ..PackOptions::default()
         };
-        let zstd_fp = fingerprint(&entries, &zstd).unwrap();
+        let zstd_fp = fingerprint(&entries, &zstd);
         assert_ne!(zstd_fp, second);
         let zstd3 = PackOptions {
             compression_level: 3,
             ..zstd.clone()
         };
-        assert_ne!(fingerprint(&entries, &zstd3).unwrap(), zstd_fp);
+        assert_ne!(fingerprint(&entries, &zstd3), zstd_fp);
     }
 }

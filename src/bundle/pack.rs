@@ -334,6 +334,7 @@ fn append_entry<W: Write>(
             path,
             size,
             executable,
+            ..
         } => {
             let mode = if *executable { EXEC_MODE } else { FILE_MODE };
             let mut h = header(EntryType::Regular, mode, *size, mtime);

@@ -33,12 +33,19 @@ const INCOMPRESSIBLE_SYMBOLS: u64 = 240;
 const PROBE_SIZE: usize = 4096;
 const PROBE_SYMBOLS: u64 = 128;
 
+/// A block to compress, with a buffer to write its members into.
 struct Job {
     index: u64,
     data: Vec<u8>,
+    out: Vec<u8>,
 }
 
-type Done = (u64, io::Result<Vec<u8>>);
+/// A compressed block, and its input buffer back for the next block.
+struct Done {
+    index: u64,
+    members: io::Result<Vec<u8>>,
+    data: Vec<u8>,
+}
 
 /// A `Write` that gzip-compresses on `threads` worker threads.
 pub struct ParallelGzWriter<W: Write> {
@@ -48,6 +55,10 @@ pub struct ParallelGzWriter<W: Write> {
     done: Receiver<Done>,
     workers: Vec<JoinHandle<()>>,
     pending: BTreeMap<u64, Vec<u8>>,
+    /// Buffers of blocks already compressed or written, used again rather
+    /// than allocated (and page-faulted in) for every block.
+    spare_blocks: Vec<Vec<u8>>,
+    spare_outputs: Vec<Vec<u8>>,
     next_index: u64,
     next_to_write: u64,
     max_in_flight: u64,
@@ -81,6 +92,8 @@ impl<W: Write> ParallelGzWriter<W> {
             done,
             workers,
             pending: BTreeMap::new(),
+            spare_blocks: Vec::new(),
+            spare_outputs: Vec::new(),
             next_index: 0,
             next_to_write: 0,
             max_in_flight: (threads * 2) as u64,
@@ -104,7 +117,12 @@ impl<W: Write> ParallelGzWriter<W> {
     }
 
     fn dispatch(&mut self) -> io::Result<()> {
-        let data = std::mem::replace(&mut self.block, Vec::with_capacity(BLOCK_SIZE));
+        let next = self
+            .spare_blocks
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(BLOCK_SIZE));
+        let data = std::mem::replace(&mut self.block, next);
+        let out = self.spare_outputs.pop().unwrap_or_default();
         let jobs = self
             .jobs
             .as_ref()
@@ -112,31 +130,41 @@ impl<W: Write> ParallelGzWriter<W> {
         jobs.send(Job {
             index: self.next_index,
             data,
+            out,
         })
         .map_err(|_| io::Error::other("a compression thread stopped"))?;
         self.next_index += 1;
         while self.next_index - self.next_to_write > self.max_in_flight {
             self.receive_one()?;
         }
-        while let Ok((index, result)) = self.done.try_recv() {
-            self.store(index, result)?;
+        while let Ok(done) = self.done.try_recv() {
+            self.store(done)?;
         }
         Ok(())
     }
 
     fn receive_one(&mut self) -> io::Result<()> {
-        let (index, result) = self
+        let done = self
             .done
             .recv()
             .map_err(|_| io::Error::other("a compression thread stopped"))?;
-        self.store(index, result)
+        self.store(done)
     }
 
-    fn store(&mut self, index: u64, result: io::Result<Vec<u8>>) -> io::Result<()> {
-        self.pending.insert(index, result?);
-        while let Some(bytes) = self.pending.remove(&self.next_to_write) {
+    fn store(&mut self, done: Done) -> io::Result<()> {
+        let Done {
+            index,
+            members,
+            mut data,
+        } = done;
+        data.clear();
+        self.spare_blocks.push(data);
+        self.pending.insert(index, members?);
+        while let Some(mut bytes) = self.pending.remove(&self.next_to_write) {
             self.inner.write_all(&bytes)?;
             self.next_to_write += 1;
+            bytes.clear();
+            self.spare_outputs.push(bytes);
         }
         Ok(())
     }
@@ -164,18 +192,32 @@ fn worker(jobs: &Mutex<Receiver<Job>>, done: &mpsc::Sender<Done>, level: Compres
             Ok(rx) => rx.recv(),
             Err(_) => return,
         };
-        let Ok(job) = job else { return };
-        let members = compress_block(&job.data, &mut compressor, xfl);
-        if done.send((job.index, members)).is_err() {
+        let Ok(Job { index, data, out }) = job else {
+            return;
+        };
+        let members = compress_block(&data, out, &mut compressor, xfl);
+        if done.send(Done {
+            index,
+            members,
+            data,
+        })
+        .is_err()
+        {
             return;
         }
     }
 }
 
-/// One block as gzip members: one per run of segments that are all
-/// compressible (deflated) or all incompressible (stored).
-fn compress_block(data: &[u8], compressor: &mut Compressor, xfl: u8) -> io::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(data.len() / 2 + 256);
+/// One block as gzip members, written into `out` (empty): one per run of
+/// segments that are all compressible (deflated) or all incompressible
+/// (stored).
+fn compress_block(
+    data: &[u8],
+    mut out: Vec<u8>,
+    compressor: &mut Compressor,
+    xfl: u8,
+) -> io::Result<Vec<u8>> {
+    out.reserve(data.len() / 2 + 256);
     for (stored, run) in runs(data) {
         gzip_member::write(&mut out, run, xfl, |out| {
             if stored {

@@ -64,12 +64,52 @@ pub enum SourceKind {
         size: u64,
         /// Whether any execute bit is set.
         executable: bool,
+        /// Identity and change times seen while walking.
+        stamp: FileStamp,
     },
     /// A symbolic link that stays inside the tree.
     Symlink {
         /// The link target, exactly as stored in the link.
         target: String,
     },
+}
+
+/// What identifies a file's content without reading it, like git's index:
+/// any write to a file changes its ctime, which no tool can set back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileStamp {
+    /// Device and inode.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// Modification time, seconds and nanoseconds.
+    pub mtime: (i64, i64),
+    /// Change time, seconds and nanoseconds.
+    pub ctime: (i64, i64),
+}
+
+impl FileStamp {
+    /// The stamp in `meta`.
+    pub fn of(meta: &fs::Metadata) -> FileStamp {
+        use std::os::unix::fs::MetadataExt;
+        FileStamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// The stamp in a `stat` result (whose field types vary by target).
+    #[allow(clippy::unnecessary_cast)]
+    fn of_stat(stat: &rustix::fs::Stat) -> FileStamp {
+        FileStamp {
+            dev: stat.st_dev as u64,
+            ino: stat.st_ino as u64,
+            mtime: (stat.st_mtime as i64, stat.st_mtime_nsec as i64),
+            ctime: (stat.st_ctime as i64, stat.st_ctime_nsec as i64),
+        }
+    }
 }
 
 /// Collects the entries under `root`, honouring the ignore rules in `opts`.
@@ -332,6 +372,7 @@ impl Item<'_> {
                     path: self.path.clone(),
                     size: stat.st_size as u64,
                     executable: stat.st_mode & 0o111 != 0,
+                    stamp: FileStamp::of_stat(&stat),
                 }
             }
         };
@@ -471,6 +512,7 @@ fn file_kind(path: &Path, meta: &fs::Metadata) -> Result<SourceKind> {
         path: path.to_path_buf(),
         size: meta.len(),
         executable: meta.permissions().mode() & 0o111 != 0,
+        stamp: FileStamp::of(meta),
     })
 }
 
@@ -517,6 +559,10 @@ mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
     use std::process::Command;
+
+    fn stamp_of(path: &Path) -> FileStamp {
+        FileStamp::of(&fs::metadata(path).unwrap())
+    }
 
     fn write(root: &Path, rel: &str, content: &str) {
         let path = root.join(rel);
@@ -600,7 +646,8 @@ mod tests {
                     kind: SourceKind::File {
                         path: base.join("data"),
                         size: 5,
-                        executable: false
+                        executable: false,
+                        stamp: stamp_of(&base.join("data")),
                     },
                 },
                 SourceEntry {
@@ -614,7 +661,8 @@ mod tests {
                     kind: SourceKind::File {
                         path: base.join("run.sh"),
                         size: 10,
-                        executable: true
+                        executable: true,
+                        stamp: stamp_of(&base.join("run.sh")),
                     },
                 },
             ]
@@ -832,7 +880,9 @@ mod tests {
                 kind: SourceKind::File {
                     path: base.join("tool"),
                     size: 10,
-                    executable: true
+                    executable: true,
+                    // The file's own stamp, not the link's.
+                    stamp: stamp_of(&outside.path().join("tool")),
                 },
             }]
         );

@@ -175,10 +175,7 @@ async fn reusable_layer(
     let Some(cache) = ctx.client.cache() else {
         return Ok(None);
     };
-    let Some(fp) = fingerprint(entries, opts) else {
-        return Ok(None);
-    };
-    let Some(record) = cache.packed_layer(&fp) else {
+    let Some(record) = cache.packed_layer(&fingerprint(entries, opts)) else {
         return Ok(None);
     };
     let (Ok(digest), Ok(diff_id)) = (
@@ -219,8 +216,9 @@ async fn pack_layer(
     };
     let patience = ctx.client.read_timeout();
     let mut tx = streaming.is_some().then_some(tx);
+    let remember = ctx.client.cache().is_some();
     let mut packing = tokio::task::spawn_blocking(move || {
-        let fp = fingerprint(&entries, &opts);
+        let fp = remember.then(|| fingerprint(&entries, &opts));
         let mut tee = |bytes: &[u8]| {
             // A stream that failed, or stopped taking bytes for longer than
             // --timeout, is given up; packing goes on into the spool file.
