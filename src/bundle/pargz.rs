@@ -187,6 +187,7 @@ impl<W: Write> Write for ParallelGzWriter<W> {
 
 fn worker(jobs: &Mutex<Receiver<Job>>, done: &mpsc::Sender<Done>, level: CompressionLvl, xfl: u8) {
     let mut compressor = Compressor::new(level);
+    let mut scratch = Vec::new();
     loop {
         let job = match jobs.lock() {
             Ok(rx) => rx.recv(),
@@ -195,7 +196,7 @@ fn worker(jobs: &Mutex<Receiver<Job>>, done: &mpsc::Sender<Done>, level: Compres
         let Ok(Job { index, data, out }) = job else {
             return;
         };
-        let members = compress_block(&data, out, &mut compressor, xfl);
+        let members = compress_block(&data, out, &mut compressor, &mut scratch, xfl);
         if done.send(Done {
             index,
             members,
@@ -210,11 +211,14 @@ fn worker(jobs: &Mutex<Receiver<Job>>, done: &mpsc::Sender<Done>, level: Compres
 
 /// One block as gzip members, written into `out` (empty): one per run of
 /// segments that are all compressible (deflated) or all incompressible
-/// (stored).
+/// (stored). Deflate writes into `scratch`, which is zeroed only when it
+/// grows, and the bytes it wrote are copied to `out`: cheaper than zeroing
+/// room for the worst case in `out` for every run.
 fn compress_block(
     data: &[u8],
     mut out: Vec<u8>,
     compressor: &mut Compressor,
+    scratch: &mut Vec<u8>,
     xfl: u8,
 ) -> io::Result<Vec<u8>> {
     out.reserve(data.len() / 2 + 256);
@@ -224,12 +228,14 @@ fn compress_block(
                 gzip_member::store(out, run);
                 return Ok(());
             }
-            let at = out.len();
-            out.resize(at + compressor.deflate_compress_bound(run.len()), 0);
+            let bound = compressor.deflate_compress_bound(run.len());
+            if scratch.len() < bound {
+                scratch.resize(bound, 0);
+            }
             let n = compressor
-                .deflate_compress(run, &mut out[at..])
+                .deflate_compress(run, scratch)
                 .map_err(io::Error::other)?;
-            out.truncate(at + n);
+            out.extend_from_slice(&scratch[..n]);
             Ok(())
         })?;
     }

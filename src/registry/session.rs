@@ -79,8 +79,10 @@ struct Host {
     scheme: &'static str,
     /// Credentials found for the host.
     credentials: Credentials,
-    /// oci-client, for the token handshake.
-    oci: oci_client::Client,
+    /// oci-client, for the token handshake: made on first use, since it
+    /// loads the system's root certificates, which a registry that asks
+    /// for no token never needs.
+    oci: std::sync::OnceLock<oci_client::Client>,
     /// Authorization per repository and access.
     auth: Mutex<HashMap<AuthKey, AuthHeader>>,
 }
@@ -406,6 +408,7 @@ impl RegistryClient {
         };
         let token = host
             .oci
+            .get_or_init(|| self.oci_client(&host.name, host.scheme))
             .auth(&reference, &host.credentials.to_registry_auth(), op)
             .await
             .map_err(|e| auth_error(host, image, &e))?;
@@ -471,7 +474,7 @@ impl RegistryClient {
             }
         );
         let host = Arc::new(Host {
-            oci: self.oci_client(&name, scheme),
+            oci: std::sync::OnceLock::new(),
             name: name.clone(),
             scheme,
             credentials,
