@@ -158,15 +158,6 @@ impl Store {
         }
     }
 
-    /// True when the target repository does not exist yet, so it holds no
-    /// blob (never for a layout, which is written locally anyway).
-    pub async fn is_new_repository(&self) -> Result<bool> {
-        match self {
-            Store::Registry { client, image } => client.repository_is_new(image).await,
-            Store::Layout { .. } => Ok(false),
-        }
-    }
-
     /// True when the store has the blob.
     pub async fn has_blob(&self, digest: &Digest) -> Result<bool> {
         match self {

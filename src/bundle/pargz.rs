@@ -197,12 +197,13 @@ fn worker(jobs: &Mutex<Receiver<Job>>, done: &mpsc::Sender<Done>, level: Compres
             return;
         };
         let members = compress_block(&data, out, &mut compressor, &mut scratch, xfl);
-        if done.send(Done {
-            index,
-            members,
-            data,
-        })
-        .is_err()
+        if done
+            .send(Done {
+                index,
+                members,
+                data,
+            })
+            .is_err()
         {
             return;
         }

@@ -54,11 +54,22 @@ pub async fn run(
     };
     let root = dir.to_path_buf();
     let started = std::time::Instant::now();
-    let entries = tokio::task::spawn_blocking(move || {
+    let mut walking = tokio::task::spawn_blocking(move || {
         walk::walk(&root, &walk_opts, &mut |w| tracing::warn!("{w}"))
-    })
-    .await
-    .map_err(|e| Error::Internal(format!("walking thread failed: {e}")))??;
+    });
+    // Whether the repository exists is asked while the tree is walked,
+    // unless the answer may not be needed: with --stream-upload, or a cache
+    // that may know the tree. A problem with the tree ends the push at once.
+    let ask_early = !args.stream_upload && ctx.client.cache().is_none();
+    let mut asking = std::pin::pin!(repository_is_new(ctx, target));
+    let mut answer = None;
+    let walked = loop {
+        tokio::select! {
+            walked = &mut walking => break walked,
+            known = &mut asking, if ask_early && answer.is_none() => answer = Some(known),
+        }
+    };
+    let entries = walked.map_err(|e| Error::Internal(format!("walking thread failed: {e}")))??;
     tracing::debug!(
         "walked {} entries in {:.2?}",
         entries.len(),
@@ -70,7 +81,11 @@ pub async fn run(
         None => {
             // A new repository cannot have the layer, so nothing is lost by
             // uploading it before its digest is known.
-            let stream = args.stream_upload || store.is_new_repository().await?;
+            let stream = args.stream_upload
+                || match answer {
+                    Some(known) => known?,
+                    None => asking.await?,
+                };
             let stream_to = stream.then_some(&store);
             pack_layer(ctx, stream_to, entries, pack_opts).await?
         }
@@ -129,6 +144,15 @@ pub async fn run(
         },
     )?;
     Ok(())
+}
+
+/// True when `target` is a registry repository that does not exist yet, so
+/// it holds no blob (never for a layout, which is written locally anyway).
+async fn repository_is_new(ctx: &Context, target: &Target) -> Result<bool> {
+    match target {
+        Target::Registry(image) => ctx.client.repository_is_new(image).await,
+        Target::Layout(_) => Ok(false),
+    }
 }
 
 /// A layer to push: packed now (with its spool file) or known from before.
