@@ -4,8 +4,8 @@
 //! otherwise (see [`ignore_rules`](crate::bundle::ignore_rules)): hidden
 //! files and `.gitignore` files are not special.
 //!
-//! Directories are listed on several threads, a level of the tree at a
-//! time, and every file is looked at relative to its directory's open
+//! Directories are listed on several threads, which take them from one
+//! queue, and every file is looked at relative to its directory's open
 //! handle, which spares the kernel a walk down the whole path for each one.
 //! The result is sorted by path so the bundle does not depend on the order
 //! in which the file system lists directories, and when anything fails the
@@ -18,8 +18,7 @@ use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use rustix::fs::{Access, AtFlags, FileType, Mode, OFlags};
 
@@ -160,7 +159,7 @@ struct Found {
     /// Each failure with the bundle path it concerns, so the first in bundle
     /// order can be reported whatever thread met it first.
     errors: Vec<(String, Error)>,
-    /// Directories to list next.
+    /// Directories found, to list next.
     subdirs: Vec<Pending>,
 }
 
@@ -173,46 +172,114 @@ impl Found {
     }
 }
 
-/// Lists every directory below `base`, a level at a time, each level on up
-/// to [`MAX_WALK_THREADS`] threads.
+/// Lists every directory below `base` on up to [`MAX_WALK_THREADS`]
+/// threads, which take directories from one queue: a thread that finishes a
+/// directory starts on the next at once, without waiting for the others to
+/// end a level of the tree.
 fn walk_tree(base: &Path, rules: &Rules, opts: &WalkOptions) -> Found {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = cores.min(MAX_WALK_THREADS);
-    let mut all = Found::default();
-    let mut level = vec![Pending {
+    let queue = WorkQueue::new(Pending {
         path: base.to_path_buf(),
         rel: String::new(),
         rules: None,
-    }];
-    while !level.is_empty() {
-        let next = AtomicUsize::new(0);
-        let list_some = || {
-            let mut found = Found::default();
-            while let Some(dir) = level.get(next.fetch_add(1, Ordering::Relaxed)) {
-                list_directory(dir, rules, opts, &mut found);
-            }
-            found
-        };
-        let workers = threads.min(level.len());
-        let mut found = if workers <= 1 {
-            list_some()
-        } else {
-            let merged = Mutex::new(Found::default());
-            std::thread::scope(|scope| {
-                for _ in 0..workers {
-                    scope.spawn(|| {
-                        let found = list_some();
-                        let mut merged = merged.lock().unwrap_or_else(PoisonError::into_inner);
-                        merged.absorb(found);
-                    });
-                }
-            });
-            merged.into_inner().unwrap_or_else(PoisonError::into_inner)
-        };
-        level = std::mem::take(&mut found.subdirs);
-        all.absorb(found);
+    });
+    let list_all = || {
+        let mut found = Found::default();
+        while let Some(dir) = queue.take() {
+            let mut taken = Taken {
+                queue: &queue,
+                subdirs: Vec::new(),
+            };
+            list_directory(&dir, rules, opts, &mut found);
+            taken.subdirs = std::mem::take(&mut found.subdirs);
+        }
+        found
+    };
+    if threads <= 1 {
+        return list_all();
     }
-    all
+    let merged = Mutex::new(Found::default());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                let found = list_all();
+                let mut merged = merged.lock().unwrap_or_else(PoisonError::into_inner);
+                merged.absorb(found);
+            });
+        }
+    });
+    merged.into_inner().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The directories still to be listed, shared by the walking threads.
+struct WorkQueue {
+    state: Mutex<QueueState>,
+    changed: Condvar,
+}
+
+struct QueueState {
+    pending: Vec<Pending>,
+    /// Directories taken and not yet done: they may add more.
+    listing: usize,
+}
+
+impl WorkQueue {
+    fn new(root: Pending) -> Self {
+        WorkQueue {
+            state: Mutex::new(QueueState {
+                pending: vec![root],
+                listing: 0,
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// The next directory to list, waiting while other threads may still
+    /// find some; `None` once every directory is listed.
+    fn take(&self) -> Option<Pending> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(dir) = state.pending.pop() {
+                state.listing += 1;
+                return Some(dir);
+            }
+            if state.listing == 0 {
+                return None;
+            }
+            state = self
+                .changed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Ends the listing of a directory taken with [`WorkQueue::take`],
+    /// queueing the subdirectories it found.
+    fn done(&self, subdirs: Vec<Pending>) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.listing -= 1;
+        let wake = !subdirs.is_empty() || state.listing == 0;
+        state.pending.extend(subdirs);
+        drop(state);
+        if wake {
+            self.changed.notify_all();
+        }
+    }
+}
+
+/// A directory being listed: dropped, even by a panic, it tells the queue
+/// the listing is over (with the subdirectories found), so the other
+/// threads never wait for it in vain.
+struct Taken<'q> {
+    queue: &'q WorkQueue,
+    subdirs: Vec<Pending>,
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        self.queue.done(std::mem::take(&mut self.subdirs));
+    }
 }
 
 /// Lists one directory into `found`: its entries that no rule leaves out,
