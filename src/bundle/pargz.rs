@@ -394,6 +394,26 @@ mod tests {
     }
 
     #[test]
+    fn reused_buffers_leave_nothing_behind() {
+        // Stored blocks (large members) and deflated ones (small) take turns,
+        // so each block's buffers held another kind of block before; every
+        // block must still come out exactly as when it is compressed alone.
+        let mut data: Vec<u8> = (0..10)
+            .flat_map(|i| {
+                if i % 2 == 0 {
+                    random(BLOCK_SIZE)
+                } else {
+                    sample(BLOCK_SIZE)
+                }
+            })
+            .collect();
+        data.extend(sample(12_345));
+        let alone: Vec<u8> = data.chunks(BLOCK_SIZE).flat_map(|b| gz(b, 1)).collect();
+        assert_eq!(gz(&data, 2), alone);
+        assert_eq!(gz(&data, 1), alone);
+    }
+
+    #[test]
     fn gnu_gzip_accepts_it() {
         let data = sample(2 * BLOCK_SIZE + 5);
         let dir = tempfile::tempdir().unwrap();
