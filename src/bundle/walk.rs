@@ -77,7 +77,7 @@ pub enum SourceKind {
 /// any write to a file changes its ctime, which no tool can set back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FileStamp {
-    /// Device and inode.
+    /// Device number.
     pub dev: u64,
     /// Inode number.
     pub ino: u64,
@@ -159,7 +159,8 @@ struct Found {
     /// Each failure with the bundle path it concerns, so the first in bundle
     /// order can be reported whatever thread met it first.
     errors: Vec<(String, Error)>,
-    /// Directories found, to list next.
+    /// Subdirectories of the directory just listed, handed to the queue
+    /// after each one (so never merged by [`Found::absorb`]).
     subdirs: Vec<Pending>,
 }
 
@@ -168,7 +169,6 @@ impl Found {
         self.entries.extend(other.entries);
         self.warnings.extend(other.warnings);
         self.errors.extend(other.errors);
-        self.subdirs.extend(other.subdirs);
     }
 }
 

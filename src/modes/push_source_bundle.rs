@@ -76,7 +76,13 @@ pub async fn run(
         started.elapsed()
     );
     let store = Store::for_writing(target, &ctx.client)?;
-    let layer = match reusable_layer(ctx, &store, &entries, &pack_opts).await? {
+    // The tree's fingerprint, computed once: to look the tree up in the
+    // cache, then to remember what it packed to.
+    let fp = ctx
+        .client
+        .cache()
+        .map(|_| fingerprint(&entries, &pack_opts));
+    let layer = match reusable_layer(ctx, &store, fp.as_ref()).await? {
         Some(layer) => layer,
         None => {
             // A new repository cannot have the layer, so nothing is lost by
@@ -87,7 +93,7 @@ pub async fn run(
                     None => asking.await?,
                 };
             let stream_to = stream.then_some(&store);
-            pack_layer(ctx, stream_to, entries, pack_opts).await?
+            pack_layer(ctx, stream_to, entries, pack_opts, fp).await?
         }
     };
     let docs = format::build_compressed(
@@ -189,17 +195,17 @@ fn send_within(
 }
 
 /// The layer this tree packed to last time, when the cache remembers its
-/// fingerprint and the target already holds that layer.
+/// fingerprint (`fp`, present with a cache) and the target already holds
+/// that layer.
 async fn reusable_layer(
     ctx: &Context,
     store: &Store,
-    entries: &[SourceEntry],
-    opts: &PackOptions,
+    fp: Option<&Digest>,
 ) -> Result<Option<Layer>> {
-    let Some(cache) = ctx.client.cache() else {
+    let (Some(cache), Some(fp)) = (ctx.client.cache(), fp) else {
         return Ok(None);
     };
-    let Some(record) = cache.packed_layer(&fingerprint(entries, opts)) else {
+    let Some(record) = cache.packed_layer(fp) else {
         return Ok(None);
     };
     let (Ok(digest), Ok(diff_id)) = (
@@ -220,8 +226,8 @@ async fn reusable_layer(
     }))
 }
 
-/// Packs the tree into a spool file, and remembers the result in the cache.
-/// With a registry in `stream_to`, the layer goes out while it is being
+/// Packs the tree into a spool file, and remembers the result in the cache
+/// under the tree's fingerprint `fp` (present with a cache). With a registry in `stream_to`, the layer goes out while it is being
 /// packed (one streamed PATCH, closed with the digest once it is known); if
 /// the stream breaks off, the caller uploads the spool file the usual way;
 /// a registry that will not open an upload at all ends the push.
@@ -230,6 +236,7 @@ async fn pack_layer(
     stream_to: Option<&Store>,
     entries: Vec<SourceEntry>,
     opts: PackOptions,
+    fp: Option<Digest>,
 ) -> Result<Layer> {
     let started = std::time::Instant::now();
     let opts_name = opts.compression.name();
@@ -240,9 +247,7 @@ async fn pack_layer(
     };
     let patience = ctx.client.read_timeout();
     let mut tx = streaming.is_some().then_some(tx);
-    let remember = ctx.client.cache().is_some();
     let mut packing = tokio::task::spawn_blocking(move || {
-        let fp = remember.then(|| fingerprint(&entries, &opts));
         let mut tee = |bytes: &[u8]| {
             // A stream that failed, or stopped taking bytes for longer than
             // --timeout, is given up; packing goes on into the spool file.
@@ -259,7 +264,6 @@ async fn pack_layer(
             &mut |_| {},
             &mut tee,
         )
-        .map(|p| (p, fp))
     });
     let upload = async {
         match streaming {
@@ -282,8 +286,7 @@ async fn pack_layer(
         }
         location = &mut upload => (packing.await, location),
     };
-    let (packed, fp) =
-        packed.map_err(|e| Error::Internal(format!("packing thread failed: {e}")))??;
+    let packed = packed.map_err(|e| Error::Internal(format!("packing thread failed: {e}")))??;
     let finished = match (streaming, location.transpose()?) {
         (Some((client, image)), Some(Streamed::Done(location))) => Some(
             client
