@@ -3,7 +3,7 @@
 use clap::Parser;
 
 fn main() {
-    one_malloc_arena();
+    few_malloc_arenas();
     let cli = ocistep::cli::Cli::parse();
     let json = cli.output.log_format == ocistep::logging::LogFormat::Json;
     if let Err(e) = ocistep::cli::run(cli) {
@@ -16,21 +16,27 @@ fn main() {
     }
 }
 
-/// glibc gives every thread that allocates an arena of its own and keeps
-/// freed memory there. Buffers handed from thread to thread (downloads,
-/// compressed blocks, inflated members, file contents on their way to the
-/// writers) then leave several MiB behind in each arena: one arena keeps
-/// the peak RSS of a 2 GiB pull near 48 MiB instead of 57–65, with no
-/// measurable loss of speed (ocistep allocates a few large buffers, not
-/// many small ones, on its busy threads).
+/// glibc gives every thread that allocates an arena of its own (up to 8 per
+/// core) and keeps freed memory there. Buffers handed from thread to thread
+/// (downloads, compressed blocks, inflated members, file contents on their
+/// way to the writers) then leave several MiB behind in each arena. A single
+/// arena, though, makes the threads that walk a tree (many small
+/// allocations each) wait on its lock: a push of an unchanged 13,000-file
+/// tree took 0.090 s with one arena, 0.056 s with four or more. Four arenas
+/// (one per walking thread) keep both: peak RSS of
+/// a 2 GiB pull 28–35 MiB (one arena: 22–32 MiB).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn one_malloc_arena() {
+fn few_malloc_arenas() {
     // SAFETY: mallopt only changes allocator settings, and runs before any
     // other thread exists.
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
+        libc::mallopt(libc::M_ARENA_MAX, MAX_ARENAS);
     }
 }
 
+/// The most malloc arenas glibc may create: see [`few_malloc_arenas`].
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MAX_ARENAS: i32 = 4;
+
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn one_malloc_arena() {}
+fn few_malloc_arenas() {}

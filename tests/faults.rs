@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use ocistep::bundle::install::STAGING_PREFIX;
 use ocistep::digest::Digest;
 use support::faults::{Fault, FaultProxy, Rule};
-use support::tree::{all_paths, sample_tree, snapshot};
+use support::tree::{all_paths, pseudo_random, sample_tree, snapshot, write};
 use support::{http_request_with, ocistep, run_ok, tool, Registry, RegistryOptions};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -645,6 +645,118 @@ fn a_push_into_a_new_repository_streams_its_layer_while_packing() {
             "{tag}: {requests:#?}"
         );
     }
+}
+
+#[test]
+fn a_large_streamed_layer_ends_its_patch_with_the_tar_and_sends_the_rest_with_the_put() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    sample_tree(&src);
+    // Incompressible, so well over 1 MiB has gone out when the tar ends.
+    write(&src, "noise.bin", &pseudo_random(3 << 20, 7));
+    // The same bundle into an image layout, where nothing is streamed.
+    let layout = tmp.path().join("layout");
+    let expected = tmp.path().join("expected");
+    push(
+        &src,
+        &format!("oci:{}:v1", layout.display()),
+        &expected,
+        &[],
+    )
+    .success();
+
+    let proxy = FaultProxy::start(&reg.host(), vec![]);
+    let digest_file = tmp.path().join("streamed");
+    push(&src, &format!("{}/big:v1", proxy.host()), &digest_file, &[]).success();
+    assert_eq!(
+        std::fs::read_to_string(&digest_file).unwrap(),
+        std::fs::read_to_string(&expected).unwrap(),
+        "the same bundle as unstreamed"
+    );
+    let layer = layer_digest(&reg, "big", "v1");
+    let requests: Vec<String> = labelled(&proxy, &layer)
+        .into_iter()
+        .map(|(r, _)| r)
+        .collect();
+    assert_eq!(
+        &requests[..4],
+        ["GET tags", "POST upload", "PATCH upload", "PUT layer"],
+        "{requests:#?}"
+    );
+    let bodies = proxy.bodies();
+    let body_of = |method: &str, what: &dyn Fn(&str) -> bool| {
+        bodies
+            .iter()
+            .filter(|(m, target, _)| m == method && what(target))
+            .map(|(_, _, len)| *len)
+            .collect::<Vec<usize>>()
+    };
+    let patch = body_of("PATCH", &|_| true);
+    let put = body_of("PUT", &|target| target.contains(layer.hex()));
+    let size = http_request_with(
+        "HEAD",
+        &reg.host(),
+        &format!("/v2/big/blobs/{layer}"),
+        None,
+        &[],
+    )
+    .unwrap()
+    .header("Content-Length")
+    .and_then(|v| v.parse::<usize>().ok())
+    .unwrap();
+    assert_eq!((patch.len(), put.len()), (1, 1), "{bodies:#?}");
+    assert!(
+        patch[0] > 1 << 20 && put[0] > 0 && put[0] < size - (1 << 20),
+        "the PATCH carries the layer up to the tar's end, the PUT the rest: \
+         PATCH {} bytes (chunked), PUT {} bytes, layer {size} bytes",
+        patch[0],
+        put[0]
+    );
+
+    let out = tmp.path().join("out");
+    pull(&out, &format!("{}/big:v1", reg.host()), &[]).success();
+    assert_eq!(snapshot(&out), snapshot(&src));
+
+    // A registry that refuses the closing PUT (with the rest of the layer)
+    // gets the whole layer again the usual way.
+    let proxy = FaultProxy::start(
+        &reg.host(),
+        vec![Rule::new("PUT", "/blobs/uploads/", &[1], status(400))],
+    );
+    let digest_file = tmp.path().join("refused");
+    push(
+        &src,
+        &format!("{}/refused:v1", proxy.host()),
+        &digest_file,
+        &[],
+    )
+    .success();
+    assert_eq!(
+        std::fs::read_to_string(&digest_file).unwrap(),
+        std::fs::read_to_string(&expected).unwrap()
+    );
+    let requests: Vec<(String, String)> = labelled(&proxy, &layer);
+    let refused = requests
+        .iter()
+        .position(|(_, fault)| !fault.is_empty())
+        .expect("the closing PUT was refused");
+    let after: Vec<&str> = requests[refused - 2..refused + 4]
+        .iter()
+        .map(|(r, _)| r.as_str())
+        .collect();
+    assert_eq!(
+        after,
+        [
+            "POST upload",
+            "PATCH upload",
+            "PUT layer",
+            "HEAD layer",
+            "POST upload",
+            "PUT layer"
+        ],
+        "{requests:#?}"
+    );
 }
 
 #[test]

@@ -17,7 +17,7 @@ use crate::manifest::OCI_MANIFEST;
 use crate::modes::{require_tag, Context};
 use crate::progress::Progress;
 use crate::reference::Target;
-use crate::registry::api::Streamed;
+use crate::registry::api::{Feed, Streamed};
 use crate::registry::BlobSource;
 use crate::results::{self, Outcome};
 use crate::store::Store;
@@ -25,6 +25,10 @@ use crate::timestamp;
 
 /// Compressed chunks (up to about 1 MiB each) queued for a streamed upload.
 const STREAM_CHUNKS_IN_FLIGHT: usize = 8;
+
+/// Bytes a streamed PATCH must have carried before it may end with the tar
+/// stream: smaller layers go out in the PATCH whole.
+const EARLY_END_AFTER: u64 = 1 << 20;
 
 /// Runs the mode.
 pub async fn run(
@@ -171,11 +175,46 @@ struct Layer {
     streamed: bool,
 }
 
+/// The packing thread's end of a streamed upload.
+struct StreamFeed {
+    /// None once the stream is given up, or the PATCH ended.
+    sender: Option<tokio::sync::mpsc::Sender<Feed>>,
+    /// How long to wait for room in the queue before giving up.
+    patience: std::time::Duration,
+    /// Bytes handed to the PATCH.
+    sent: u64,
+}
+
+impl StreamFeed {
+    /// Hands the next compressed bytes to the PATCH. Once the tar stream has
+    /// ended (`tar_ended`), only the compressor's last blocks are still to
+    /// come: the PATCH ends there, so the registry stores (and syncs) what
+    /// it has while they are compressed, and they go with the closing PUT.
+    fn offer(&mut self, bytes: &[u8], tar_ended: bool) {
+        let Some(sender) = &self.sender else {
+            return;
+        };
+        if tar_ended && self.sent >= EARLY_END_AFTER {
+            let _ = send_within(sender, Feed::EndOfPatch, self.patience);
+            self.sender = None;
+            return;
+        }
+        // A stream that failed, or stopped taking bytes for longer than
+        // --timeout, is given up; packing goes on into the spool file.
+        let chunk = Feed::Bytes(Bytes::copy_from_slice(bytes));
+        if send_within(sender, chunk, self.patience) {
+            self.sent += bytes.len() as u64;
+        } else {
+            self.sender = None;
+        }
+    }
+}
+
 /// Queues `chunk` for a streamed upload, waiting at most `patience` for
 /// room; false when the stream is gone or stalled.
 fn send_within(
-    sender: &tokio::sync::mpsc::Sender<Bytes>,
-    chunk: Bytes,
+    sender: &tokio::sync::mpsc::Sender<Feed>,
+    chunk: Feed,
     patience: std::time::Duration,
 ) -> bool {
     let started = std::time::Instant::now();
@@ -227,8 +266,10 @@ async fn reusable_layer(
 }
 
 /// Packs the tree into a spool file, and remembers the result in the cache
-/// under the tree's fingerprint `fp` (present with a cache). With a registry in `stream_to`, the layer goes out while it is being
-/// packed (one streamed PATCH, closed with the digest once it is known); if
+/// under the tree's fingerprint `fp` (present with a cache). With a
+/// registry in `stream_to`, the layer goes out while it is being packed (one
+/// streamed PATCH up to the end of the tar stream, then a PUT with the
+/// digest and the last compressed blocks, read back from the spool); if
 /// the stream breaks off, the caller uploads the spool file the usual way;
 /// a registry that will not open an upload at all ends the push.
 async fn pack_layer(
@@ -240,30 +281,33 @@ async fn pack_layer(
 ) -> Result<Layer> {
     let started = std::time::Instant::now();
     let opts_name = opts.compression.name();
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(STREAM_CHUNKS_IN_FLIGHT);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Feed>(STREAM_CHUNKS_IN_FLIGHT);
     let streaming = match stream_to {
         Some(Store::Registry { client, image }) => Some((client, image)),
         _ => None,
     };
     let patience = ctx.client.read_timeout();
-    let mut tx = streaming.is_some().then_some(tx);
+    let mut feed = StreamFeed {
+        sender: streaming.is_some().then_some(tx),
+        patience,
+        sent: 0,
+    };
     let mut packing = tokio::task::spawn_blocking(move || {
-        let mut tee = |bytes: &[u8]| {
-            // A stream that failed, or stopped taking bytes for longer than
-            // --timeout, is given up; packing goes on into the spool file.
-            if let Some(sender) = &tx {
-                if !send_within(sender, Bytes::copy_from_slice(bytes), patience) {
-                    tx = None;
-                }
-            }
+        let tar_ended = std::cell::Cell::new(entries.is_empty());
+        let mut appended = 0;
+        let mut on_entry = |_: &SourceEntry| {
+            appended += 1;
+            tar_ended.set(appended == entries.len());
         };
-        pack::pack_teeing(
+        let mut tee = |bytes: &[u8]| feed.offer(bytes, tar_ended.get());
+        let packed = pack::pack_teeing(
             &entries,
             &opts,
             &std::env::temp_dir(),
-            &mut |_| {},
+            &mut on_entry,
             &mut tee,
-        )
+        );
+        packed.map(|packed| (packed, feed.sent))
     });
     let upload = async {
         match streaming {
@@ -286,11 +330,12 @@ async fn pack_layer(
         }
         location = &mut upload => (packing.await, location),
     };
-    let packed = packed.map_err(|e| Error::Internal(format!("packing thread failed: {e}")))??;
+    let (packed, sent) =
+        packed.map_err(|e| Error::Internal(format!("packing thread failed: {e}")))??;
     let finished = match (streaming, location.transpose()?) {
         (Some((client, image)), Some(Streamed::Done(location))) => Some(
             client
-                .finish_streamed_upload(image, &location, &packed.digest)
+                .finish_streamed_upload(image, &location, &packed.digest, packed.file.path(), sent)
                 .await,
         ),
         (_, Some(Streamed::Failed(e))) => Some(Err(e)),

@@ -327,15 +327,16 @@ impl RegistryClient {
     }
 
     /// Opens an upload session and sends one PATCH whose body is whatever
-    /// arrives on `chunks` until the sender is dropped, so a blob can go out
-    /// while it is still being produced. An error means the registry would
-    /// not open an upload at all (after the usual retries); a stream that
-    /// fails after that is [`Streamed::Failed`] and not retried: the caller
-    /// keeps the bytes and uploads them again the usual way.
+    /// arrives on `chunks` until [`Feed::EndOfPatch`] or until the sender is
+    /// dropped, so a blob can go out while it is still being produced. An
+    /// error means the registry would not open an upload at all (after the
+    /// usual retries); a stream that fails after that is
+    /// [`Streamed::Failed`] and not retried: the caller keeps the bytes and
+    /// uploads them again the usual way.
     pub async fn stream_upload(
         &self,
         image: &ImageRef,
-        chunks: tokio::sync::mpsc::Receiver<Bytes>,
+        chunks: tokio::sync::mpsc::Receiver<Feed>,
     ) -> Result<Streamed> {
         let what = format!("streaming a blob to {}", image.name());
         let url = self.open_upload(image, &what).await?;
@@ -351,7 +352,7 @@ impl RegistryClient {
         &self,
         image: &ImageRef,
         url: reqwest::Url,
-        chunks: tokio::sync::mpsc::Receiver<Bytes>,
+        chunks: tokio::sync::mpsc::Receiver<Feed>,
         what: &str,
     ) -> Result<String> {
         // The body can be built once only: the chunks are gone once sent.
@@ -379,13 +380,17 @@ impl RegistryClient {
         })
     }
 
-    /// Closes a streamed upload at `location` with the blob's digest; the
-    /// registry checks the bytes it got against it.
+    /// Closes a streamed upload at `location` with the blob's digest,
+    /// sending with it the bytes of the blob the PATCH did not carry: those
+    /// of the file `blob` from `sent` on (none when it carried them all). The
+    /// registry checks the bytes it got against the digest.
     pub async fn finish_streamed_upload(
         &self,
         image: &ImageRef,
         location: &str,
         digest: &Digest,
+        blob: &std::path::Path,
+        sent: u64,
     ) -> Result<()> {
         let what = format!("finishing the upload of blob {digest} to {}", image.name());
         let url = with_digest(
@@ -394,13 +399,25 @@ impl RegistryClient {
         );
         let resp = self
             .send_once(image, Access::Push, &what, |http, _| {
+                let (body, len) = super::upload::file_from(blob, sent)?;
                 Ok(http
                     .put(url.clone())
-                    .header(reqwest::header::CONTENT_LENGTH, 0))
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .header(reqwest::header::CONTENT_LENGTH, len)
+                    .body(body))
             })
             .await?;
         check(resp, image, &what, Access::Push).await.map(|_| ())
     }
+}
+
+/// What a streamed upload is fed.
+pub enum Feed {
+    /// The next bytes of the blob.
+    Bytes(Bytes),
+    /// The PATCH ends here, so the registry can store what it got while the
+    /// rest is still being produced; the rest goes with the closing PUT.
+    EndOfPatch,
 }
 
 /// How a streamed upload ended once the registry had opened it.
@@ -411,11 +428,17 @@ pub enum Streamed {
     Failed(Error),
 }
 
-/// The chunks of a channel as a body stream.
+/// The bytes fed through a channel as a body stream, up to
+/// [`Feed::EndOfPatch`] or the sender's end.
 fn tokio_stream_of(
-    mut chunks: tokio::sync::mpsc::Receiver<Bytes>,
+    mut chunks: tokio::sync::mpsc::Receiver<Feed>,
 ) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> {
-    futures_util::stream::poll_fn(move |cx| chunks.poll_recv(cx).map(|c| c.map(Ok)))
+    futures_util::stream::poll_fn(move |cx| {
+        chunks.poll_recv(cx).map(|fed| match fed {
+            Some(Feed::Bytes(bytes)) => Some(Ok(bytes)),
+            Some(Feed::EndOfPatch) | None => None,
+        })
+    })
 }
 
 /// Resolves an upload `Location` (absolute or relative).

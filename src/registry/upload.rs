@@ -1,7 +1,8 @@
 //! Blob bodies for uploads: small blobs from memory, layers streamed from a
 //! spool file so that no layer is ever held whole in memory.
 
-use std::path::PathBuf;
+use std::io::{Seek, SeekFrom};
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
@@ -32,13 +33,37 @@ impl BlobSource {
                 let file = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
                 progress.reset();
                 let progress = progress.clone();
-                let stream = tokio_util::io::ReaderStream::with_capacity(
-                    tokio::fs::File::from_std(file),
-                    256 * 1024,
-                )
-                .inspect_ok(move |chunk| progress.inc(chunk.len() as u64));
+                let stream =
+                    file_stream(file).inspect_ok(move |chunk| progress.inc(chunk.len() as u64));
                 Ok(reqwest::Body::wrap_stream(stream))
             }
         }
     }
+}
+
+/// The bytes of the file at `path` from `offset` to its end, as a request
+/// body, with their number.
+pub fn file_from(path: &Path, offset: u64) -> Result<(reqwest::Body, u64)> {
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
+    let size = file
+        .metadata()
+        .map_err(|e| Error::io("inspecting", path, e))?
+        .len();
+    let len = size.checked_sub(offset).ok_or_else(|| {
+        Error::Internal(format!(
+            "{} holds {size} bytes, fewer than the {offset} already sent",
+            path.display()
+        ))
+    })?;
+    if len == 0 {
+        return Ok((reqwest::Body::from(Bytes::new()), 0));
+    }
+    file.seek(SeekFrom::Start(offset))
+        .map_err(|e| Error::io("reading", path, e))?;
+    Ok((reqwest::Body::wrap_stream(file_stream(file)), len))
+}
+
+/// The rest of `file` as a stream of chunks of up to 256 KiB.
+fn file_stream(file: std::fs::File) -> tokio_util::io::ReaderStream<tokio::fs::File> {
+    tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(file), 256 * 1024)
 }

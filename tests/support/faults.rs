@@ -238,6 +238,8 @@ struct State {
     /// Per [`seeded_key`]: requests so far, and faults in a row.
     seen: Mutex<HashMap<String, (u64, u32)>>,
     hits: Mutex<Vec<(String, String, Option<String>)>>,
+    /// Method, target and body length (as framed) of every request read whole.
+    bodies: Mutex<Vec<(String, String, usize)>>,
     /// Target, start and end of every request answered.
     spans: Mutex<Vec<(String, Instant, Instant)>>,
     shutdown: AtomicBool,
@@ -271,6 +273,7 @@ impl FaultProxy {
             seeded,
             seen: Mutex::new(HashMap::new()),
             hits: Mutex::new(Vec::new()),
+            bodies: Mutex::new(Vec::new()),
             spans: Mutex::new(Vec::new()),
             shutdown: AtomicBool::new(false),
             clients: Mutex::new(HashMap::new()),
@@ -297,6 +300,13 @@ impl FaultProxy {
     /// [`Fault`]'s `Display`).
     pub fn hits(&self) -> Vec<(String, String, Option<String>)> {
         self.state.hits.lock().unwrap().clone()
+    }
+
+    /// Method, target and body length of every request whose body was read
+    /// whole, in the order they were: the length is exact under a
+    /// `Content-Length`, and includes the framing of a chunked body.
+    pub fn bodies(&self) -> Vec<(String, String, usize)> {
+        self.state.bodies.lock().unwrap().clone()
     }
 
     /// Number of requests so far with method `method` (case-insensitive)
@@ -482,6 +492,11 @@ fn handle(
         }
     }
     let body = read_body(reader, request.framing())?;
+    state
+        .bodies
+        .lock()
+        .unwrap()
+        .push((request.method.clone(), request.target.clone(), body.len()));
     let keep_open = !request.wants_close();
     match fault {
         Some(Fault::Status { code, retry_after }) => {
