@@ -648,12 +648,12 @@ fn a_push_into_a_new_repository_streams_its_layer_while_packing() {
 }
 
 #[test]
-fn a_large_streamed_layer_ends_its_patch_with_the_tar_and_sends_the_rest_with_the_put() {
+fn a_large_streamed_layer_sends_its_last_part_with_the_closing_put() {
     let reg = Registry::start();
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     sample_tree(&src);
-    // Incompressible, so well over 1 MiB has gone out when the tar ends.
+    // Incompressible, so well over 1 MiB has gone out when the PATCH ends.
     write(&src, "noise.bin", &pseudo_random(3 << 20, 7));
     // The same bundle into an image layout, where nothing is streamed.
     let layout = tmp.path().join("layout");
@@ -708,7 +708,7 @@ fn a_large_streamed_layer_ends_its_patch_with_the_tar_and_sends_the_rest_with_th
     assert_eq!((patch.len(), put.len()), (1, 1), "{bodies:#?}");
     assert!(
         patch[0] > 1 << 20 && put[0] > 0 && put[0] < size - (1 << 20),
-        "the PATCH carries the layer up to the tar's end, the PUT the rest: \
+        "the PATCH carries most of the layer, the PUT the rest: \
          PATCH {} bytes (chunked), PUT {} bytes, layer {size} bytes",
         patch[0],
         put[0]

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use crate::bundle::fingerprint::{fingerprint, PackedRecord};
 use crate::bundle::format;
 use crate::bundle::pack::{self, PackOptions};
-use crate::bundle::walk::{self, SourceEntry, WalkOptions};
+use crate::bundle::walk::{self, SourceEntry, SourceKind, WalkOptions};
 use crate::cli::PushArgs;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -26,9 +26,17 @@ use crate::timestamp;
 /// Compressed chunks (up to about 1 MiB each) queued for a streamed upload.
 const STREAM_CHUNKS_IN_FLIGHT: usize = 8;
 
-/// Bytes a streamed PATCH must have carried before it may end with the tar
-/// stream: smaller layers go out in the PATCH whole.
+/// Bytes a streamed PATCH must have carried before it may end early:
+/// smaller layers go out in the PATCH whole.
 const EARLY_END_AFTER: u64 = 1 << 20;
+
+/// The PATCH of a streamed upload ends once this share of the tar stream is
+/// written (or its last entry): the registry then stores and syncs what it
+/// got while the rest is compressed, and the rest goes with the closing PUT.
+/// Measured on a 250 MB tree against a local registry, the time from the
+/// last compressed block to the finished upload: 41 ms when the PATCH ends
+/// with the tar, 25–28 ms at 31/32, 29–32 ms at 15/16 and 9/10.
+const PATCH_SHARE: (u64, u64) = (31, 32);
 
 /// Runs the mode.
 pub async fn run(
@@ -186,15 +194,14 @@ struct StreamFeed {
 }
 
 impl StreamFeed {
-    /// Hands the next compressed bytes to the PATCH. Once the tar stream has
-    /// ended (`tar_ended`), only the compressor's last blocks are still to
-    /// come: the PATCH ends there, so the registry stores (and syncs) what
-    /// it has while they are compressed, and they go with the closing PUT.
-    fn offer(&mut self, bytes: &[u8], tar_ended: bool) {
+    /// Hands the next compressed bytes to the PATCH, or ends the PATCH
+    /// before them once the tar stream is near its end (`ending`, see
+    /// [`PATCH_SHARE`]).
+    fn offer(&mut self, bytes: &[u8], ending: bool) {
         let Some(sender) = &self.sender else {
             return;
         };
-        if tar_ended && self.sent >= EARLY_END_AFTER {
+        if ending && self.sent >= EARLY_END_AFTER {
             let _ = send_within(sender, Feed::EndOfPatch, self.patience);
             self.sender = None;
             return;
@@ -233,6 +240,16 @@ fn send_within(
     }
 }
 
+/// About the bytes `entry` takes in a tar stream: a header, and a file's
+/// content padded to 512 bytes (long names take a little more).
+fn tar_size(entry: &SourceEntry) -> u64 {
+    let content = match &entry.kind {
+        SourceKind::File { size, .. } => size.div_ceil(512) * 512,
+        SourceKind::Dir | SourceKind::Symlink { .. } => 0,
+    };
+    512 + content
+}
+
 /// The layer this tree packed to last time, when the cache remembers its
 /// fingerprint (`fp`, present with a cache) and the target already holds
 /// that layer.
@@ -268,8 +285,8 @@ async fn reusable_layer(
 /// Packs the tree into a spool file, and remembers the result in the cache
 /// under the tree's fingerprint `fp` (present with a cache). With a
 /// registry in `stream_to`, the layer goes out while it is being packed (one
-/// streamed PATCH up to the end of the tar stream, then a PUT with the
-/// digest and the last compressed blocks, read back from the spool); if
+/// streamed PATCH for all but the end of the tar stream, then a PUT with the
+/// digest and the rest, read back from the spool); if
 /// the stream breaks off, the caller uploads the spool file the usual way;
 /// a registry that will not open an upload at all ends the push.
 async fn pack_layer(
@@ -293,13 +310,16 @@ async fn pack_layer(
         sent: 0,
     };
     let mut packing = tokio::task::spawn_blocking(move || {
-        let tar_ended = std::cell::Cell::new(entries.is_empty());
-        let mut appended = 0;
-        let mut on_entry = |_: &SourceEntry| {
+        let total: u64 = entries.iter().map(tar_size).sum();
+        let end_patch_at = total / PATCH_SHARE.1 * PATCH_SHARE.0;
+        let ending = std::cell::Cell::new(entries.is_empty());
+        let (mut appended, mut written) = (0, 0);
+        let mut on_entry = |entry: &SourceEntry| {
             appended += 1;
-            tar_ended.set(appended == entries.len());
+            written += tar_size(entry);
+            ending.set(appended == entries.len() || written >= end_patch_at);
         };
-        let mut tee = |bytes: &[u8]| feed.offer(bytes, tar_ended.get());
+        let mut tee = |bytes: &[u8]| feed.offer(bytes, ending.get());
         let packed = pack::pack_teeing(
             &entries,
             &opts,
