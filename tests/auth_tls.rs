@@ -153,6 +153,76 @@ fn tls_registry_works_with_ca_file_and_fails_clearly_without() {
 }
 
 #[test]
+fn a_system_without_ca_certificates_needs_them_only_for_tls() {
+    let plain = Registry::start();
+    let tls = Registry::start_with(RegistryOptions {
+        tls: true,
+        ..Default::default()
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    sample_tree(&src);
+    // No system roots: both places they are read from name nothing.
+    let missing = tmp.path().join("no-certs");
+    let without_roots = || {
+        let mut cmd = ocistep();
+        cmd.env("SSL_CERT_FILE", &missing)
+            .env("SSL_CERT_DIR", &missing);
+        cmd
+    };
+    // Plain HTTP needs no certificate at all.
+    let image = format!("{}/plain/app:v1", plain.host());
+    without_roots()
+        .arg("--push-source-bundle")
+        .arg(&src)
+        .args(["--image", &image])
+        .assert()
+        .success();
+    let work = tmp.path().join("plain-work");
+    without_roots()
+        .arg("--pull-source-bundle")
+        .arg(&work)
+        .args(["--image", &image])
+        .assert()
+        .success();
+    assert_eq!(snapshot(&src), snapshot(&work));
+    // TLS: the registry's CA from --ca-file is enough ...
+    let image = format!("{}/tls/app:v1", tls.host());
+    without_roots()
+        .arg("--push-source-bundle")
+        .arg(&src)
+        .args(["--image", &image])
+        .arg("--ca-file")
+        .arg(tls.ca_file().unwrap())
+        .assert()
+        .success();
+    // ... and without it the error says what to install or pass.
+    without_roots()
+        .arg("--pull-source-bundle")
+        .arg(tmp.path().join("tls-work"))
+        .args(["--image", &image, "--retries", "1"])
+        .assert()
+        .code(8)
+        .stderr(contains("ca-certificates").and(contains("--ca-file")));
+    assert!(!tmp.path().join("tls-work").exists());
+}
+
+#[test]
+fn a_ca_file_without_a_certificate_is_a_usage_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let not_pem = tmp.path().join("ca.txt");
+    std::fs::write(&not_pem, "not a certificate\n").unwrap();
+    ocistep()
+        .arg("--pull-source-bundle")
+        .arg(tmp.path().join("work"))
+        .args(["--image", "127.0.0.1:1/app:v1", "--ca-file"])
+        .arg(&not_pem)
+        .assert()
+        .code(2)
+        .stderr(contains("holds no valid PEM certificate").and(contains("ca.txt")));
+}
+
+#[test]
 fn unreachable_registry_exits_8_after_bounded_retries() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -5,6 +5,7 @@ pub mod api;
 pub mod credentials;
 pub mod retry;
 pub mod session;
+pub mod tls;
 pub mod token;
 pub mod upload;
 

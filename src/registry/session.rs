@@ -12,6 +12,8 @@ use std::time::Duration;
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::RegistryOperation;
 use reqwest::{RequestBuilder, Response, StatusCode};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use tokio::sync::Mutex;
 
 use super::credentials::{self, Credentials, Secret};
@@ -170,24 +172,29 @@ impl RegistryClient {
     pub fn new(opts: ClientOptions) -> Result<Self> {
         crate::registry::install_crypto_provider();
         let mut ca_certs = Vec::new();
-        let mut builder = reqwest::Client::builder()
+        let mut extra_roots = Vec::new();
+        if let Some(path) = &opts.ca_file {
+            let pem = std::fs::read(path).map_err(|e| Error::io("reading --ca-file", path, e))?;
+            extra_roots = CertificateDer::pem_slice_iter(&pem)
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .ok()
+                .filter(|certs| !certs.is_empty())
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "--ca-file {} holds no valid PEM certificate; give it the registry's CA                          certificate in PEM form (-----BEGIN CERTIFICATE-----)",
+                        path.display()
+                    ))
+                })?;
+            ca_certs.push(pem);
+        }
+        let tls = super::tls::client_config(opts.insecure, extra_roots)
+            .map_err(|e| Error::Internal(format!("cannot set up TLS: {e}")))?;
+        let http = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .connect_timeout(Duration::from_secs(15))
             .read_timeout(opts.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT))
             .pool_idle_timeout(Duration::from_secs(60))
-            .danger_accept_invalid_certs(opts.insecure);
-        if let Some(path) = &opts.ca_file {
-            let pem = std::fs::read(path).map_err(|e| Error::io("reading --ca-file", path, e))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                Error::Usage(format!(
-                    "--ca-file {} holds no valid PEM certificate: {e}",
-                    path.display()
-                ))
-            })?;
-            builder = builder.tls_certs_merge(certs);
-            ca_certs.push(pem);
-        }
-        let http = builder
+            .tls_backend_preconfigured(tls)
             .build()
             .map_err(|e| Error::Internal(format!("cannot set up the HTTP client: {e}")))?;
         let cache = opts
