@@ -137,6 +137,9 @@ pub async fn run(
             layer.digest
         ),
     }
+    if let Some(file) = layer.file {
+        discard_spool(file);
+    }
     store
         .put_blob(
             &docs.config_desc,
@@ -162,6 +165,18 @@ pub async fn run(
         },
     )?;
     Ok(())
+}
+
+/// Deletes a spool file that is no longer needed, and leaves the freeing of
+/// its cached pages to a thread of its own while the push goes on: for a
+/// layer of 40 MB that alone takes about 6 ms. Should the process end
+/// first, the kernel frees them as it exits.
+fn discard_spool(file: tempfile::NamedTempFile) {
+    let (file, path) = file.into_parts();
+    if let Err(e) = path.close() {
+        tracing::warn!("could not delete the spool file: {e}");
+    }
+    std::thread::spawn(move || drop(file));
 }
 
 /// True when `target` is a registry repository that does not exist yet, so
