@@ -199,14 +199,15 @@ fn push_retries_transient_faults_and_gives_the_same_digest() {
 #[test]
 fn an_upload_cut_short_starts_over_in_a_new_session() {
     let reg = Registry::start();
-    // The second blob PUT is the config's (200 bytes): the registry keeps
-    // the 50 bytes that got through, so that upload session is spoilt.
+    // The first blob PUT is the config's (200 bytes; it goes out before the
+    // layer's closing PUT): the registry keeps the 50 bytes that got
+    // through, so that upload session is spoilt.
     let proxy = FaultProxy::start(
         &reg.host(),
         vec![Rule::new(
             "PUT",
             "/blobs/uploads/",
-            &[2],
+            &[1],
             Fault::ResetMidBody { after_bytes: 50 },
         )],
     );
@@ -598,22 +599,39 @@ fn a_push_into_a_new_repository_streams_its_layer_while_packing() {
     // (tag, flags, the first requests, whether the layer is uploaded)
     let cases: [(&str, &[&str], &[&str], bool); 3] = [
         // A new repository cannot have the layer: a session, one PATCH with
-        // the bytes, a PUT naming the digest; no HEAD (the digest is not
+        // the bytes, the config (once the tar's digest is known), a PUT
+        // naming the layer's digest; no HEAD of the layer (its digest is not
         // known yet).
         (
             "streamed:v1",
             &[],
-            &["GET tags", "POST upload", "PATCH upload", "PUT layer"],
+            &[
+                "GET tags",
+                "POST upload",
+                "PATCH upload",
+                "HEAD config",
+                "POST upload",
+                "PUT config",
+                "PUT layer",
+                "PUT manifest",
+            ],
             true,
         ),
         // The same tree into that repository, now existing: packed first,
         // then a HEAD finds the layer and nothing of it is uploaded.
         ("streamed:v2", &[], &["GET tags", "HEAD layer"], false),
-        // --stream-upload streams whatever the repository has.
+        // --stream-upload streams whatever the repository has (here, the
+        // config too).
         (
             "streamed:v3",
             &["--stream-upload"],
-            &["POST upload", "PATCH upload", "PUT layer"],
+            &[
+                "POST upload",
+                "PATCH upload",
+                "HEAD config",
+                "PUT layer",
+                "PUT manifest",
+            ],
             true,
         ),
     ];
@@ -680,8 +698,17 @@ fn a_large_streamed_layer_sends_its_last_part_with_the_closing_put() {
         .map(|(r, _)| r)
         .collect();
     assert_eq!(
-        &requests[..4],
-        ["GET tags", "POST upload", "PATCH upload", "PUT layer"],
+        requests,
+        [
+            "GET tags",
+            "POST upload",
+            "PATCH upload",
+            "HEAD config",
+            "POST upload",
+            "PUT config",
+            "PUT layer",
+            "PUT manifest"
+        ],
         "{requests:#?}"
     );
     let bodies = proxy.bodies();
@@ -722,7 +749,7 @@ fn a_large_streamed_layer_sends_its_last_part_with_the_closing_put() {
     // gets the whole layer again the usual way.
     let proxy = FaultProxy::start(
         &reg.host(),
-        vec![Rule::new("PUT", "/blobs/uploads/", &[1], status(400))],
+        vec![Rule::new("PUT", layer.hex(), &[1], status(400))],
     );
     let digest_file = tmp.path().join("refused");
     push(
@@ -741,19 +768,19 @@ fn a_large_streamed_layer_sends_its_last_part_with_the_closing_put() {
         .iter()
         .position(|(_, fault)| !fault.is_empty())
         .expect("the closing PUT was refused");
-    let after: Vec<&str> = requests[refused - 2..refused + 4]
+    let around: Vec<&str> = requests[refused - 1..]
         .iter()
         .map(|(r, _)| r.as_str())
         .collect();
     assert_eq!(
-        after,
+        around,
         [
-            "POST upload",
-            "PATCH upload",
+            "PUT config",
             "PUT layer",
             "HEAD layer",
             "POST upload",
-            "PUT layer"
+            "PUT layer",
+            "PUT manifest"
         ],
         "{requests:#?}"
     );

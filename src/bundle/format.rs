@@ -98,20 +98,12 @@ pub fn layer_kind(compression: Compression) -> (&'static str, &'static str) {
     }
 }
 
-/// Builds the config and manifest for a layer packed with `compression`;
-/// `diff_id` is the digest of the uncompressed tar whatever the compression.
-/// The same inputs give the same bytes.
-pub fn build_compressed(
-    compression: Compression,
-    layer_digest: &Digest,
-    layer_size: u64,
-    diff_id: &Digest,
-    source_timestamp: Option<u64>,
-    annotations: &BTreeMap<String, String>,
-) -> BundleDocuments {
-    let created = source_timestamp.map(timestamp::to_rfc3339);
+/// Builds the config of a bundle whose tar has the digest `diff_id`, and
+/// its descriptor: it depends on nothing else, so it can be uploaded before
+/// the layer is compressed to its end.
+pub fn build_config(diff_id: &Digest, source_timestamp: Option<u64>) -> (Vec<u8>, Descriptor) {
     let config = serde_json::to_vec(&Config {
-        created: created.clone(),
+        created: source_timestamp.map(timestamp::to_rfc3339),
         // A source tree runs nowhere by itself; "unknown" is what OCI
         // tooling uses for platform-less content (e.g. attestations).
         architecture: "unknown",
@@ -123,7 +115,23 @@ pub fn build_compressed(
         },
     })
     .expect("config serialises");
-    let config_desc = Descriptor::new(OCI_CONFIG, &Digest::of(&config), config.len() as u64);
+    let desc = Descriptor::new(OCI_CONFIG, &Digest::of(&config), config.len() as u64);
+    (config, desc)
+}
+
+/// Builds the config and manifest for a layer packed with `compression`;
+/// `diff_id` is the digest of the uncompressed tar whatever the compression.
+/// The same inputs give the same bytes.
+pub fn build_compressed(
+    compression: Compression,
+    layer_digest: &Digest,
+    layer_size: u64,
+    diff_id: &Digest,
+    source_timestamp: Option<u64>,
+    annotations: &BTreeMap<String, String>,
+) -> BundleDocuments {
+    let (config, config_desc) = build_config(diff_id, source_timestamp);
+    let created = source_timestamp.map(timestamp::to_rfc3339);
     let (media_type, title) = layer_kind(compression);
     let mut layer_desc = Descriptor::new(media_type, layer_digest, layer_size);
     layer_desc

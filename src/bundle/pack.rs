@@ -94,16 +94,27 @@ pub struct PackedLayer {
 /// Writes `entries` (from [`walk`](crate::bundle::walk::walk)) as a
 /// compressed tar into a new temporary file in `spool_dir`, in one pass.
 ///
-/// Entries are written in the order given; `on_entry` is called after each
-/// one is written. A file whose size differs from the one recorded in its
-/// entry is refused, since the layer would not match the tree.
+/// Entries are written in the order given; `on_event` hears of each one
+/// written, then of the end of the tar stream. A file whose size differs
+/// from the one recorded in its entry is refused, since the layer would not
+/// match the tree.
 pub fn pack(
     entries: &[SourceEntry],
     opts: &PackOptions,
     spool_dir: &Path,
-    on_entry: &mut dyn FnMut(&SourceEntry),
+    on_event: &mut dyn FnMut(PackEvent<'_>),
 ) -> Result<PackedLayer> {
-    pack_teeing(entries, opts, spool_dir, on_entry, &mut |_| {})
+    pack_teeing(entries, opts, spool_dir, on_event, &mut |_| {})
+}
+
+/// How far packing has got, for callers that act before it ends.
+#[derive(Debug)]
+pub enum PackEvent<'a> {
+    /// This entry is in the tar stream.
+    Appended(&'a SourceEntry),
+    /// The tar stream is complete, with this digest (the layer's diff id);
+    /// the compressor's last blocks are still to come.
+    TarDone(&'a Digest),
 }
 
 /// Like [`pack`], and hands every run of compressed bytes to `tee` as it is
@@ -113,7 +124,7 @@ pub fn pack_teeing(
     entries: &[SourceEntry],
     opts: &PackOptions,
     spool_dir: &Path,
-    on_entry: &mut dyn FnMut(&SourceEntry),
+    on_event: &mut dyn FnMut(PackEvent<'_>),
     tee: &mut dyn FnMut(&[u8]),
 ) -> Result<PackedLayer> {
     let level = opts.compression.level(Some(opts.compression_level))?;
@@ -131,7 +142,7 @@ pub fn pack_teeing(
         inner: BufWriter::with_capacity(BUFFER_SIZE, file.as_file()),
         tee,
     };
-    let written = write_layer(entries, opts.mtime, opts.compression, level, sink, on_entry)
+    let written = write_layer(entries, opts.mtime, opts.compression, level, sink, on_event)
         .map_err(|e| e.at_spool(file.path()))?;
     file.as_file()
         .rewind()
@@ -264,10 +275,10 @@ fn write_layer<W: Write>(
     compression: Compression,
     level: u32,
     sink: W,
-    on_entry: &mut dyn FnMut(&SourceEntry),
+    on_event: &mut dyn FnMut(PackEvent<'_>),
 ) -> Result<Written, WriteError> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    write_layer_with(entries, mtime, compression, level, threads, sink, on_entry)
+    write_layer_with(entries, mtime, compression, level, threads, sink, on_event)
 }
 
 /// [`write_layer`] on `threads` threads.
@@ -278,7 +289,7 @@ fn write_layer_with<W: Write>(
     level: u32,
     threads: usize,
     sink: W,
-    on_entry: &mut dyn FnMut(&SourceEntry),
+    on_event: &mut dyn FnMut(PackEvent<'_>),
 ) -> Result<Written, WriteError> {
     let encoder = Encoder::new(HashingWriter::new(sink), compression, level, threads)?;
     let mut tar: LayerWriter<W> = tar::Builder::new(HashingWriter::new(encoder));
@@ -286,9 +297,10 @@ fn write_layer_with<W: Write>(
     let mut opener = SourceOpener::default();
     for entry in entries {
         append_entry(&mut tar, entry, mtime, &mut opener, &mut buffer)?;
-        on_entry(entry);
+        on_event(PackEvent::Appended(entry));
     }
     let (encoder, diff_id, uncompressed_size) = tar.into_inner()?.finish();
+    on_event(PackEvent::TarDone(&diff_id));
     let (mut sink, digest, size) = encoder.finish()?.finish();
     sink.flush()?;
     Ok(Written {
@@ -798,19 +810,34 @@ mod tests {
     }
 
     #[test]
-    fn on_entry_sees_every_entry_in_order() {
+    fn on_event_sees_every_entry_in_order_then_the_diff_id() {
         let dir = tempfile::tempdir().unwrap();
         sample_tree(dir.path());
         let entries = walk(dir.path(), &WalkOptions::default(), &mut |_| {}).unwrap();
         let mut seen = Vec::new();
-        pack(
+        let layer = pack(
             &entries,
             &PackOptions::default(),
             &std::env::temp_dir(),
-            &mut |e| seen.push(e.rel.clone()),
+            &mut |event| {
+                seen.push(match event {
+                    PackEvent::Appended(e) => e.rel.clone(),
+                    PackEvent::TarDone(diff_id) => diff_id.to_string(),
+                })
+            },
         )
         .unwrap();
-        assert_eq!(seen, ["a.txt", "bin", "bin/run.sh", "empty", "link"]);
+        assert_eq!(
+            seen,
+            [
+                "a.txt",
+                "bin",
+                "bin/run.sh",
+                "empty",
+                "link",
+                &layer.diff_id.to_string()
+            ]
+        );
     }
 
     #[test]

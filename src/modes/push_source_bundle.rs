@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use crate::bundle::fingerprint::{fingerprint, PackedRecord};
 use crate::bundle::format;
-use crate::bundle::pack::{self, PackOptions};
+use crate::bundle::pack::{self, PackEvent, PackOptions};
 use crate::bundle::walk::{self, SourceEntry, SourceKind, WalkOptions};
 use crate::cli::PushArgs;
 use crate::digest::Digest;
@@ -105,7 +105,7 @@ pub async fn run(
                     None => asking.await?,
                 };
             let stream_to = stream.then_some(&store);
-            pack_layer(ctx, stream_to, entries, pack_opts, fp).await?
+            pack_layer(ctx, stream_to, entries, pack_opts, fp, source_timestamp).await?
         }
     };
     let docs = format::build_compressed(
@@ -140,12 +140,14 @@ pub async fn run(
     if let Some(file) = layer.file {
         discard_spool(file);
     }
-    store
-        .put_blob(
-            &docs.config_desc,
-            &BlobSource::Bytes(Bytes::from(docs.config.clone())),
-        )
-        .await?;
+    if layer.config.as_deref() != Some(docs.config_desc.digest.as_str()) {
+        store
+            .put_blob(
+                &docs.config_desc,
+                &BlobSource::Bytes(Bytes::from(docs.config.clone())),
+            )
+            .await?;
+    }
     let digest = store.put_manifest(&docs.manifest, OCI_MANIFEST).await?;
     let total = docs.manifest.len() as u64 + docs.config_desc.size + docs.layer_desc.size;
     let pinned = store.pinned(&digest);
@@ -196,6 +198,8 @@ struct Layer {
     file: Option<tempfile::NamedTempFile>,
     /// The registry already has it: it was uploaded while it was packed.
     streamed: bool,
+    /// The digest of the config uploaded with it, if one was.
+    config: Option<String>,
 }
 
 /// The packing thread's end of a streamed upload.
@@ -294,26 +298,30 @@ async fn reusable_layer(
         diff_id,
         file: None,
         streamed: false,
+        config: None,
     }))
 }
 
 /// Packs the tree into a spool file, and remembers the result in the cache
 /// under the tree's fingerprint `fp` (present with a cache). With a
 /// registry in `stream_to`, the layer goes out while it is being packed (one
-/// streamed PATCH for all but the end of the tar stream, then a PUT with the
-/// digest and the rest, read back from the spool); if
-/// the stream breaks off, the caller uploads the spool file the usual way;
-/// a registry that will not open an upload at all ends the push.
+/// streamed PATCH for all but the end of the tar stream, then the config,
+/// which needs only the tar's digest, then a PUT with the layer's digest and
+/// the rest, read back from the spool); if the stream breaks off, the
+/// caller uploads the spool file the usual way; a registry that will not
+/// open an upload at all ends the push.
 async fn pack_layer(
     ctx: &Context,
     stream_to: Option<&Store>,
     entries: Vec<SourceEntry>,
     opts: PackOptions,
     fp: Option<Digest>,
+    source_timestamp: Option<u64>,
 ) -> Result<Layer> {
     let started = std::time::Instant::now();
     let opts_name = opts.compression.name();
     let (tx, rx) = tokio::sync::mpsc::channel::<Feed>(STREAM_CHUNKS_IN_FLIGHT);
+    let (diff_id_tx, mut diff_id_rx) = tokio::sync::oneshot::channel::<Digest>();
     let streaming = match stream_to {
         Some(Store::Registry { client, image }) => Some((client, image)),
         _ => None,
@@ -329,17 +337,25 @@ async fn pack_layer(
         let end_patch_at = total / PATCH_SHARE.1 * PATCH_SHARE.0;
         let ending = std::cell::Cell::new(entries.is_empty());
         let (mut appended, mut written) = (0, 0);
-        let mut on_entry = |entry: &SourceEntry| {
-            appended += 1;
-            written += tar_size(entry);
-            ending.set(appended == entries.len() || written >= end_patch_at);
+        let mut diff_id_tx = Some(diff_id_tx);
+        let mut on_event = |event: PackEvent<'_>| match event {
+            PackEvent::Appended(entry) => {
+                appended += 1;
+                written += tar_size(entry);
+                ending.set(appended == entries.len() || written >= end_patch_at);
+            }
+            PackEvent::TarDone(diff_id) => {
+                if let Some(tx) = diff_id_tx.take() {
+                    let _ = tx.send(diff_id.clone());
+                }
+            }
         };
         let mut tee = |bytes: &[u8]| feed.offer(bytes, ending.get());
         let packed = pack::pack_teeing(
             &entries,
             &opts,
             &std::env::temp_dir(),
-            &mut on_entry,
+            &mut on_event,
             &mut tee,
         );
         packed.map(|packed| (packed, feed.sent))
@@ -351,6 +367,9 @@ async fn pack_layer(
         }
     };
     tokio::pin!(upload);
+    let patched =
+        |location: &Option<Result<Streamed>>| matches!(location, Some(Ok(Streamed::Done(_))));
+    let mut config = None;
     // Once packing is done, the registry gets --timeout to take the rest.
     let (packed, location) = tokio::select! {
         packed = &mut packing => {
@@ -363,10 +382,23 @@ async fn pack_layer(
                 });
             (packed, location)
         }
-        location = &mut upload => (packing.await, location),
+        location = &mut upload => {
+            // The PATCH is done before the packing: the config goes out
+            // while the last blocks are compressed.
+            if let (true, Some(store)) = (patched(&location), stream_to) {
+                config = Some(upload_config(store, &mut diff_id_rx, source_timestamp).await);
+            }
+            (packing.await, location)
+        }
     };
     let (packed, sent) =
         packed.map_err(|e| Error::Internal(format!("packing thread failed: {e}")))??;
+    // The config goes before the layer's closing PUT in any case, so the
+    // registry sees the same requests in the same order every time.
+    if let (None, true, Some(store)) = (&config, patched(&location), stream_to) {
+        config = Some(upload_config(store, &mut diff_id_rx, source_timestamp).await);
+    }
+    let config = config.transpose()?.flatten();
     let finished = match (streaming, location.transpose()?) {
         (Some((client, image)), Some(Streamed::Done(location))) => Some(
             client
@@ -404,5 +436,24 @@ async fn pack_layer(
         diff_id: packed.diff_id,
         file: Some(packed.file),
         streamed,
+        config,
     })
+}
+
+/// Uploads the config for the tar digest `diff_id` brings once the tar
+/// stream is complete (nothing when packing failed first: its error is the
+/// one reported); returns the config's digest.
+async fn upload_config(
+    store: &Store,
+    diff_id: &mut tokio::sync::oneshot::Receiver<Digest>,
+    source_timestamp: Option<u64>,
+) -> Result<Option<String>> {
+    let Ok(diff_id) = diff_id.await else {
+        return Ok(None);
+    };
+    let (config, desc) = format::build_config(&diff_id, source_timestamp);
+    store
+        .put_blob(&desc, &BlobSource::Bytes(Bytes::from(config)))
+        .await?;
+    Ok(Some(desc.digest))
 }
