@@ -236,14 +236,51 @@ fn source_date_epoch_sets_the_timestamp_and_empty_result_paths_mean_none() {
     );
 }
 
+#[test]
+fn a_file_its_owner_may_not_read_is_refused_even_when_others_may() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let src = tmp.path().join("src");
+    write(&src, "ok.txt", b"fine");
+    write(&src, "mine.txt", b"secret");
+    std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // For its owner, a file's owner bits decide, whatever the group's and
+    // others' bits say.
+    std::fs::set_permissions(src.join("mine.txt"), std::fs::Permissions::from_mode(0o044)).unwrap();
+    if running_as_root() {
+        for path in [&src, &src.join("ok.txt"), &src.join("mine.txt")] {
+            std::os::unix::fs::chown(path, Some(65534), Some(65534)).unwrap();
+        }
+    }
+    let out_dir = tmp.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    std::fs::set_permissions(&out_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    ocistep_unprivileged()
+        .arg("--push-source-bundle")
+        .arg(&src)
+        .args([
+            "--image",
+            &format!("oci:{}:v1", out_dir.join("layout").display()),
+        ])
+        .assert()
+        .code(9)
+        .stderr(contains("mine.txt").and(contains("denied")));
+    assert!(!out_dir.join("layout").exists());
+}
+
+/// Whether the tests run as root.
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+}
+
 /// Runs ocistep as an unprivileged user (uid 65534) when the tests run as
 /// root, so that file permissions apply.
 fn ocistep_unprivileged() -> assert_cmd::Command {
-    let is_root = std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
-    if !is_root {
+    if !running_as_root() {
         return ocistep();
     }
     let setpriv = support::require_tool("setpriv");
