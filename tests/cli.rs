@@ -253,20 +253,29 @@ fn a_file_its_owner_may_not_read_is_refused_even_when_others_may() {
             std::os::unix::fs::chown(path, Some(65534), Some(65534)).unwrap();
         }
     }
-    let out_dir = tmp.path().join("out");
-    std::fs::create_dir(&out_dir).unwrap();
-    std::fs::set_permissions(&out_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    assert_refused_unprivileged(&src, &tmp.path().join("out"), "mine.txt");
+}
+
+/// Pushes `src` unprivileged into a layout under `out_dir` (made here) and
+/// asserts the push is refused naming `name` as denied, writing nothing.
+fn assert_refused_unprivileged(src: &std::path::Path, out_dir: &std::path::Path, name: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir(out_dir).unwrap();
+    std::fs::set_permissions(out_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     ocistep_unprivileged()
         .arg("--push-source-bundle")
-        .arg(&src)
+        .arg(src)
         .args([
             "--image",
             &format!("oci:{}:v1", out_dir.join("layout").display()),
         ])
         .assert()
         .code(9)
-        .stderr(contains("mine.txt").and(contains("denied")));
-    assert!(!out_dir.join("layout").exists());
+        .stderr(contains(name).and(contains("denied")));
+    assert!(
+        !out_dir.join("layout").exists(),
+        "nothing written for {name}"
+    );
 }
 
 /// Whether the tests run as root.
@@ -318,22 +327,7 @@ fn unreadable_files_and_directories_are_invalid_input_and_named() {
         }
         std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o000)).unwrap();
         let out_dir = tmp.path().join(format!("out-{name}"));
-        std::fs::create_dir(&out_dir).unwrap();
-        std::fs::set_permissions(&out_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-        ocistep_unprivileged()
-            .arg("--push-source-bundle")
-            .arg(&src)
-            .args([
-                "--image",
-                &format!("oci:{}:v1", out_dir.join("layout").display()),
-            ])
-            .assert()
-            .code(9)
-            .stderr(contains(name).and(contains("denied")));
-        assert!(
-            !out_dir.join("layout").exists(),
-            "nothing written for {name}"
-        );
+        assert_refused_unprivileged(&src, &out_dir, name);
         std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
 }

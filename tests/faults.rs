@@ -589,6 +589,21 @@ fn labelled(proxy: &FaultProxy, layer: &Digest) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The requests of a push into a new repository, as [`labelled`]: a
+/// session, one PATCH with the bytes, the config (once the tar's digest is
+/// known), a PUT naming the layer's digest (none of the layer's HEAD: its
+/// digest is not known yet), the manifest.
+const STREAMED_INTO_A_NEW_REPOSITORY: [&str; 8] = [
+    "GET tags",
+    "POST upload",
+    "PATCH upload",
+    "HEAD config",
+    "POST upload",
+    "PUT config",
+    "PUT layer",
+    "PUT manifest",
+];
+
 #[test]
 fn a_push_into_a_new_repository_streams_its_layer_while_packing() {
     let reg = Registry::start();
@@ -598,25 +613,8 @@ fn a_push_into_a_new_repository_streams_its_layer_while_packing() {
     let expected = std::fs::read_to_string(tmp.path().join("d")).unwrap();
     // (tag, flags, the first requests, whether the layer is uploaded)
     let cases: [(&str, &[&str], &[&str], bool); 3] = [
-        // A new repository cannot have the layer: a session, one PATCH with
-        // the bytes, the config (once the tar's digest is known), a PUT
-        // naming the layer's digest; no HEAD of the layer (its digest is not
-        // known yet).
-        (
-            "streamed:v1",
-            &[],
-            &[
-                "GET tags",
-                "POST upload",
-                "PATCH upload",
-                "HEAD config",
-                "POST upload",
-                "PUT config",
-                "PUT layer",
-                "PUT manifest",
-            ],
-            true,
-        ),
+        // A new repository cannot have the layer.
+        ("streamed:v1", &[], &STREAMED_INTO_A_NEW_REPOSITORY, true),
         // The same tree into that repository, now existing: packed first,
         // then a HEAD finds the layer and nothing of it is uploaded.
         ("streamed:v2", &[], &["GET tags", "HEAD layer"], false),
@@ -697,20 +695,7 @@ fn a_large_streamed_layer_sends_its_last_part_with_the_closing_put() {
         .into_iter()
         .map(|(r, _)| r)
         .collect();
-    assert_eq!(
-        requests,
-        [
-            "GET tags",
-            "POST upload",
-            "PATCH upload",
-            "HEAD config",
-            "POST upload",
-            "PUT config",
-            "PUT layer",
-            "PUT manifest"
-        ],
-        "{requests:#?}"
-    );
+    assert_eq!(requests, STREAMED_INTO_A_NEW_REPOSITORY, "{requests:#?}");
     let bodies = proxy.bodies();
     let body_of = |method: &str, what: &dyn Fn(&str) -> bool| {
         bodies
