@@ -41,7 +41,8 @@ clean:
 validate:
 	./scripts/validate.sh
 
-## An OCI image layout of a static release binary on an empty base, written
+## An OCI image layout of a static release binary (and the CA certificates
+## it checks TLS registries against) on an empty base, written
 ## by scripts/image-layout.sh into target/image-layout and pushed with
 ## ocistep --push-image to the layout target/image-out.
 image-layout:

@@ -67,16 +67,38 @@ def put_blob(data):
         f.write(data)
     return "sha256:" + digest
 
-# The layer: /ocistep, 0755, owned by root, mtime 0.
-with open(binary, "rb") as f:
-    content = f.read()
-tar = io.BytesIO()
-with tarfile.open(fileobj=tar, mode="w", format=tarfile.PAX_FORMAT) as t:
-    info = tarfile.TarInfo("ocistep")
-    info.size, info.mode, info.mtime = len(content), 0o755, 0
+# The layer: /ocistep (0755) and the build machine's CA certificates, which
+# a TLS registry's certificate is checked against (there is no other system
+# here); owned by root, mtime 0.
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+if not os.path.isfile(CA_BUNDLE):
+    sys.exit(f"error: {CA_BUNDLE} is missing; install ca-certificates")
+
+def entry(name, mode, content=None):
+    info = tarfile.TarInfo(name)
+    info.mode, info.mtime = mode, 0
     info.uid = info.gid = 0
     info.uname = info.gname = ""
-    t.addfile(info, io.BytesIO(content))
+    if content is None:
+        info.type = tarfile.DIRTYPE
+        return info, None
+    info.size = len(content)
+    return info, io.BytesIO(content)
+
+with open(binary, "rb") as f:
+    content = f.read()
+with open(CA_BUNDLE, "rb") as f:
+    certificates = f.read()
+tar = io.BytesIO()
+with tarfile.open(fileobj=tar, mode="w", format=tarfile.PAX_FORMAT) as t:
+    for name, mode, data in [
+        ("etc", 0o755, None),
+        ("etc/ssl", 0o755, None),
+        ("etc/ssl/certs", 0o755, None),
+        ("etc/ssl/certs/ca-certificates.crt", 0o644, certificates),
+        ("ocistep", 0o755, content),
+    ]:
+        t.addfile(*entry(name, mode, data))
 layer_tar = tar.getvalue()
 layer = gzip.compress(layer_tar, compresslevel=9, mtime=0)
 layer_digest = put_blob(layer)
