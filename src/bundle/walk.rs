@@ -78,7 +78,7 @@ pub enum SourceKind {
 
 /// What identifies a file's content without reading it, like git's index:
 /// any write to a file changes its ctime, which no tool can set back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct FileStamp {
     /// Device number.
     pub dev: u64,

@@ -1,4 +1,5 @@
 //! One file per mode; each composes library calls and writes its results.
+//! `stream_feed` is the packing thread's end of a streamed upload.
 
 pub mod assemble_index;
 pub mod copy;
@@ -7,6 +8,7 @@ pub mod pull_source_bundle;
 pub mod push_artifact;
 pub mod push_image;
 pub mod push_source_bundle;
+mod stream_feed;
 
 use std::sync::Arc;
 

@@ -9,11 +9,12 @@ use bytes::Bytes;
 use crate::bundle::fingerprint::{fingerprint, PackedRecord};
 use crate::bundle::format;
 use crate::bundle::pack::{self, PackEvent, PackOptions};
-use crate::bundle::walk::{self, SourceEntry, SourceKind, WalkOptions};
+use crate::bundle::walk::{self, SourceEntry, WalkOptions};
 use crate::cli::PushArgs;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::manifest::OCI_MANIFEST;
+use crate::modes::stream_feed::{self, StreamFeed, STREAM_CHUNKS_IN_FLIGHT};
 use crate::modes::{require_tag, Context};
 use crate::progress::Progress;
 use crate::reference::Target;
@@ -22,21 +23,6 @@ use crate::registry::BlobSource;
 use crate::results::{self, Outcome};
 use crate::store::Store;
 use crate::timestamp;
-
-/// Compressed chunks (up to about 1 MiB each) queued for a streamed upload.
-const STREAM_CHUNKS_IN_FLIGHT: usize = 8;
-
-/// Bytes a streamed PATCH must have carried before it may end early:
-/// smaller layers go out in the PATCH whole.
-const EARLY_END_AFTER: u64 = 1 << 20;
-
-/// The PATCH of a streamed upload ends once this share of the tar stream is
-/// written (or its last entry): the registry then stores and syncs what it
-/// got while the rest is compressed, and the rest goes with the closing PUT.
-/// Measured on a 250 MB tree against a local registry, the time from the
-/// last compressed block to the finished upload: 41 ms when the PATCH ends
-/// with the tar, 25–28 ms at 31/32, 29–32 ms at 15/16 and 9/10.
-const PATCH_SHARE: (u64, u64) = (31, 32);
 
 /// Runs the mode.
 pub async fn run(
@@ -202,73 +188,6 @@ struct Layer {
     config: Option<String>,
 }
 
-/// The packing thread's end of a streamed upload.
-struct StreamFeed {
-    /// None once the stream is given up, or the PATCH ended.
-    sender: Option<tokio::sync::mpsc::Sender<Feed>>,
-    /// How long to wait for room in the queue before giving up.
-    patience: std::time::Duration,
-    /// Bytes handed to the PATCH.
-    sent: u64,
-}
-
-impl StreamFeed {
-    /// Hands the next compressed bytes to the PATCH, or ends the PATCH
-    /// before them once the tar stream is near its end (`ending`, see
-    /// [`PATCH_SHARE`]).
-    fn offer(&mut self, bytes: &[u8], ending: bool) {
-        let Some(sender) = &self.sender else {
-            return;
-        };
-        if ending && self.sent >= EARLY_END_AFTER {
-            let _ = send_within(sender, Feed::EndOfPatch, self.patience);
-            self.sender = None;
-            return;
-        }
-        // A stream that failed, or stopped taking bytes for longer than
-        // --timeout, is given up; packing goes on into the spool file.
-        let chunk = Feed::Bytes(Bytes::copy_from_slice(bytes));
-        if send_within(sender, chunk, self.patience) {
-            self.sent += bytes.len() as u64;
-        } else {
-            self.sender = None;
-        }
-    }
-}
-
-/// Queues `chunk` for a streamed upload, waiting at most `patience` for
-/// room; false when the stream is gone or stalled.
-fn send_within(
-    sender: &tokio::sync::mpsc::Sender<Feed>,
-    chunk: Feed,
-    patience: std::time::Duration,
-) -> bool {
-    let started = std::time::Instant::now();
-    let mut chunk = chunk;
-    loop {
-        match sender.try_send(chunk) {
-            Ok(()) => return true,
-            Err(tokio::sync::mpsc::error::TrySendError::Full(back))
-                if started.elapsed() < patience =>
-            {
-                chunk = back;
-                std::thread::sleep(std::time::Duration::from_millis(2));
-            }
-            Err(_) => return false,
-        }
-    }
-}
-
-/// About the bytes `entry` takes in a tar stream: a header, and a file's
-/// content padded to 512 bytes (long names take a little more).
-fn tar_size(entry: &SourceEntry) -> u64 {
-    let content = match &entry.kind {
-        SourceKind::File { size, .. } => size.div_ceil(512) * 512,
-        SourceKind::Dir | SourceKind::Symlink { .. } => 0,
-    };
-    512 + content
-}
-
 /// The layer this tree packed to last time, when the cache remembers its
 /// fingerprint (`fp`, present with a cache) and the target already holds
 /// that layer.
@@ -327,21 +246,16 @@ async fn pack_layer(
         _ => None,
     };
     let patience = ctx.client.read_timeout();
-    let mut feed = StreamFeed {
-        sender: streaming.is_some().then_some(tx),
-        patience,
-        sent: 0,
-    };
+    let mut feed = StreamFeed::new(streaming.is_some().then_some(tx), patience);
     let mut packing = tokio::task::spawn_blocking(move || {
-        let total: u64 = entries.iter().map(tar_size).sum();
-        let end_patch_at = total / PATCH_SHARE.1 * PATCH_SHARE.0;
+        let end_patch_at = stream_feed::patch_end(&entries);
         let ending = std::cell::Cell::new(entries.is_empty());
         let (mut appended, mut written) = (0, 0);
         let mut diff_id_tx = Some(diff_id_tx);
         let mut on_event = |event: PackEvent<'_>| match event {
             PackEvent::Appended(entry) => {
                 appended += 1;
-                written += tar_size(entry);
+                written += stream_feed::tar_size(entry);
                 ending.set(appended == entries.len() || written >= end_patch_at);
             }
             PackEvent::TarDone(diff_id) => {
@@ -358,7 +272,7 @@ async fn pack_layer(
             &mut on_event,
             &mut tee,
         );
-        packed.map(|packed| (packed, feed.sent))
+        packed.map(|packed| (packed, feed.sent()))
     });
     let upload = async {
         match streaming {
