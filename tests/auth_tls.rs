@@ -219,7 +219,13 @@ fn a_ca_file_without_a_certificate_is_a_usage_error() {
         .arg(&not_pem)
         .assert()
         .code(2)
-        .stderr(contains("holds no valid PEM certificate").and(contains("ca.txt")));
+        .stderr(
+            contains("holds no valid PEM certificate")
+                .and(contains("ca.txt"))
+                .and(contains(
+                    "give it the registry's CA certificate in PEM form",
+                )),
+        );
 }
 
 #[test]

@@ -18,7 +18,7 @@ use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 
 use rustix::fs::{Access, AtFlags, FileType, Mode, OFlags};
 
@@ -597,8 +597,10 @@ fn check_readable<P: rustix::path::Arg>(
     path: &Path,
     owner: (u32, u32),
 ) -> Result<()> {
+    static EUID: OnceLock<u32> = OnceLock::new();
     let (uid, mode) = owner;
-    if uid == rustix::process::geteuid().as_raw() && mode & 0o400 != 0 {
+    let euid = *EUID.get_or_init(|| rustix::process::geteuid().as_raw());
+    if uid == euid && mode & 0o400 != 0 {
         return Ok(());
     }
     rustix::fs::accessat(dir, name, Access::READ_OK, AtFlags::EACCESS)

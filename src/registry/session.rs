@@ -181,7 +181,8 @@ impl RegistryClient {
                 .filter(|certs| !certs.is_empty())
                 .ok_or_else(|| {
                     Error::Usage(format!(
-                        "--ca-file {} holds no valid PEM certificate; give it the registry's CA                          certificate in PEM form (-----BEGIN CERTIFICATE-----)",
+                        "--ca-file {} holds no valid PEM certificate; give it the registry's CA \
+                         certificate in PEM form (-----BEGIN CERTIFICATE-----)",
                         path.display()
                     ))
                 })?;

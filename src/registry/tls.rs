@@ -46,7 +46,16 @@ struct SystemRoots {
     loaded: OnceLock<Result<rustls_platform_verifier::Verifier, rustls::Error>>,
 }
 
+/// A rustls function that checks a handshake signature.
+type VerifySignature = fn(
+    &[u8],
+    &CertificateDer<'_>,
+    &DigitallySignedStruct,
+    &WebPkiSupportedAlgorithms,
+) -> Result<HandshakeSignatureValid, rustls::Error>;
+
 impl SystemRoots {
+    /// The verifier with the system's roots, read on the first call.
     fn verifier(&self) -> Result<&rustls_platform_verifier::Verifier, rustls::Error> {
         self.loaded
             .get_or_init(|| {
@@ -64,17 +73,7 @@ impl SystemRoots {
             .as_ref()
             .map_err(Clone::clone)
     }
-}
 
-/// A rustls function that checks a handshake signature.
-type VerifySignature = fn(
-    &[u8],
-    &CertificateDer<'_>,
-    &DigitallySignedStruct,
-    &WebPkiSupportedAlgorithms,
-) -> Result<HandshakeSignatureValid, rustls::Error>;
-
-impl SystemRoots {
     /// Checks a handshake signature with `verify` (for TLS 1.2 or 1.3),
     /// unless `insecure`.
     fn signature(
