@@ -94,6 +94,17 @@ impl<W: Write> HashingWriter<W> {
     pub fn get_mut(&mut self) -> &mut W {
         &mut self.inner
     }
+
+    /// The inner writer and the hasher, borrowed together, for writes that
+    /// bypass [`Write::write`]; [`HashingWriter::count`] then counts them.
+    pub(crate) fn parts(&mut self) -> (&mut W, &mut Sha256) {
+        (&mut self.inner, &mut self.hasher)
+    }
+
+    /// Counts `n` bytes hashed through [`HashingWriter::parts`].
+    pub(crate) fn count(&mut self, n: usize) {
+        self.written += n as u64;
+    }
 }
 
 impl<W: Write> Write for HashingWriter<W> {

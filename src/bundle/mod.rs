@@ -11,6 +11,7 @@ pub mod install;
 pub mod pack;
 pub mod pargunzip;
 pub mod pargz;
+pub mod read_into;
 pub mod walk;
 pub mod writer;
 

@@ -18,6 +18,7 @@ use rustix::fs::{Mode, OFlags};
 use tar::{EntryType, Header};
 
 use crate::bundle::pargz::ParallelGzWriter;
+use crate::bundle::read_into::{read_then_write, ReadFn, ReadInto};
 use crate::bundle::walk::{self, SourceEntry, SourceKind};
 use crate::bundle::Compression;
 use crate::digest::{Digest, HashingWriter};
@@ -217,6 +218,16 @@ impl<W: Write> Encoder<W> {
     }
 }
 
+impl<W: Write> ReadInto for Encoder<W> {
+    /// Gzip takes reads straight into its block; the others through `scratch`.
+    fn read_into(&mut self, scratch: &mut [u8], read: &mut ReadFn<'_>) -> io::Result<usize> {
+        match self {
+            Encoder::Gzip(w) => w.read_into(scratch, read),
+            other => read_then_write(other, scratch, read),
+        }
+    }
+}
+
 impl<W: Write> Write for Encoder<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
@@ -324,7 +335,7 @@ fn header(kind: EntryType, mode: u32, size: u64, mtime: u64) -> Header {
 }
 
 /// Appends one entry to the archive.
-fn append_entry<W: Write>(
+fn append_entry<W: ReadInto>(
     tar: &mut tar::Builder<W>,
     entry: &SourceEntry,
     mtime: u64,
@@ -471,21 +482,24 @@ struct SourceReader<'a> {
 }
 
 impl SourceReader<'_> {
-    /// Writes the file's content to `out`, checking that it has exactly the
-    /// expected size.
-    fn copy_into(&mut self, out: &mut dyn Write) -> io::Result<()> {
-        loop {
-            let n = self.fill()?;
-            if n == 0 {
-                return Ok(());
+    /// Writes the file's content to `out`, read straight into its buffer
+    /// where it lends one, checking that it has exactly the expected size.
+    fn copy_into(&mut self, out: &mut dyn ReadInto) -> io::Result<()> {
+        let scratch = std::mem::take(&mut self.buffer);
+        let copied = loop {
+            match out.read_into(scratch, &mut |room: &mut [u8]| self.fill(room)) {
+                Ok(0) => break Ok(()),
+                Ok(_) => {}
+                Err(e) => break Err(e),
             }
-            out.write_all(&self.buffer[..n])?;
-        }
+        };
+        self.buffer = scratch;
+        copied
     }
 
-    /// Reads the next piece into the buffer and returns its length; at the
+    /// Reads the next piece into `room` and returns its length; at the
     /// expected end, checks that the file did not grow and returns 0.
-    fn fill(&mut self) -> io::Result<usize> {
+    fn fill(&mut self, room: &mut [u8]) -> io::Result<usize> {
         if self.remaining == 0 {
             if self.at_end {
                 return Ok(0);
@@ -501,10 +515,10 @@ impl SourceReader<'_> {
         // exactly at the expected end has met the end of the file, which
         // spares a second read to check that the file did not grow.
         let (want, past_end) = match usize::try_from(self.remaining) {
-            Ok(r) if r < self.buffer.len() => (r + 1, true),
-            _ => (self.buffer.len(), false),
+            Ok(r) if r < room.len() => (r + 1, true),
+            _ => (room.len(), false),
         };
-        match read_retrying(&mut self.file, &mut self.buffer[..want]) {
+        match read_retrying(&mut self.file, &mut room[..want]) {
             Ok(0) => Err(self.fail(ReadFailure::Changed)),
             Ok(n) if past_end && n == want => Err(self.fail(ReadFailure::Changed)),
             Ok(n) => {
@@ -855,6 +869,24 @@ mod tests {
         }
     }
 
+    /// Throws away what it is given, read through its caller's buffer.
+    struct Discard;
+
+    impl Write for Discard {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl ReadInto for Discard {
+        fn read_into(&mut self, scratch: &mut [u8], read: &mut ReadFn<'_>) -> io::Result<usize> {
+            read_then_write(self, scratch, read)
+        }
+    }
+
     #[test]
     fn size_change_during_read_is_detected() {
         let dir = tempfile::tempdir().unwrap();
@@ -867,7 +899,7 @@ mod tests {
             let mut opener = SourceOpener::default();
             let mut reader = open_source("f", &path, 5, &mut opener, &mut buffer).unwrap();
             reader.remaining = expected;
-            let err = reader.copy_into(&mut io::sink()).unwrap_err();
+            let err = reader.copy_into(&mut Discard).unwrap_err();
             match reader.into_error(err) {
                 WriteError::Source(Error::InvalidInput(msg)) => {
                     assert!(msg.contains("file f changed while packing"), "{msg}")

@@ -15,6 +15,7 @@ use std::thread::JoinHandle;
 use libdeflater::{CompressionLvl, Compressor};
 
 use crate::bundle::gzip_member;
+use crate::bundle::read_into::{ReadFn, ReadInto};
 
 /// Uncompressed bytes per block.
 pub const BLOCK_SIZE: usize = 1 << 20;
@@ -33,10 +34,12 @@ const INCOMPRESSIBLE_SYMBOLS: u64 = 240;
 const PROBE_SIZE: usize = 4096;
 const PROBE_SYMBOLS: u64 = 128;
 
-/// A block to compress, with a buffer to write its members into.
+/// A block to compress (the first `len` bytes of `data`), with a buffer to
+/// write its members into.
 struct Job {
     index: u64,
     data: Vec<u8>,
+    len: usize,
     out: Vec<u8>,
 }
 
@@ -50,13 +53,16 @@ struct Done {
 /// A `Write` that gzip-compresses on `threads` worker threads.
 pub struct ParallelGzWriter<W: Write> {
     inner: W,
+    /// The block being filled: always [`BLOCK_SIZE`] long, so a reader can
+    /// fill it in place (see [`ReadInto`]); its first `filled` bytes are data.
     block: Vec<u8>,
+    filled: usize,
     jobs: Option<SyncSender<Job>>,
     done: Receiver<Done>,
     workers: Vec<JoinHandle<()>>,
     pending: BTreeMap<u64, Vec<u8>>,
     /// Buffers of blocks already compressed or written, used again rather
-    /// than allocated (and page-faulted in) for every block.
+    /// than allocated (and zeroed and page-faulted in) for every block.
     spare_blocks: Vec<Vec<u8>>,
     spare_outputs: Vec<Vec<u8>>,
     next_index: u64,
@@ -87,7 +93,8 @@ impl<W: Write> ParallelGzWriter<W> {
             .collect();
         Ok(ParallelGzWriter {
             inner,
-            block: Vec::with_capacity(BLOCK_SIZE),
+            block: vec![0; BLOCK_SIZE],
+            filled: 0,
             jobs: Some(jobs),
             done,
             workers,
@@ -103,7 +110,7 @@ impl<W: Write> ParallelGzWriter<W> {
     /// Compresses what is left and returns the inner writer. An empty input
     /// still gives one (empty) member, so the output is valid gzip.
     pub fn finish(mut self) -> io::Result<W> {
-        if !self.block.is_empty() || self.next_index == 0 {
+        if self.filled > 0 || self.next_index == 0 {
             self.dispatch()?;
         }
         self.jobs = None;
@@ -120,8 +127,9 @@ impl<W: Write> ParallelGzWriter<W> {
         let next = self
             .spare_blocks
             .pop()
-            .unwrap_or_else(|| Vec::with_capacity(BLOCK_SIZE));
+            .unwrap_or_else(|| vec![0; BLOCK_SIZE]);
         let data = std::mem::replace(&mut self.block, next);
+        let len = std::mem::take(&mut self.filled);
         let out = self.spare_outputs.pop().unwrap_or_default();
         let jobs = self
             .jobs
@@ -130,6 +138,7 @@ impl<W: Write> ParallelGzWriter<W> {
         jobs.send(Job {
             index: self.next_index,
             data,
+            len,
             out,
         })
         .map_err(|_| io::Error::other("a compression thread stopped"))?;
@@ -139,6 +148,15 @@ impl<W: Write> ParallelGzWriter<W> {
         }
         while let Ok(done) = self.done.try_recv() {
             self.store(done)?;
+        }
+        Ok(())
+    }
+
+    /// Counts `n` more bytes in the block, and sends it off once it is full.
+    fn took(&mut self, n: usize) -> io::Result<()> {
+        self.filled += n;
+        if self.filled == BLOCK_SIZE {
+            self.dispatch()?;
         }
         Ok(())
     }
@@ -155,9 +173,8 @@ impl<W: Write> ParallelGzWriter<W> {
         let Done {
             index,
             members,
-            mut data,
+            data,
         } = done;
-        data.clear();
         self.spare_blocks.push(data);
         self.pending.insert(index, members?);
         while let Some(mut bytes) = self.pending.remove(&self.next_to_write) {
@@ -172,16 +189,23 @@ impl<W: Write> ParallelGzWriter<W> {
 
 impl<W: Write> Write for ParallelGzWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = buf.len().min(BLOCK_SIZE - self.block.len());
-        self.block.extend_from_slice(&buf[..n]);
-        if self.block.len() == BLOCK_SIZE {
-            self.dispatch()?;
-        }
+        let n = buf.len().min(BLOCK_SIZE - self.filled);
+        self.block[self.filled..self.filled + n].copy_from_slice(&buf[..n]);
+        self.took(n)?;
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+impl<W: Write> ReadInto for ParallelGzWriter<W> {
+    /// `read` fills the rest of the current block in place.
+    fn read_into(&mut self, _scratch: &mut [u8], read: &mut ReadFn<'_>) -> io::Result<usize> {
+        let n = read(&mut self.block[self.filled..])?;
+        self.took(n)?;
+        Ok(n)
     }
 }
 
@@ -193,10 +217,16 @@ fn worker(jobs: &Mutex<Receiver<Job>>, done: &mpsc::Sender<Done>, level: Compres
             Ok(rx) => rx.recv(),
             Err(_) => return,
         };
-        let Ok(Job { index, data, out }) = job else {
+        let Ok(Job {
+            index,
+            data,
+            len,
+            out,
+        }) = job
+        else {
             return;
         };
-        let members = compress_block(&data, out, &mut compressor, &mut scratch, xfl);
+        let members = compress_block(&data[..len], out, &mut compressor, &mut scratch, xfl);
         if done
             .send(Done {
                 index,
