@@ -9,6 +9,7 @@
 //! always runs in libzstd's multi-threaded mode, whose output is the same for
 //! any number of worker threads.
 
+use std::borrow::Borrow;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, Write};
 use std::os::fd::OwnedFd;
@@ -105,7 +106,13 @@ pub fn pack(
     spool_dir: &Path,
     on_event: &mut dyn FnMut(PackEvent<'_>),
 ) -> Result<PackedLayer> {
-    pack_teeing(entries, opts, spool_dir, on_event, &mut |_| {})
+    pack_teeing(
+        entries.iter().map(Ok),
+        opts,
+        spool_dir,
+        on_event,
+        &mut |_| {},
+    )
 }
 
 /// How far packing has got, for callers that act before it ends.
@@ -118,11 +125,12 @@ pub enum PackEvent<'a> {
     TarDone(&'a Digest),
 }
 
-/// Like [`pack`], and hands every run of compressed bytes to `tee` as it is
-/// written to the spool file, so the layer can be uploaded while it is
-/// being packed.
-pub fn pack_teeing(
-    entries: &[SourceEntry],
+/// Like [`pack`], with the entries coming one by one (an error among them
+/// ends packing with that error), and hands every run of compressed bytes
+/// to `tee` as it is written to the spool file, so the layer can be
+/// uploaded while it is being packed.
+pub fn pack_teeing<E: Borrow<SourceEntry>>(
+    entries: impl IntoIterator<Item = Result<E>>,
     opts: &PackOptions,
     spool_dir: &Path,
     on_event: &mut dyn FnMut(PackEvent<'_>),
@@ -152,7 +160,7 @@ pub fn pack_teeing(
         digest: written.digest,
         size: written.size,
         diff_id: written.diff_id,
-        entries: entries.len() as u64,
+        entries: written.entries,
         uncompressed_size: written.uncompressed_size,
         file,
     })
@@ -250,6 +258,7 @@ impl<W: Write> Write for Encoder<W> {
 
 /// Digests and sizes of a written layer.
 struct Written {
+    entries: u64,
     digest: Digest,
     size: u64,
     diff_id: Digest,
@@ -280,8 +289,8 @@ impl From<io::Error> for WriteError {
 }
 
 /// Streams the compressed tar of `entries` into `sink`, hashing both layers.
-fn write_layer<W: Write>(
-    entries: &[SourceEntry],
+fn write_layer<W: Write, E: Borrow<SourceEntry>>(
+    entries: impl IntoIterator<Item = Result<E>>,
     mtime: u64,
     compression: Compression,
     level: u32,
@@ -293,8 +302,8 @@ fn write_layer<W: Write>(
 }
 
 /// [`write_layer`] on `threads` threads.
-fn write_layer_with<W: Write>(
-    entries: &[SourceEntry],
+fn write_layer_with<W: Write, E: Borrow<SourceEntry>>(
+    entries: impl IntoIterator<Item = Result<E>>,
     mtime: u64,
     compression: Compression,
     level: u32,
@@ -306,15 +315,19 @@ fn write_layer_with<W: Write>(
     let mut tar: LayerWriter<W> = tar::Builder::new(HashingWriter::new(encoder));
     let mut buffer = vec![0u8; BUFFER_SIZE];
     let mut opener = SourceOpener::default();
+    let mut count = 0;
     for entry in entries {
-        append_entry(&mut tar, entry, mtime, &mut opener, &mut buffer)?;
-        on_event(PackEvent::Appended(entry));
+        let entry = entry.map_err(WriteError::Source)?;
+        append_entry(&mut tar, entry.borrow(), mtime, &mut opener, &mut buffer)?;
+        on_event(PackEvent::Appended(entry.borrow()));
+        count += 1;
     }
     let (encoder, diff_id, uncompressed_size) = tar.into_inner()?.finish();
     on_event(PackEvent::TarDone(&diff_id));
     let (mut sink, digest, size) = encoder.finish()?.finish();
     sink.flush()?;
     Ok(Written {
+        entries: count,
         digest,
         size,
         diff_id,
@@ -967,7 +980,7 @@ mod tests {
     fn zstd_bytes(entries: &[SourceEntry], level: u32, threads: usize) -> (Vec<u8>, Written) {
         let mut out = Vec::new();
         let written = write_layer_with(
-            entries,
+            entries.iter().map(Ok),
             0,
             Compression::Zstd,
             level,
