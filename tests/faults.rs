@@ -772,53 +772,6 @@ fn a_large_streamed_layer_sends_its_last_part_with_the_closing_put() {
 }
 
 #[test]
-fn a_problem_deep_in_the_tree_found_while_packing_leaves_no_blob_and_no_tag() {
-    let reg = Registry::start();
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    // Packing starts while the tree is walked, and with the repository new
-    // the layer streams: the early files go out before the walk reaches zz.
-    write(&src, "a/noise.bin", &pseudo_random(3 << 20, 11));
-    sample_tree(&src.join("m"));
-    std::fs::create_dir(src.join("zz")).unwrap();
-    std::os::unix::fs::symlink("/etc/passwd", src.join("zz/link")).unwrap();
-
-    let proxy = FaultProxy::start(&reg.host(), vec![]);
-    let digest_file = tmp.path().join("d");
-    let run = push(
-        &src,
-        &format!("{}/deep:v1", proxy.host()),
-        &digest_file,
-        &[],
-    )
-    .code(9);
-    let stderr = String::from_utf8_lossy(&run.get_output().stderr).into_owned();
-    assert!(stderr.contains("symlink zz/link"), "{stderr}");
-    let hits = proxy.hits();
-    assert!(
-        hits.iter().all(|(method, _, _)| method != "PUT"),
-        "no blob completed, no manifest: {hits:#?}"
-    );
-    // An upload session opened for the stream is cancelled, not left open.
-    let sessions = |method: &str| {
-        hits.iter()
-            .filter(|(m, target, _)| m == method && target.contains("/blobs/uploads/"))
-            .count()
-    };
-    assert_eq!(sessions("DELETE"), sessions("POST"), "{hits:#?}");
-    assert!(!digest_file.exists(), "a failed run writes no result");
-    let tag = http_request_with(
-        "HEAD",
-        &reg.host(),
-        "/v2/deep/manifests/v1",
-        None,
-        &[("Accept", OCI_MANIFEST)],
-    )
-    .unwrap();
-    assert_eq!(tag.status, 404, "no tag after a failed push");
-}
-
-#[test]
 fn a_stream_that_fails_falls_back_to_a_monolithic_upload() {
     let reg = Registry::start();
     let tmp = tempfile::tempdir().unwrap();

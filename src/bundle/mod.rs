@@ -13,7 +13,6 @@ pub mod pargunzip;
 pub mod pargz;
 pub mod read_into;
 pub mod walk;
-pub mod walk_order;
 pub mod writer;
 
 /// Compression of a tar layer.

@@ -9,7 +9,6 @@
 //! always runs in libzstd's multi-threaded mode, whose output is the same for
 //! any number of worker threads.
 
-use std::borrow::Borrow;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, Write};
 use std::os::fd::OwnedFd;
@@ -106,13 +105,7 @@ pub fn pack(
     spool_dir: &Path,
     on_event: &mut dyn FnMut(PackEvent<'_>),
 ) -> Result<PackedLayer> {
-    pack_teeing(
-        entries.iter().map(Ok),
-        opts,
-        spool_dir,
-        on_event,
-        &mut |_| {},
-    )
+    pack_teeing(entries, opts, spool_dir, on_event, &mut |_| {})
 }
 
 /// How far packing has got, for callers that act before it ends.
@@ -125,12 +118,11 @@ pub enum PackEvent<'a> {
     TarDone(&'a Digest),
 }
 
-/// Like [`pack`], with the entries coming one by one (an error among them
-/// ends packing with that error), and hands every run of compressed bytes
-/// to `tee` as it is written to the spool file, so the layer can be
-/// uploaded while it is being packed.
-pub fn pack_teeing<E: Borrow<SourceEntry>>(
-    entries: impl IntoIterator<Item = Result<E>>,
+/// Like [`pack`], and hands every run of compressed bytes to `tee` as it is
+/// written to the spool file, so the layer can be uploaded while it is
+/// being packed.
+pub fn pack_teeing(
+    entries: &[SourceEntry],
     opts: &PackOptions,
     spool_dir: &Path,
     on_event: &mut dyn FnMut(PackEvent<'_>),
@@ -160,7 +152,7 @@ pub fn pack_teeing<E: Borrow<SourceEntry>>(
         digest: written.digest,
         size: written.size,
         diff_id: written.diff_id,
-        entries: written.entries,
+        entries: entries.len() as u64,
         uncompressed_size: written.uncompressed_size,
         file,
     })
@@ -258,7 +250,6 @@ impl<W: Write> Write for Encoder<W> {
 
 /// Digests and sizes of a written layer.
 struct Written {
-    entries: u64,
     digest: Digest,
     size: u64,
     diff_id: Digest,
@@ -289,8 +280,8 @@ impl From<io::Error> for WriteError {
 }
 
 /// Streams the compressed tar of `entries` into `sink`, hashing both layers.
-fn write_layer<W: Write, E: Borrow<SourceEntry>>(
-    entries: impl IntoIterator<Item = Result<E>>,
+fn write_layer<W: Write>(
+    entries: &[SourceEntry],
     mtime: u64,
     compression: Compression,
     level: u32,
@@ -302,8 +293,8 @@ fn write_layer<W: Write, E: Borrow<SourceEntry>>(
 }
 
 /// [`write_layer`] on `threads` threads.
-fn write_layer_with<W: Write, E: Borrow<SourceEntry>>(
-    entries: impl IntoIterator<Item = Result<E>>,
+fn write_layer_with<W: Write>(
+    entries: &[SourceEntry],
     mtime: u64,
     compression: Compression,
     level: u32,
@@ -315,19 +306,15 @@ fn write_layer_with<W: Write, E: Borrow<SourceEntry>>(
     let mut tar: LayerWriter<W> = tar::Builder::new(HashingWriter::new(encoder));
     let mut buffer = vec![0u8; BUFFER_SIZE];
     let mut opener = SourceOpener::default();
-    let mut count = 0;
     for entry in entries {
-        let entry = entry.map_err(WriteError::Source)?;
-        append_entry(&mut tar, entry.borrow(), mtime, &mut opener, &mut buffer)?;
-        on_event(PackEvent::Appended(entry.borrow()));
-        count += 1;
+        append_entry(&mut tar, entry, mtime, &mut opener, &mut buffer)?;
+        on_event(PackEvent::Appended(entry));
     }
     let (encoder, diff_id, uncompressed_size) = tar.into_inner()?.finish();
     on_event(PackEvent::TarDone(&diff_id));
     let (mut sink, digest, size) = encoder.finish()?.finish();
     sink.flush()?;
     Ok(Written {
-        entries: count,
         digest,
         size,
         diff_id,
@@ -980,7 +967,7 @@ mod tests {
     fn zstd_bytes(entries: &[SourceEntry], level: u32, threads: usize) -> (Vec<u8>, Written) {
         let mut out = Vec::new();
         let written = write_layer_with(
-            entries.iter().map(Ok),
+            entries,
             0,
             Compression::Zstd,
             level,

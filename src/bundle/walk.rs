@@ -5,13 +5,11 @@
 //! files and `.gitignore` files are not special.
 //!
 //! Directories are listed on several threads, which take them from one
-//! queue (see [`walk_order`](crate::bundle::walk_order)), and every file is
-//! looked at relative to its directory's open handle, which spares the
-//! kernel a walk down the whole path for each one. The entries come out
-//! sorted by path, so the bundle does not depend on the order in which the
-//! file system lists directories, and can be packed while later directories
-//! are still being listed; when anything fails the error reported is that
-//! of the first path in that order.
+//! queue, and every file is looked at relative to its directory's open
+//! handle, which spares the kernel a walk down the whole path for each one.
+//! The result is sorted by path so the bundle does not depend on the order
+//! in which the file system lists directories, and when anything fails the
+//! error reported is that of the first path in that order.
 
 use std::ffi::{CStr, OsStr};
 use std::fs;
@@ -20,13 +18,12 @@ use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 
 use rustix::fs::{Access, AtFlags, FileType, Mode, OFlags};
 
 pub use crate::bundle::ignore_rules::IGNORE_FILE_NAME;
 use crate::bundle::ignore_rules::{NestedRules, Rules};
-use crate::bundle::walk_order::{InOrder, Listing, Queued, Taken, WalkProgress, WorkQueue};
 use crate::error::{Error, Result};
 
 /// Threads walking a tree, whatever the number of cores: listing waits on
@@ -128,49 +125,9 @@ pub fn walk(
     opts: &WalkOptions,
     warn: &mut dyn FnMut(String),
 ) -> Result<Vec<SourceEntry>> {
-    walk_in_order(root, opts, warn, &|_| 0, |entries| entries.collect())?
-}
-
-/// A walk's entries in bundle order (see [`walk_in_order`]).
-pub type Entries<'q> = InOrder<'q, Pending>;
-
-/// How far a walk has got (see [`walk_in_order`]).
-pub type Progress<'q> = WalkProgress<'q, Pending>;
-
-/// Walks `root` like [`walk`], and hands the entries to `consume` in bundle
-/// order while the walk goes on: each entry as soon as every directory
-/// whose contents sort before it is listed. Their summed `weigh`t is known
-/// to [`Entries::progress`] once every directory is listed.
-///
-/// A walk that fails makes the entries stop with a stand-in error; the
-/// error returned is then the walk's own (the first in bundle order, as
-/// with [`walk`]), whatever `consume` made of it.
-pub fn walk_in_order<T>(
-    root: &Path,
-    opts: &WalkOptions,
-    warn: &mut dyn FnMut(String),
-    weigh: &(dyn Fn(&SourceEntry) -> u64 + Sync),
-    consume: impl FnOnce(Entries<'_>) -> T,
-) -> Result<T> {
     let base = canonical_root(root)?;
     let rules = Rules::new(&base, &opts.excludes, &opts.ignore_files)?;
-    let queue = WorkQueue::new(Pending {
-        path: base.to_path_buf(),
-        rel: String::new(),
-        rules: None,
-    });
-    let merged = Mutex::new(Found::default());
-    let consumed = std::thread::scope(|scope| {
-        for _ in 0..WALK_THREADS {
-            scope.spawn(|| {
-                let found = list_all(&queue, &rules, opts, weigh);
-                let mut merged = merged.lock().unwrap_or_else(PoisonError::into_inner);
-                merged.absorb(found);
-            });
-        }
-        consume(InOrder::new(&queue))
-    });
-    let found = merged.into_inner().unwrap_or_else(PoisonError::into_inner);
+    let found = walk_tree(&base, &rules, opts);
     let first_error = found
         .errors
         .into_iter()
@@ -181,11 +138,13 @@ pub fn walk_in_order<T>(
     let mut warnings = found.warnings;
     warnings.sort();
     warnings.into_iter().for_each(warn);
-    Ok(consumed)
+    let mut entries = found.entries;
+    entries.sort_unstable_by(|a, b| a.rel.as_bytes().cmp(b.rel.as_bytes()));
+    Ok(entries)
 }
 
 /// A directory still to be listed.
-pub struct Pending {
+struct Pending {
     /// Its absolute path.
     path: PathBuf,
     /// Its path inside the bundle (empty for the root).
@@ -194,75 +153,135 @@ pub struct Pending {
     rules: Option<Arc<NestedRules>>,
 }
 
-/// What one walking thread met besides entries.
+/// What listing some directories found.
 #[derive(Default)]
 struct Found {
+    entries: Vec<SourceEntry>,
     warnings: Vec<String>,
     /// Each failure with the bundle path it concerns, so the first in bundle
     /// order can be reported whatever thread met it first.
     errors: Vec<(String, Error)>,
+    /// Subdirectories of the directory just listed, handed to the queue
+    /// after each one (so never merged by [`Found::absorb`]).
+    subdirs: Vec<Pending>,
 }
 
 impl Found {
     fn absorb(&mut self, other: Found) {
+        self.entries.extend(other.entries);
         self.warnings.extend(other.warnings);
         self.errors.extend(other.errors);
     }
 }
 
-/// Lists directories from `queue` until every one is listed (on each of
-/// [`WALK_THREADS`] threads: a thread that finishes a directory starts on
-/// the next at once, without waiting for the others to end a level of the
-/// tree).
-fn list_all(
-    queue: &WorkQueue<Pending>,
-    rules: &Rules,
-    opts: &WalkOptions,
-    weigh: &(dyn Fn(&SourceEntry) -> u64 + Sync),
-) -> Found {
-    let mut found = Found::default();
-    while let Some(dir) = queue.take() {
-        let taken = Taken::new(queue, dir.id);
-        let errors_before = found.errors.len();
-        let mut listed = Listed::default();
-        list_directory(&dir.dir, rules, opts, &mut found, &mut listed);
-        let subdirs: Vec<Queued<Pending>> = listed
-            .subdirs
-            .into_iter()
-            .map(|sub| Queued {
-                id: queue.new_id(),
-                key: format!("{}/", sub.rel),
-                dir: sub,
-            })
-            .collect();
-        let listing = Listing {
-            weight: listed.entries.iter().map(weigh).sum(),
-            entries: listed.entries,
-            subdirs: subdirs.iter().map(|q| (q.key.clone(), q.id)).collect(),
-            failed: found.errors.len() > errors_before,
-        };
-        taken.finish(listing, subdirs);
-    }
-    found
+/// Lists every directory below `base` on [`WALK_THREADS`]
+/// threads, which take directories from one queue: a thread that finishes a
+/// directory starts on the next at once, without waiting for the others to
+/// end a level of the tree.
+fn walk_tree(base: &Path, rules: &Rules, opts: &WalkOptions) -> Found {
+    let queue = WorkQueue::new(Pending {
+        path: base.to_path_buf(),
+        rel: String::new(),
+        rules: None,
+    });
+    let list_all = || {
+        let mut found = Found::default();
+        while let Some(dir) = queue.take() {
+            let mut taken = Taken {
+                queue: &queue,
+                subdirs: Vec::new(),
+            };
+            list_directory(&dir, rules, opts, &mut found);
+            taken.subdirs = std::mem::take(&mut found.subdirs);
+        }
+        found
+    };
+    let merged = Mutex::new(Found::default());
+    std::thread::scope(|scope| {
+        for _ in 0..WALK_THREADS {
+            scope.spawn(|| {
+                let found = list_all();
+                let mut merged = merged.lock().unwrap_or_else(PoisonError::into_inner);
+                merged.absorb(found);
+            });
+        }
+    });
+    merged.into_inner().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// What listing one directory found.
-#[derive(Default)]
-struct Listed {
-    entries: Vec<SourceEntry>,
+/// The directories still to be listed, shared by the walking threads.
+struct WorkQueue {
+    state: Mutex<QueueState>,
+    changed: Condvar,
+}
+
+struct QueueState {
+    pending: Vec<Pending>,
+    /// Directories taken and not yet done: they may add more.
+    listing: usize,
+}
+
+impl WorkQueue {
+    fn new(root: Pending) -> Self {
+        WorkQueue {
+            state: Mutex::new(QueueState {
+                pending: vec![root],
+                listing: 0,
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// The next directory to list, waiting while other threads may still
+    /// find some; `None` once every directory is listed.
+    fn take(&self) -> Option<Pending> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(dir) = state.pending.pop() {
+                state.listing += 1;
+                return Some(dir);
+            }
+            if state.listing == 0 {
+                return None;
+            }
+            state = self
+                .changed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Ends the listing of a directory taken with [`WorkQueue::take`],
+    /// queueing the subdirectories it found.
+    fn done(&self, subdirs: Vec<Pending>) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.listing -= 1;
+        let wake = !subdirs.is_empty() || state.listing == 0;
+        state.pending.extend(subdirs);
+        drop(state);
+        if wake {
+            self.changed.notify_all();
+        }
+    }
+}
+
+/// A directory being listed: dropped, even by a panic, it tells the queue
+/// the listing is over (with the subdirectories found), so the other
+/// threads never wait for it in vain.
+struct Taken<'q> {
+    queue: &'q WorkQueue,
     subdirs: Vec<Pending>,
 }
 
-/// Lists one directory into `listed`: its entries that no rule leaves out,
-/// and the subdirectories among them to list next; its problems go to
-/// `found`.
-fn list_directory(
-    dir: &Pending,
-    rules: &Rules,
-    opts: &WalkOptions,
-    found: &mut Found,
-    listed: &mut Listed,
-) {
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        self.queue.done(std::mem::take(&mut self.subdirs));
+    }
+}
+
+/// Lists one directory into `found`: its entries that no rule leaves out,
+/// and the subdirectories among them to list next.
+fn list_directory(dir: &Pending, rules: &Rules, opts: &WalkOptions, found: &mut Found) {
     let (handle, names) = match read_directory(&dir.path) {
         Ok(listing) => listing,
         Err(e) => {
@@ -310,13 +329,13 @@ fn list_directory(
         match item.classify(file_type, opts, &mut |w| found.warnings.push(w)) {
             Ok(Some(entry)) => {
                 if is_dir {
-                    listed.subdirs.push(Pending {
+                    found.subdirs.push(Pending {
                         path: item.path,
                         rel: entry.rel.clone(),
                         rules: nested.clone(),
                     });
                 }
-                listed.entries.push(entry);
+                found.entries.push(entry);
             }
             Ok(None) => {}
             Err(e) => found.errors.push((item.lossy_rel(), e)),
@@ -688,65 +707,6 @@ mod tests {
         assert_eq!(
             first,
             ["a", "a-b", "a.b", "a/0", "a/1", "b", "b/1", "b/2", "c"]
-        );
-    }
-
-    #[test]
-    fn nested_names_that_sort_around_the_slash_come_out_in_byte_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let parts = ["a", "a-", "a.b", "a0", "b"];
-        let mut files = Vec::new();
-        for one in parts {
-            for two in parts {
-                files.push(format!("{one}/{two}/f"));
-                files.push(format!("{one}/{two}-f"));
-            }
-            files.push(format!("{one}-/f"));
-        }
-        for f in &files {
-            write(dir.path(), f, "x");
-        }
-        let walked = names(dir.path(), &WalkOptions::default());
-        let mut sorted = walked.clone();
-        sorted.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        sorted.dedup();
-        assert_eq!(walked, sorted);
-        assert!(files.iter().all(|f| walked.contains(f)));
-    }
-
-    #[test]
-    fn walking_in_order_reports_the_walks_first_error_whatever_the_reader_saw() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        write(root, "a/file", "x");
-        fs::create_dir(root.join("m")).unwrap();
-        fs::create_dir(root.join("z")).unwrap();
-        symlink("/etc/hosts", root.join("z/link")).unwrap();
-        symlink("/etc/passwd", root.join("m/link")).unwrap();
-        let mut seen = Vec::new();
-        let walked = walk_in_order(
-            root,
-            &WalkOptions::default(),
-            &mut |_| {},
-            &|_| 1,
-            |entries| {
-                for entry in entries {
-                    match entry {
-                        Ok(entry) => seen.push(entry.rel),
-                        Err(_) => return "stopped",
-                    }
-                }
-                "finished"
-            },
-        );
-        match walked {
-            Err(Error::InvalidInput(msg)) => assert!(msg.contains("symlink m/link"), "{msg}"),
-            other => panic!("unexpected {other:?}"),
-        }
-        assert_eq!(
-            seen,
-            ["a", "a/file", "m"],
-            "stopped at the first failed directory"
         );
     }
 

@@ -2,15 +2,13 @@
 //! the manifest (so the tag appears only once everything it names exists).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::path::Path;
 
 use bytes::Bytes;
 
 use crate::bundle::fingerprint::{fingerprint, PackedRecord};
 use crate::bundle::format;
-use crate::bundle::pack::{self, PackEvent, PackOptions, PackedLayer};
+use crate::bundle::pack::{self, PackEvent, PackOptions};
 use crate::bundle::walk::{self, SourceEntry, WalkOptions};
 use crate::cli::PushArgs;
 use crate::digest::Digest;
@@ -52,45 +50,48 @@ pub async fn run(
         compression,
         compression_level,
     };
+    let root = dir.to_path_buf();
     let started = std::time::Instant::now();
-    let store;
-    let layer = if ctx.client.cache().is_none() && matches!(target, Target::Registry(_)) {
-        // Nothing needs the whole tree first: packing starts while the tree
-        // is still being walked, and whether the repository exists is asked
-        // meanwhile.
-        store = Store::for_writing(target, &ctx.client)?;
-        let tree = Tree::Unwalked {
-            root: dir.to_path_buf(),
-            opts: walk_opts,
-        };
-        let stream = stream_decision(ctx, target, args.stream_upload);
-        pack_layer(ctx, &store, stream, tree, pack_opts, None, source_timestamp).await?
-    } else {
-        let root = dir.to_path_buf();
-        let entries = tokio::task::spawn_blocking(move || {
-            walk::walk(&root, &walk_opts, &mut |w| tracing::warn!("{w}"))
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("walking thread failed: {e}")))??;
-        tracing::debug!(
-            "walked {} entries in {:.2?}",
-            entries.len(),
-            started.elapsed()
-        );
-        store = Store::for_writing(target, &ctx.client)?;
-        // The tree's fingerprint, computed once: to look the tree up in the
-        // cache, then to remember what it packed to.
-        let fp = ctx
-            .client
-            .cache()
-            .map(|_| fingerprint(&entries, &pack_opts));
-        match reusable_layer(ctx, &store, fp.as_ref()).await? {
-            Some(layer) => layer,
-            None => {
-                let stream = stream_decision(ctx, target, args.stream_upload);
-                let tree = Tree::Walked(entries);
-                pack_layer(ctx, &store, stream, tree, pack_opts, fp, source_timestamp).await?
-            }
+    let mut walking = tokio::task::spawn_blocking(move || {
+        walk::walk(&root, &walk_opts, &mut |w| tracing::warn!("{w}"))
+    });
+    // Whether the repository exists is asked while the tree is walked,
+    // unless the answer may not be needed: with --stream-upload, or a cache
+    // that may know the tree. A problem with the tree ends the push at once.
+    let ask_early = !args.stream_upload && ctx.client.cache().is_none();
+    let mut asking = std::pin::pin!(repository_is_new(ctx, target));
+    let mut answer = None;
+    let walked = loop {
+        tokio::select! {
+            walked = &mut walking => break walked,
+            known = &mut asking, if ask_early && answer.is_none() => answer = Some(known),
+        }
+    };
+    let entries = walked.map_err(|e| Error::Internal(format!("walking thread failed: {e}")))??;
+    tracing::debug!(
+        "walked {} entries in {:.2?}",
+        entries.len(),
+        started.elapsed()
+    );
+    let store = Store::for_writing(target, &ctx.client)?;
+    // The tree's fingerprint, computed once: to look the tree up in the
+    // cache, then to remember what it packed to.
+    let fp = ctx
+        .client
+        .cache()
+        .map(|_| fingerprint(&entries, &pack_opts));
+    let layer = match reusable_layer(ctx, &store, fp.as_ref()).await? {
+        Some(layer) => layer,
+        None => {
+            // A new repository cannot have the layer, so nothing is lost by
+            // uploading it before its digest is known.
+            let stream = args.stream_upload
+                || match answer {
+                    Some(known) => known?,
+                    None => asking.await?,
+                };
+            let stream_to = stream.then_some(&store);
+            pack_layer(ctx, stream_to, entries, pack_opts, fp, source_timestamp).await?
         }
     };
     let docs = format::build_compressed(
@@ -166,22 +167,13 @@ fn discard_spool(file: tempfile::NamedTempFile) {
     std::thread::spawn(move || drop(file));
 }
 
-/// Whether to upload the layer while it is packed: with --stream-upload,
-/// or when `target` is a registry repository that does not exist yet, so
-/// it cannot hold the layer and nothing is lost by uploading it before its
-/// digest is known (never for a layout, which is written locally anyway).
-async fn stream_decision(ctx: &Context, target: &Target, stream_upload: bool) -> Result<bool> {
+/// True when `target` is a registry repository that does not exist yet, so
+/// it holds no blob (never for a layout, which is written locally anyway).
+async fn repository_is_new(ctx: &Context, target: &Target) -> Result<bool> {
     match target {
-        Target::Registry(_) if stream_upload => Ok(true),
         Target::Registry(image) => ctx.client.repository_is_new(image).await,
         Target::Layout(_) => Ok(false),
     }
-}
-
-/// The tree to pack: its entries, or where to walk for them while packing.
-enum Tree {
-    Walked(Vec<SourceEntry>),
-    Unwalked { root: PathBuf, opts: WalkOptions },
 }
 
 /// A layer to push: packed now (with its spool file) or known from before.
@@ -230,22 +222,17 @@ async fn reusable_layer(
 }
 
 /// Packs the tree into a spool file, and remembers the result in the cache
-/// under the tree's fingerprint `fp` (present with a cache). An unwalked
-/// tree is packed as it is walked.
-///
-/// When `stream` decides so (it is asked while packing starts), the layer
-/// goes out to the registry `store` while it is being packed: one streamed
-/// PATCH for all but the end of the tar stream, then the config, which
-/// needs only the tar's digest, then a PUT with the layer's digest and the
-/// rest, read back from the spool. If the stream breaks off, the caller
-/// uploads the spool file the usual way; a registry that will not open an
-/// upload at all, or cannot be asked, ends the push (after a problem with
-/// the tree, which is reported first).
+/// under the tree's fingerprint `fp` (present with a cache). With a
+/// registry in `stream_to`, the layer goes out while it is being packed (one
+/// streamed PATCH for all but the end of the tar stream, then the config,
+/// which needs only the tar's digest, then a PUT with the layer's digest and
+/// the rest, read back from the spool); if the stream breaks off, the
+/// caller uploads the spool file the usual way; a registry that will not
+/// open an upload at all ends the push.
 async fn pack_layer(
     ctx: &Context,
-    store: &Store,
-    stream: impl std::future::Future<Output = Result<bool>>,
-    tree: Tree,
+    stream_to: Option<&Store>,
+    entries: Vec<SourceEntry>,
     opts: PackOptions,
     fp: Option<Digest>,
     source_timestamp: Option<u64>,
@@ -254,30 +241,43 @@ async fn pack_layer(
     let opts_name = opts.compression.name();
     let (tx, rx) = tokio::sync::mpsc::channel::<Feed>(STREAM_CHUNKS_IN_FLIGHT);
     let (diff_id_tx, mut diff_id_rx) = tokio::sync::oneshot::channel::<Digest>();
-    let streaming = match store {
-        Store::Registry { client, image } => Some((client, image)),
-        Store::Layout { .. } => None,
+    let streaming = match stream_to {
+        Some(Store::Registry { client, image }) => Some((client, image)),
+        _ => None,
     };
     let patience = ctx.client.read_timeout();
-    let feed = StreamFeed::new(streaming.is_some().then_some(tx), patience);
-    let cancelled = Arc::new(AtomicBool::new(false));
-    let cancel = cancelled.clone();
-    let mut packing =
-        tokio::task::spawn_blocking(move || pack_streaming(tree, &opts, feed, diff_id_tx, &cancel));
+    let mut feed = StreamFeed::new(streaming.is_some().then_some(tx), patience);
+    let mut packing = tokio::task::spawn_blocking(move || {
+        let end_patch_at = stream_feed::patch_end(&entries);
+        let ending = std::cell::Cell::new(entries.is_empty());
+        let (mut appended, mut written) = (0, 0);
+        let mut diff_id_tx = Some(diff_id_tx);
+        let mut on_event = |event: PackEvent<'_>| match event {
+            PackEvent::Appended(entry) => {
+                appended += 1;
+                written += stream_feed::tar_size(entry);
+                ending.set(appended == entries.len() || written >= end_patch_at);
+            }
+            PackEvent::TarDone(diff_id) => {
+                if let Some(tx) = diff_id_tx.take() {
+                    let _ = tx.send(diff_id.clone());
+                }
+            }
+        };
+        let mut tee = |bytes: &[u8]| feed.offer(bytes, ending.get());
+        let packed = pack::pack_teeing(
+            &entries,
+            &opts,
+            &std::env::temp_dir(),
+            &mut on_event,
+            &mut tee,
+        );
+        packed.map(|packed| (packed, feed.sent()))
+    });
     let upload = async {
-        let (client, image) = streaming?;
-        match stream.await {
-            Ok(true) => Some(client.stream_upload(image, rx).await),
-            // The feed finds the stream gone, and packs into the spool only.
-            Ok(false) => {
-                drop(rx);
-                None
-            }
-            Err(e) => {
-                drop(rx);
-                cancelled.store(true, Ordering::Relaxed);
-                Some(Err(e))
-            }
+        match streaming {
+            Some((client, image)) => Some(client.stream_upload(image, rx).await),
+            None => None,
         }
     };
     tokio::pin!(upload);
@@ -299,32 +299,17 @@ async fn pack_layer(
         location = &mut upload => {
             // The PATCH is done before the packing: the config goes out
             // while the last blocks are compressed.
-            if patched(&location) {
+            if let (true, Some(store)) = (patched(&location), stream_to) {
                 config = Some(upload_config(store, &mut diff_id_rx, source_timestamp).await);
             }
             (packing.await, location)
         }
     };
-    let packed = packed.map_err(|e| Error::Internal(format!("packing thread failed: {e}")))?;
-    let ((packed, sent), location) = match (packed, location) {
-        // Packing stopped because the registry could not be asked (a
-        // problem with the tree comes first).
-        (Ok(Err(_)), Some(Err(e))) if cancelled.load(Ordering::Relaxed) => return Err(e),
-        (Err(e) | Ok(Err(e)), location) => {
-            if let (Some((client, image)), Some(Ok(Streamed::Done(location)))) =
-                (streaming, location)
-            {
-                if let Err(e) = client.cancel_upload(image, &location).await {
-                    tracing::debug!("{e}");
-                }
-            }
-            return Err(e);
-        }
-        (Ok(Ok(packed)), location) => (packed, location),
-    };
+    let (packed, sent) =
+        packed.map_err(|e| Error::Internal(format!("packing thread failed: {e}")))??;
     // The config goes before the layer's closing PUT in any case, so the
     // registry sees the same requests in the same order every time.
-    if config.is_none() && patched(&location) {
+    if let (None, true, Some(store)) = (&config, patched(&location), stream_to) {
         config = Some(upload_config(store, &mut diff_id_rx, source_timestamp).await);
     }
     let config = config.transpose()?.flatten();
@@ -367,68 +352,6 @@ async fn pack_layer(
         streamed,
         config,
     })
-}
-
-/// The packing thread's work: packs `tree` (walking it meanwhile if it is
-/// not walked yet) into a spool file, feeding a streamed upload through
-/// `feed`, and sends the tar's digest once the tar stream is complete.
-/// Stops early once `cancel` is set. Returns, unless the tree could not be
-/// walked, the packing's outcome with the bytes the streamed PATCH took.
-fn pack_streaming(
-    tree: Tree,
-    opts: &PackOptions,
-    mut feed: StreamFeed,
-    diff_id_tx: tokio::sync::oneshot::Sender<Digest>,
-    cancel: &AtomicBool,
-) -> Result<Result<(PackedLayer, u64)>> {
-    let mut diff_id_tx = Some(diff_id_tx);
-    let mut pack = |entries: &mut dyn Iterator<Item = Result<SourceEntry>>,
-                    total: &dyn Fn() -> Option<u64>| {
-        let mut end_patch_at = None;
-        let ending = std::cell::Cell::new(false);
-        let mut written = 0;
-        let mut on_event = |event: PackEvent<'_>| match event {
-            PackEvent::Appended(entry) => {
-                written += stream_feed::tar_size(entry);
-                end_patch_at = end_patch_at.or_else(|| total().map(stream_feed::patch_end));
-                ending.set(end_patch_at.is_some_and(|end| written >= end));
-            }
-            PackEvent::TarDone(diff_id) => {
-                if let Some(tx) = diff_id_tx.take() {
-                    let _ = tx.send(diff_id.clone());
-                }
-            }
-        };
-        let mut tee = |bytes: &[u8]| feed.offer(bytes, ending.get());
-        let entries = entries.map(|entry| match cancel.load(Ordering::Relaxed) {
-            true => Err(Error::Interrupted("packing was given up".to_string())),
-            false => entry,
-        });
-        let packed = pack::pack_teeing(
-            entries,
-            opts,
-            &std::env::temp_dir(),
-            &mut on_event,
-            &mut tee,
-        );
-        packed.map(|packed| (packed, feed.sent()))
-    };
-    match tree {
-        Tree::Walked(entries) => {
-            let total: u64 = entries.iter().map(stream_feed::tar_size).sum();
-            Ok(pack(&mut entries.into_iter().map(Ok), &|| Some(total)))
-        }
-        Tree::Unwalked { root, opts } => walk::walk_in_order(
-            &root,
-            &opts,
-            &mut |w| tracing::warn!("{w}"),
-            &stream_feed::tar_size,
-            |mut entries| {
-                let progress = entries.progress();
-                pack(&mut entries, &|| progress.total_weight())
-            },
-        ),
-    }
 }
 
 /// Uploads the config for the tar digest `diff_id` brings once the tar

@@ -103,9 +103,9 @@ pub fn tar_size(entry: &SourceEntry) -> u64 {
     512 + content
 }
 
-/// The bytes of tar after which the PATCH may end (see [`PATCH_SHARE`]),
-/// for a tar stream of about `total` bytes (summed [`tar_size`]s).
-pub fn patch_end(total: u64) -> u64 {
+/// The bytes of tar after which the PATCH may end (see [`PATCH_SHARE`]).
+pub fn patch_end(entries: &[SourceEntry]) -> u64 {
+    let total: u64 = entries.iter().map(tar_size).sum();
     total / PATCH_SHARE.1 * PATCH_SHARE.0
 }
 
@@ -168,6 +168,6 @@ mod tests {
         // 512 + 32256 (padded to 32256) = 32768 bytes of tar.
         assert_eq!(tar_size(&file(32_256)), 32_768);
         assert_eq!(tar_size(&file(1)), 1024);
-        assert_eq!(patch_end(tar_size(&file(32_256))), 31 * 1024);
+        assert_eq!(patch_end(&[file(32_256)]), 31 * 1024);
     }
 }
