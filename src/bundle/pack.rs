@@ -560,6 +560,7 @@ fn read_retrying(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bundle::read_into::Plain;
     use crate::bundle::walk::{walk, WalkOptions};
     use flate2::read::MultiGzDecoder;
     use std::fs;
@@ -869,24 +870,6 @@ mod tests {
         }
     }
 
-    /// Throws away what it is given, read through its caller's buffer.
-    struct Discard;
-
-    impl Write for Discard {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl ReadInto for Discard {
-        fn read_into(&mut self, scratch: &mut [u8], read: &mut ReadFn<'_>) -> io::Result<usize> {
-            read_then_write(self, scratch, read)
-        }
-    }
-
     #[test]
     fn size_change_during_read_is_detected() {
         let dir = tempfile::tempdir().unwrap();
@@ -899,7 +882,7 @@ mod tests {
             let mut opener = SourceOpener::default();
             let mut reader = open_source("f", &path, 5, &mut opener, &mut buffer).unwrap();
             reader.remaining = expected;
-            let err = reader.copy_into(&mut Discard).unwrap_err();
+            let err = reader.copy_into(&mut Plain(io::sink())).unwrap_err();
             match reader.into_error(err) {
                 WriteError::Source(Error::InvalidInput(msg)) => {
                     assert!(msg.contains("file f changed while packing"), "{msg}")

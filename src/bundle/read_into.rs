@@ -46,27 +46,30 @@ impl<W: ReadInto> ReadInto for HashingWriter<W> {
     }
 }
 
+/// Any writer, taking reads through the caller's scratch buffer: for tests.
+#[cfg(test)]
+pub(crate) struct Plain<W: Write>(pub W);
+
+#[cfg(test)]
+impl<W: Write> Write for Plain<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+#[cfg(test)]
+impl<W: Write> ReadInto for Plain<W> {
+    fn read_into(&mut self, scratch: &mut [u8], read: &mut ReadFn<'_>) -> io::Result<usize> {
+        read_then_write(self, scratch, read)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A plain buffer, written on after a read into scratch.
-    struct Plain(Vec<u8>);
-
-    impl Write for Plain {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.write(buf)
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl ReadInto for Plain {
-        fn read_into(&mut self, scratch: &mut [u8], read: &mut ReadFn<'_>) -> io::Result<usize> {
-            read_then_write(self, scratch, read)
-        }
-    }
 
     #[test]
     fn hashing_writer_hashes_what_was_read_into_it() {
