@@ -2,8 +2,9 @@
 //! registry: pushes and pulls retry them and still produce exactly what a
 //! fault-free run does; permanent failures end with exit code 8 after
 //! `--retries` attempts and change nothing; 4xx answers are not retried.
-//! With `--stream-upload` the layer goes out while it is packed, and a
-//! stream that fails falls back to the usual upload.
+//! With `--stream-upload` the layer goes out while it is packed, a
+//! stream that fails falls back to the usual upload, and a layer given up
+//! while it streams cancels its upload session.
 
 mod support;
 
@@ -769,6 +770,53 @@ fn a_large_streamed_layer_sends_its_last_part_with_the_closing_put() {
         ],
         "{requests:#?}"
     );
+}
+
+#[test]
+fn a_layer_given_up_while_it_streams_cancels_its_upload_session() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    // Text that takes the compressor a while, so the stream is under way
+    // when packing reaches the last entry: a file the walk saw empty (as
+    // /proc reports its files) that then has content, so packing fails.
+    let text: Vec<u8> = (0..400_000u32)
+        .flat_map(|i| format!("line {} of {}\n", i * 7919 % 100_003, i % 97).into_bytes())
+        .collect();
+    write(&src, "a/text.txt", &text);
+    std::os::unix::fs::symlink("/proc/self/status", src.join("zz-status")).unwrap();
+
+    let proxy = FaultProxy::start(&reg.host(), vec![]);
+    let digest_file = tmp.path().join("d");
+    let run = push(
+        &src,
+        &format!("{}/given-up:v1", proxy.host()),
+        &digest_file,
+        &["--dereference-symlinks"],
+    )
+    .code(9);
+    let stderr = String::from_utf8_lossy(&run.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("file zz-status changed while packing"),
+        "{stderr}"
+    );
+    let hits = proxy.hits();
+    let count = |method: &str| {
+        hits.iter()
+            .filter(|(m, target, _)| m == method && target.contains("/blobs/uploads/"))
+            .count()
+    };
+    assert_eq!(
+        (count("POST"), count("PATCH")),
+        (1, 1),
+        "streamed: {hits:#?}"
+    );
+    assert_eq!(count("DELETE"), 1, "the session is cancelled: {hits:#?}");
+    assert!(
+        hits.iter().all(|(method, _, _)| method != "PUT"),
+        "no blob completed, no manifest: {hits:#?}"
+    );
+    assert!(!digest_file.exists(), "a failed run writes no result");
 }
 
 #[test]

@@ -305,8 +305,21 @@ async fn pack_layer(
             (packing.await, location)
         }
     };
-    let (packed, sent) =
-        packed.map_err(|e| Error::Internal(format!("packing thread failed: {e}")))??;
+    let packed = packed.map_err(|e| Error::Internal(format!("packing thread failed: {e}")))?;
+    let (packed, sent) = match packed {
+        Ok(packed) => packed,
+        Err(e) => {
+            // A stream already begun is cancelled rather than left open.
+            if let (Some((client, image)), Some(Ok(Streamed::Done(location)))) =
+                (streaming, &location)
+            {
+                if let Err(e) = client.cancel_upload(image, location).await {
+                    tracing::debug!("{e}");
+                }
+            }
+            return Err(e);
+        }
+    };
     // The config goes before the layer's closing PUT in any case, so the
     // registry sees the same requests in the same order every time.
     if let (None, true, Some(store)) = (&config, patched(&location), stream_to) {

@@ -409,6 +409,19 @@ impl RegistryClient {
             .await?;
         check(resp, image, &what, Access::Push).await.map(|_| ())
     }
+
+    /// Cancels the upload session at `location` (a blob given up after a
+    /// streamed PATCH), so it leaves no half-written upload behind.
+    pub async fn cancel_upload(&self, image: &ImageRef, location: &str) -> Result<()> {
+        let what = format!("cancelling an upload to {}", image.name());
+        let url = resolve_location(&self.origin(image).await?, location)?;
+        let resp = self
+            .send_once(image, Access::Push, &what, |http, _| {
+                Ok(http.delete(url.clone()))
+            })
+            .await?;
+        check(resp, image, &what, Access::Push).await.map(|_| ())
+    }
 }
 
 /// What a streamed upload is fed.
