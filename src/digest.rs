@@ -5,6 +5,7 @@ use std::io::{self, Read, Write};
 
 use sha2::{Digest as _, Sha256};
 
+use crate::bundle::read_into::{ReadFn, ReadInto};
 use crate::error::{Error, Result};
 
 /// A content digest in the `sha256:<64 hex>` form.
@@ -94,17 +95,6 @@ impl<W: Write> HashingWriter<W> {
     pub fn get_mut(&mut self) -> &mut W {
         &mut self.inner
     }
-
-    /// The inner writer and the hasher, borrowed together, for writes that
-    /// bypass [`Write::write`]; [`HashingWriter::count`] then counts them.
-    pub(crate) fn parts(&mut self) -> (&mut W, &mut Sha256) {
-        (&mut self.inner, &mut self.hasher)
-    }
-
-    /// Counts `n` bytes hashed through [`HashingWriter::parts`].
-    pub(crate) fn count(&mut self, n: usize) {
-        self.written += n as u64;
-    }
 }
 
 impl<W: Write> Write for HashingWriter<W> {
@@ -117,6 +107,20 @@ impl<W: Write> Write for HashingWriter<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
+    }
+}
+
+impl<W: ReadInto> ReadInto for HashingWriter<W> {
+    /// Hashes and counts the bytes as the inner writer takes them.
+    fn read_into(&mut self, scratch: &mut [u8], read: &mut ReadFn<'_>) -> io::Result<usize> {
+        let hasher = &mut self.hasher;
+        let n = self.inner.read_into(scratch, &mut |room: &mut [u8]| {
+            let n = read(room)?;
+            hasher.update(&room[..n]);
+            Ok(n)
+        })?;
+        self.written += n as u64;
+        Ok(n)
     }
 }
 

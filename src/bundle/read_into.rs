@@ -1,11 +1,8 @@
 //! Writers that let a reader fill their own buffer, so file contents reach
-//! the compressor's block without a copy through an intermediate buffer.
+//! the compressor's block without a copy through an intermediate buffer
+//! (the hashing writer's part is beside it, in [`crate::digest`]).
 
 use std::io::{self, Write};
-
-use sha2::Digest as _;
-
-use crate::digest::HashingWriter;
 
 /// One read into the room it is given, returning the bytes it put there
 /// (at most the room's length).
@@ -32,20 +29,6 @@ pub fn read_then_write<W: Write + ?Sized>(
     Ok(n)
 }
 
-impl<W: ReadInto> ReadInto for HashingWriter<W> {
-    /// Hashes and counts the bytes as the inner writer takes them.
-    fn read_into(&mut self, scratch: &mut [u8], read: &mut ReadFn<'_>) -> io::Result<usize> {
-        let (inner, hasher) = self.parts();
-        let n = inner.read_into(scratch, &mut |room: &mut [u8]| {
-            let n = read(room)?;
-            hasher.update(&room[..n]);
-            Ok(n)
-        })?;
-        self.count(n);
-        Ok(n)
-    }
-}
-
 /// Any writer, taking reads through the caller's scratch buffer: for tests.
 #[cfg(test)]
 pub(crate) struct Plain<W: Write>(pub W);
@@ -70,6 +53,7 @@ impl<W: Write> ReadInto for Plain<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::digest::HashingWriter;
 
     #[test]
     fn hashing_writer_hashes_what_was_read_into_it() {
