@@ -52,7 +52,7 @@ pub fn write(
     Ok(())
 }
 
-/// The total size a member header written by [`write`] records, or `None`
+/// The total size a member header written by [`write()`] records, or `None`
 /// for any other gzip header (or bytes that are no gzip header at all).
 pub fn recorded_size(header: &[u8]) -> Option<usize> {
     let header: &[u8; HEADER_LEN] = header.get(..HEADER_LEN)?.try_into().ok()?;

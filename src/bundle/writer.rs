@@ -165,7 +165,7 @@ struct Held {
 
 impl WriterPool {
     /// Starts one writer per available core, at least two and at most
-    /// [`MAX_WRITERS`].
+    /// four.
     pub fn new() -> Result<Self> {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self::with_writers(cores.clamp(2, MAX_WRITERS))

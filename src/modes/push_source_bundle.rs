@@ -226,9 +226,9 @@ async fn reusable_layer(
 /// registry in `stream_to`, the layer goes out while it is being packed (one
 /// streamed PATCH for all but the end of the tar stream, then the config,
 /// which needs only the tar's digest, then a PUT with the layer's digest and
-/// the rest, read back from the spool); if the stream breaks off, the
-/// caller uploads the spool file the usual way; a registry that will not
-/// open an upload at all ends the push.
+/// the rest, read back from the spool); if the stream breaks off, its
+/// session is cancelled and the caller uploads the spool file the usual
+/// way; a registry that will not open an upload at all ends the push.
 async fn pack_layer(
     ctx: &Context,
     stream_to: Option<&Store>,
@@ -274,9 +274,11 @@ async fn pack_layer(
         );
         packed.map(|packed| (packed, feed.sent()))
     });
+    // The upload session's URL once the registry opened one.
+    let opened = std::cell::OnceCell::new();
     let upload = async {
         match streaming {
-            Some((client, image)) => Some(client.stream_upload(image, rx).await),
+            Some((client, image)) => Some(client.stream_upload(image, rx, &opened).await),
             None => None,
         }
     };
@@ -305,18 +307,25 @@ async fn pack_layer(
             (packing.await, location)
         }
     };
+    // Where to cancel the session should the stream be given up: where the
+    // PATCH left it, or else where it was opened.
+    let session = match &location {
+        Some(Ok(Streamed::Done(at))) => Some(at.clone()),
+        _ => opened.get().cloned(),
+    };
+    let cancel = || async {
+        if let (Some((client, image)), Some(at)) = (streaming, &session) {
+            if let Err(e) = client.cancel_upload(image, at).await {
+                tracing::debug!("{e}");
+            }
+        }
+    };
     let packed = packed.map_err(|e| Error::Internal(format!("packing thread failed: {e}")))?;
     let (packed, sent) = match packed {
         Ok(packed) => packed,
         Err(e) => {
             // A stream already begun is cancelled rather than left open.
-            if let (Some((client, image)), Some(Ok(Streamed::Done(location)))) =
-                (streaming, &location)
-            {
-                if let Err(e) = client.cancel_upload(image, location).await {
-                    tracing::debug!("{e}");
-                }
-            }
+            cancel().await;
             return Err(e);
         }
     };
@@ -335,11 +344,16 @@ async fn pack_layer(
         (_, Some(Streamed::Failed(e))) => Some(Err(e)),
         _ => None,
     };
-    let streamed = finished.is_some_and(|finished| {
-        finished
-            .inspect_err(|e| tracing::warn!("{e}; uploading the packed layer again"))
-            .is_ok()
-    });
+    let streamed = match finished {
+        Some(Ok(())) => true,
+        Some(Err(e)) => {
+            // The session is cancelled before the layer goes out again.
+            tracing::warn!("{e}; uploading the packed layer again");
+            cancel().await;
+            false
+        }
+        None => false,
+    };
     tracing::info!(
         "packed {} entries, {} bytes -> {} bytes {} in {:.2?}",
         packed.entries,

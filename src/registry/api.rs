@@ -328,18 +328,21 @@ impl RegistryClient {
 
     /// Opens an upload session and sends one PATCH whose body is whatever
     /// arrives on `chunks` until [`Feed::EndOfPatch`] or until the sender is
-    /// dropped, so a blob can go out while it is still being produced. An
-    /// error means the registry would not open an upload at all (after the
-    /// usual retries); a stream that fails after that is
-    /// [`Streamed::Failed`] and not retried: the caller keeps the bytes and
-    /// uploads them again the usual way.
+    /// dropped, so a blob can go out while it is still being produced. The
+    /// session's URL goes to `opened` as soon as the registry opens it, so
+    /// the caller can cancel it whatever happens next. An error means the
+    /// registry would not open an upload at all (after the usual retries); a
+    /// stream that fails after that is [`Streamed::Failed`] and not retried:
+    /// the caller keeps the bytes and uploads them again the usual way.
     pub async fn stream_upload(
         &self,
         image: &ImageRef,
         chunks: tokio::sync::mpsc::Receiver<Feed>,
+        opened: &std::cell::OnceCell<String>,
     ) -> Result<Streamed> {
         let what = format!("streaming a blob to {}", image.name());
         let url = self.open_upload(image, &what).await?;
+        let _ = opened.set(url.to_string());
         Ok(match self.send_stream(image, url, chunks, &what).await {
             Ok(location) => Streamed::Done(location),
             Err(e) => Streamed::Failed(e),
@@ -411,7 +414,11 @@ impl RegistryClient {
     }
 
     /// Cancels the upload session at `location` (a blob given up after a
-    /// streamed PATCH), so it leaves no half-written upload behind.
+    /// streamed PATCH, or a stream that failed), so it leaves no
+    /// half-written upload behind. `location` may be the URL the session
+    /// was opened with even after bytes went to it: distribution then
+    /// cancels the upload all the same, answering that the upload's offset
+    /// does not match.
     pub async fn cancel_upload(&self, image: &ImageRef, location: &str) -> Result<()> {
         let what = format!("cancelling an upload to {}", image.name());
         let url = resolve_location(&self.origin(image).await?, location)?;
