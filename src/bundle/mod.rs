@@ -8,6 +8,7 @@ pub mod format;
 pub mod gzip_member;
 pub mod ignore_rules;
 pub mod install;
+pub mod job_threads;
 pub mod pack;
 pub mod pargunzip;
 pub mod pargz;

@@ -9,13 +9,12 @@
 use std::collections::VecDeque;
 use std::io::{self, BufRead, Read};
 use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use flate2::bufread::GzDecoder;
 use libdeflater::Decompressor;
 
 use crate::bundle::gzip_member::{self, HEADER_LEN};
+use crate::bundle::job_threads::JobThreads;
 use crate::bundle::pargz::BLOCK_SIZE;
 
 /// Largest member taken whole: a block stored uncompressed plus framing fits
@@ -43,7 +42,7 @@ struct Job {
 pub struct ParallelGzReader<R: Read> {
     input: Option<Input<R>>,
     streaming: Option<GzDecoder<Input<R>>>,
-    pool: Option<Pool>,
+    pool: Option<JobThreads<Job>>,
     queue: VecDeque<Receiver<Inflated>>,
     out: Vec<u8>,
     pos: usize,
@@ -102,7 +101,7 @@ impl<R: Read> ParallelGzReader<R> {
                     let out = self.spare_outs.pop().unwrap_or_default();
                     let threads = self.threads;
                     self.pool
-                        .get_or_insert_with(|| Pool::new(threads))
+                        .get_or_insert_with(|| inflating_threads(threads))
                         .submit(Job {
                             member,
                             out,
@@ -195,62 +194,23 @@ fn inflate(
     Ok(out)
 }
 
-/// Worker threads that inflate members, each answering on its own channel.
-struct Pool {
-    jobs: Option<SyncSender<Job>>,
-    workers: Vec<JoinHandle<()>>,
-}
-
-impl Pool {
-    fn new(threads: usize) -> Self {
-        let (jobs, job_rx) = mpsc::sync_channel::<Job>(threads);
-        let job_rx = Arc::new(Mutex::new(job_rx));
-        let workers = (0..threads)
-            .map(|_| {
-                let job_rx = Arc::clone(&job_rx);
-                std::thread::spawn(move || {
-                    let mut decompressor = Decompressor::new();
-                    loop {
-                        let job = match job_rx.lock() {
-                            Ok(rx) => rx.recv(),
-                            Err(_) => return,
-                        };
-                        let Ok(Job {
-                            member,
-                            out,
-                            answer,
-                        }) = job
-                        else {
-                            return;
-                        };
-                        let inflated = inflate(&member, out, &mut decompressor);
-                        let _ = answer.send((member, inflated));
-                    }
-                })
-            })
-            .collect();
-        Pool {
-            jobs: Some(jobs),
-            workers,
-        }
-    }
-
-    fn submit(&self, job: Job) -> io::Result<()> {
-        self.jobs
-            .as_ref()
-            .ok_or_else(|| io::Error::other("inflating threads stopped"))?
-            .send(job)
-            .map_err(|_| io::Error::other("an inflating thread stopped"))
-    }
-}
-
-impl Drop for Pool {
-    fn drop(&mut self) {
-        self.jobs = None;
-        for worker in self.workers.drain(..) {
-            let _ = worker.join();
-        }
-    }
+/// Threads that inflate members, each answering on the job's own channel.
+fn inflating_threads(threads: usize) -> JobThreads<Job> {
+    JobThreads::start(
+        threads,
+        "inflating",
+        Decompressor::new,
+        |decompressor: &mut Decompressor, job: Job| {
+            let Job {
+                member,
+                out,
+                answer,
+            } = job;
+            let inflated = inflate(&member, out, decompressor);
+            let _ = answer.send((member, inflated));
+            true
+        },
+    )
 }
 
 /// A buffered reader that can look at the next bytes before deciding how to

@@ -8,13 +8,12 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
-use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::mpsc::{self, Receiver};
 
 use libdeflater::{CompressionLvl, Compressor};
 
 use crate::bundle::gzip_member;
+use crate::bundle::job_threads::JobThreads;
 use crate::bundle::read_into::{ReadFn, ReadInto};
 
 /// Uncompressed bytes per block.
@@ -57,9 +56,8 @@ pub struct ParallelGzWriter<W: Write> {
     /// fill it in place (see [`ReadInto`]); its first `filled` bytes are data.
     block: Vec<u8>,
     filled: usize,
-    jobs: Option<SyncSender<Job>>,
     done: Receiver<Done>,
-    workers: Vec<JoinHandle<()>>,
+    workers: JobThreads<Job>,
     pending: BTreeMap<u64, Vec<u8>>,
     /// Buffers of blocks already compressed or written, used again rather
     /// than allocated (and zeroed and page-faulted in) for every block.
@@ -81,21 +79,32 @@ impl<W: Write> ParallelGzWriter<W> {
             1 => 4,
             _ => 0,
         };
-        let (jobs, job_rx) = mpsc::sync_channel::<Job>(threads);
-        let job_rx = Arc::new(Mutex::new(job_rx));
         let (done_tx, done) = mpsc::channel::<Done>();
-        let workers = (0..threads)
-            .map(|_| {
-                let job_rx = job_rx.clone();
-                let done_tx = done_tx.clone();
-                std::thread::spawn(move || worker(&job_rx, &done_tx, level, xfl))
-            })
-            .collect();
+        let workers = JobThreads::start(
+            threads,
+            "compression",
+            move || (Compressor::new(level), Vec::new()),
+            move |(compressor, scratch): &mut (Compressor, Vec<u8>), job: Job| {
+                let Job {
+                    index,
+                    data,
+                    len,
+                    out,
+                } = job;
+                let members = compress_block(&data[..len], out, compressor, scratch, xfl);
+                done_tx
+                    .send(Done {
+                        index,
+                        members,
+                        data,
+                    })
+                    .is_ok()
+            },
+        );
         Ok(ParallelGzWriter {
             inner,
             block: vec![0; BLOCK_SIZE],
             filled: 0,
-            jobs: Some(jobs),
             done,
             workers,
             pending: BTreeMap::new(),
@@ -113,13 +122,10 @@ impl<W: Write> ParallelGzWriter<W> {
         if self.filled > 0 || self.next_index == 0 {
             self.dispatch()?;
         }
-        self.jobs = None;
         while self.next_to_write < self.next_index {
             self.receive_one()?;
         }
-        for worker in self.workers.drain(..) {
-            let _ = worker.join();
-        }
+        self.workers.finish();
         Ok(self.inner)
     }
 
@@ -131,17 +137,12 @@ impl<W: Write> ParallelGzWriter<W> {
         let data = std::mem::replace(&mut self.block, next);
         let len = std::mem::take(&mut self.filled);
         let out = self.spare_outputs.pop().unwrap_or_default();
-        let jobs = self
-            .jobs
-            .as_ref()
-            .ok_or_else(|| io::Error::other("gzip writer already finished"))?;
-        jobs.send(Job {
+        self.workers.submit(Job {
             index: self.next_index,
             data,
             len,
             out,
-        })
-        .map_err(|_| io::Error::other("a compression thread stopped"))?;
+        })?;
         self.next_index += 1;
         while self.next_index - self.next_to_write > self.max_in_flight {
             self.receive_one()?;
@@ -206,37 +207,6 @@ impl<W: Write> ReadInto for ParallelGzWriter<W> {
         let n = read(&mut self.block[self.filled..])?;
         self.took(n)?;
         Ok(n)
-    }
-}
-
-fn worker(jobs: &Mutex<Receiver<Job>>, done: &mpsc::Sender<Done>, level: CompressionLvl, xfl: u8) {
-    let mut compressor = Compressor::new(level);
-    let mut scratch = Vec::new();
-    loop {
-        let job = match jobs.lock() {
-            Ok(rx) => rx.recv(),
-            Err(_) => return,
-        };
-        let Ok(Job {
-            index,
-            data,
-            len,
-            out,
-        }) = job
-        else {
-            return;
-        };
-        let members = compress_block(&data[..len], out, &mut compressor, &mut scratch, xfl);
-        if done
-            .send(Done {
-                index,
-                members,
-                data,
-            })
-            .is_err()
-        {
-            return;
-        }
     }
 }
 
