@@ -415,14 +415,18 @@ impl SourceOpener {
                 Mode::empty(),
             )?,
         };
-        let file = rustix::fs::openat(&dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty());
+        // Non-blocking, so a FIFO put in a file's place is read as empty
+        // rather than waited on (a regular file ignores the flag).
+        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let file = rustix::fs::openat(&dir, name, flags, Mode::empty());
         self.dir = Some((parent.to_path_buf(), dir));
         Ok(File::from(file?))
     }
 }
 
-/// Opens a source file and checks it is still the regular file of the size
-/// the walk saw.
+/// Opens a source file to be read as the regular file of `size` bytes the
+/// walk saw. Reading checks that it still is one (see
+/// [`SourceReader::fill`]), which spares a `stat` per file.
 fn open_source<'a>(
     rel: &'a str,
     path: &'a Path,
@@ -433,12 +437,6 @@ fn open_source<'a>(
     let file = opener
         .open(path)
         .map_err(|e| WriteError::Source(walk::unreadable(path, &e)))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| WriteError::Source(Error::io("inspecting", path, e)))?;
-    if !meta.is_file() || meta.len() != size {
-        return Err(WriteError::Source(changed(rel)));
-    }
     Ok(SourceReader {
         rel,
         path,
@@ -460,10 +458,23 @@ fn changed(rel: &str) -> Error {
 
 /// Why a [`SourceReader`] stopped early.
 enum ReadFailure {
-    /// The file was shorter or longer than its entry says.
+    /// The file was shorter or longer than its entry says, or is no longer
+    /// a regular file.
     Changed,
     /// Reading the file failed.
     Io(io::Error),
+}
+
+impl ReadFailure {
+    /// The failure a read error means: errors a regular file never gives
+    /// (it is a directory now, or a FIFO with nothing in it) mean it was
+    /// replaced.
+    fn of(err: io::Error) -> Self {
+        match err.kind() {
+            io::ErrorKind::IsADirectory | io::ErrorKind::WouldBlock => ReadFailure::Changed,
+            _ => ReadFailure::Io(err),
+        }
+    }
 }
 
 /// Reads exactly the size recorded for a file, through a reused buffer, and
@@ -498,7 +509,9 @@ impl SourceReader<'_> {
     }
 
     /// Reads the next piece into `room` and returns its length; at the
-    /// expected end, checks that the file did not grow and returns 0.
+    /// expected end, checks that the file did not grow and returns 0. A
+    /// file that ends early or goes on, or that reads as what is no longer
+    /// a regular file (a directory, an empty FIFO), has changed.
     fn fill(&mut self, room: &mut [u8]) -> io::Result<usize> {
         if self.remaining == 0 {
             if self.at_end {
@@ -508,7 +521,7 @@ impl SourceReader<'_> {
             return match read_retrying(&mut self.file, &mut probe) {
                 Ok(0) => Ok(0),
                 Ok(_) => Err(self.fail(ReadFailure::Changed)),
-                Err(e) => Err(self.fail(ReadFailure::Io(e))),
+                Err(e) => Err(self.fail(ReadFailure::of(e))),
             };
         }
         // When the rest fits, ask for one byte more: a read that stops
@@ -526,7 +539,7 @@ impl SourceReader<'_> {
                 self.at_end = past_end && self.remaining == 0;
                 Ok(n)
             }
-            Err(e) => Err(self.fail(ReadFailure::Io(e))),
+            Err(e) => Err(self.fail(ReadFailure::of(e))),
         }
     }
 
@@ -867,6 +880,39 @@ mod tests {
                 assert!(msg.contains("file f changed while packing"), "{msg}")
             }
             other => panic!("unexpected {:?}", other.map(|l| l.digest)),
+        }
+    }
+
+    #[test]
+    fn a_file_replaced_by_a_directory_or_a_fifo_is_refused() {
+        for replacement in ["directory", "fifo"] {
+            let dir = tempfile::tempdir().unwrap();
+            put(dir.path(), "f", b"12345", 0o644);
+            let entries = walk(dir.path(), &WalkOptions::default(), &mut |_| {}).unwrap();
+            let f = dir.path().join("f");
+            fs::remove_file(&f).unwrap();
+            if replacement == "directory" {
+                fs::create_dir(&f).unwrap();
+            } else {
+                rustix::fs::mknodat(
+                    rustix::fs::CWD,
+                    &f,
+                    rustix::fs::FileType::Fifo,
+                    Mode::from_raw_mode(0o644),
+                    0,
+                )
+                .unwrap();
+            }
+            let spool = tempfile::tempdir().unwrap();
+            match pack(&entries, &PackOptions::default(), spool.path(), &mut |_| {}) {
+                Err(Error::InvalidInput(msg)) => {
+                    assert!(
+                        msg.contains("file f changed while packing"),
+                        "{replacement}: {msg}"
+                    )
+                }
+                other => panic!("{replacement}: unexpected {:?}", other.map(|l| l.digest)),
+            }
         }
     }
 
