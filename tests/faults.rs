@@ -2,9 +2,9 @@
 //! registry: pushes and pulls retry them and still produce exactly what a
 //! fault-free run does; permanent failures end with exit code 8 after
 //! `--retries` attempts and change nothing; 4xx answers are not retried.
-//! With `--stream-upload` the layer goes out while it is packed, a
-//! stream that fails falls back to the usual upload, and a layer given up
-//! while it streams cancels its upload session.
+//! With `--stream-upload` the layer goes out while it is packed; a stream
+//! that fails cancels its upload session and falls back to the usual
+//! upload, and a layer given up while it streams cancels its session too.
 
 mod support;
 

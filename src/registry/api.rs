@@ -416,9 +416,10 @@ impl RegistryClient {
     /// Cancels the upload session at `location` (a blob given up after a
     /// streamed PATCH, or a stream that failed), so it leaves no
     /// half-written upload behind. `location` may be the URL the session
-    /// was opened with even after bytes went to it: distribution then
-    /// cancels the upload all the same, answering that the upload's offset
-    /// does not match.
+    /// was opened with even after bytes went to it; a registry that keys
+    /// sessions by their id cancels it, while distribution refuses (its
+    /// token records the offset, which no longer matches) and keeps the
+    /// session until its purge.
     pub async fn cancel_upload(&self, image: &ImageRef, location: &str) -> Result<()> {
         let what = format!("cancelling an upload to {}", image.name());
         let url = resolve_location(&self.origin(image).await?, location)?;
