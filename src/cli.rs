@@ -162,6 +162,20 @@ pub struct RegistryArgs {
     pub max_transfers: u64,
 }
 
+/// When a source bundle's layer is uploaded while it is packed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StreamUpload {
+    /// All of it into a new repository (which cannot have the layer); into
+    /// an existing one while the registry keeps up with the packing, the
+    /// rest after a HEAD shows the registry lacks the layer.
+    Auto,
+    /// All of it, whatever the repository holds (an unchanged tree is sent
+    /// again: its digest is known only at the end).
+    Always,
+    /// None: packed first, then a HEAD, then the upload.
+    Never,
+}
+
 /// Flags of the pushing modes.
 #[derive(Debug, Args)]
 pub struct PushArgs {
@@ -182,11 +196,19 @@ pub struct PushArgs {
     /// Store symlinks that leave the tree as the files they point to, instead of failing.
     #[arg(long, help_heading = "Push")]
     pub dereference_symlinks: bool,
-    /// Upload a bundle's layer while packing it (a chunked PATCH) instead of after: faster for a
-    /// changed tree, but an unchanged tree is uploaded again (its digest is known only at the end).
-    /// Done anyway when the repository does not exist yet, since it cannot have the layer.
-    #[arg(long, help_heading = "Push")]
-    pub stream_upload: bool,
+    /// When a bundle's layer is uploaded while it is packed (a chunked PATCH) rather than
+    /// after; `--stream-upload` alone means `always`.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "WHEN",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value_t = StreamUpload::Auto,
+        default_missing_value = "always",
+        help_heading = "Push"
+    )]
+    pub stream_upload: StreamUpload,
     /// Layer compression of the pushed layers (pulls read both).
     #[arg(long, value_enum, value_name = "ALGORITHM", default_value_t = Compression::Gzip, help_heading = "Push")]
     pub compression: Compression,

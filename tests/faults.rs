@@ -2,8 +2,10 @@
 //! registry: pushes and pulls retry them and still produce exactly what a
 //! fault-free run does; permanent failures end with exit code 8 after
 //! `--retries` attempts and change nothing; 4xx answers are not retried.
-//! With `--stream-upload` the layer goes out while it is packed; a stream
-//! that fails cancels its upload session and falls back to the usual
+//! A bundle's layer goes out while it is packed (all of it into a new
+//! repository or with `--stream-upload`; into an existing repository while
+//! the registry keeps up, and none of the rest when the registry has it); a
+//! stream that fails cancels its upload session and falls back to the usual
 //! upload, and a layer given up while it streams cancels its session too.
 
 mod support;
@@ -70,8 +72,7 @@ fn pushed_sample(reg: &Registry, dir: &Path) -> PathBuf {
 }
 
 /// Pushes a one-file tree straight to the registry as `{repo}:base`, so the
-/// repository exists and a push into it uploads the usual way (HEAD first,
-/// after packing) rather than while packing.
+/// repository exists.
 fn existing_repository(reg: &Registry, dir: &Path, repo: &str) {
     let base = dir.join(format!("{repo}-base"));
     std::fs::create_dir_all(&base).unwrap();
@@ -125,14 +126,14 @@ fn push_retries_transient_faults_and_gives_the_same_digest() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     sample_tree(&src);
-    existing_repository(&reg, tmp.path(), "app");
 
+    // Packed first, then uploaded the usual way (HEAD, POST, PUT).
     let started = Instant::now();
     let run = push(
         &src,
         &format!("{}/app:v1", proxy.host()),
         &tmp.path().join("proxied"),
-        &["--retries", "3"],
+        &["--retries", "3", "--stream-upload=never"],
     );
     let elapsed = started.elapsed();
     let output = run.get_output();
@@ -174,7 +175,6 @@ fn push_retries_transient_faults_and_gives_the_same_digest() {
     // Each fault is followed by one more attempt; an upload cut short
     // starts over from a new upload session.
     let expected = [
-        ("GET tags", ""),
         ("HEAD layer", "status 429"),
         ("HEAD layer", ""),
         ("POST upload", "status 503"),
@@ -369,34 +369,46 @@ fn failing_transfers_are_attempted_as_often_as_retries_says() {
         after_bytes: 64 * 1024,
     };
     existing_repository(&reg, tmp.path(), "other");
-    let cases = [
+    let packed_first: &[&str] = &["--stream-upload=never"];
+    let cases: [(&str, Rule, &str, &str, &[&str]); 5] = [
         (
             "pull, layer GET always 503",
             Rule::every(&layer, status(503)),
             "GET",
             "app",
+            &[],
         ),
         (
             "push, upload POST always 503",
             Rule::every("/blobs/uploads/", status(503)),
             "POST",
             "other",
+            packed_first,
         ),
         (
             "push, upload PUT always cut",
             Rule::new("PUT", "/blobs/uploads/", &[1, 2, 3, 4, 5, 6, 7, 8, 9], cut),
             "PUT",
             "other",
+            packed_first,
         ),
         (
             "push into a new repository (streamed), upload POST always 503",
             Rule::every("/blobs/uploads/", status(503)),
             "POST",
             "fresh",
+            &[],
+        ),
+        (
+            "push into an existing repository (streamed), upload POST always 503",
+            Rule::every("/blobs/uploads/", status(503)),
+            "POST",
+            "other",
+            &[],
         ),
     ];
     let mut wrong = Vec::new();
-    for (case, rule, method, repo) in cases {
+    for (case, rule, method, repo, flags) in cases {
         let proxy = FaultProxy::start(&reg.host(), vec![rule]);
         let run = if case.starts_with("pull") {
             pull(
@@ -409,7 +421,7 @@ fn failing_transfers_are_attempted_as_often_as_retries_says() {
                 &src,
                 &format!("{}/{repo}:v1", proxy.host()),
                 &tmp.path().join("digest"),
-                &["--retries", "3"],
+                &[&["--retries", "3"][..], flags].concat(),
             )
         };
         let code = run.get_output().status.code();
@@ -607,21 +619,33 @@ const STREAMED_INTO_A_NEW_REPOSITORY: [&str; 8] = [
 ];
 
 #[test]
-fn a_push_into_a_new_repository_streams_its_layer_while_packing() {
+fn a_push_streams_its_layer_while_packing_unless_told_not_to() {
     let reg = Registry::start();
     let tmp = tempfile::tempdir().unwrap();
     let src = pushed_sample(&reg, tmp.path());
     let layer = layer_digest(&reg, "app", "v1");
     let expected = std::fs::read_to_string(tmp.path().join("d")).unwrap();
-    // (tag, flags, the first requests, whether the layer is uploaded)
-    let cases: [(&str, &[&str], &[&str], bool); 3] = [
+    // (tag, flags, the requests); the same tree each time.
+    let cases: [(&str, &[&str], &[&str]); 4] = [
         // A new repository cannot have the layer.
-        ("streamed:v1", &[], &STREAMED_INTO_A_NEW_REPOSITORY, true),
-        // The same tree into that repository, now existing: packed first,
-        // then a HEAD finds the layer and nothing of it is uploaded.
-        ("streamed:v2", &[], &["GET tags", "HEAD layer"], false),
-        // --stream-upload streams whatever the repository has (here, the
-        // config too).
+        ("streamed:v1", &[], &STREAMED_INTO_A_NEW_REPOSITORY),
+        // The same tree into that repository, now existing: streamed while
+        // packing, then a HEAD finds the layer, so the session is cancelled
+        // rather than closed.
+        (
+            "streamed:v2",
+            &[],
+            &[
+                "GET tags",
+                "POST upload",
+                "PATCH upload",
+                "HEAD config",
+                "HEAD layer",
+                "DELETE upload",
+                "PUT manifest",
+            ],
+        ),
+        // --stream-upload (always) streams whatever the repository has.
         (
             "streamed:v3",
             &["--stream-upload"],
@@ -632,10 +656,15 @@ fn a_push_into_a_new_repository_streams_its_layer_while_packing() {
                 "PUT layer",
                 "PUT manifest",
             ],
-            true,
+        ),
+        // never: packed first, then the HEAD finds the layer.
+        (
+            "streamed:v4",
+            &["--stream-upload=never"],
+            &["HEAD layer", "HEAD config", "PUT manifest"],
         ),
     ];
-    for (tag, flags, first, uploaded) in cases {
+    for (tag, flags, sequence) in cases {
         let proxy = FaultProxy::start(&reg.host(), vec![]);
         let digest_file = tmp.path().join(tag.replace(':', "-"));
         push(
@@ -654,15 +683,130 @@ fn a_push_into_a_new_repository_streams_its_layer_while_packing() {
             .into_iter()
             .map(|(r, _)| r)
             .collect();
-        assert_eq!(&requests[..first.len()], first, "{tag}: {requests:#?}");
-        assert_eq!(
-            requests
-                .iter()
-                .any(|r| r == "PUT layer" || r == "PATCH upload"),
-            uploaded,
-            "{tag}: {requests:#?}"
-        );
+        assert_eq!(requests, sequence, "{tag}: {requests:#?}");
     }
+    assert_eq!(
+        upload_data_left(&reg, "streamed"),
+        Vec::<PathBuf>::new(),
+        "the session of the layer the registry had is cancelled"
+    );
+
+    // A changed tree into the existing repository: the HEAD finds no such
+    // layer, so the closing PUT finishes the upload.
+    write(&src, "added.txt", b"a change");
+    let proxy = FaultProxy::start(&reg.host(), vec![]);
+    let digest_file = tmp.path().join("changed");
+    push(
+        &src,
+        &format!("{}/streamed:v5", proxy.host()),
+        &digest_file,
+        &[],
+    )
+    .success();
+    let changed = layer_digest(&reg, "streamed", "v5");
+    assert_ne!(changed, layer);
+    let requests: Vec<String> = labelled(&proxy, &changed)
+        .into_iter()
+        .map(|(r, _)| r)
+        .collect();
+    assert_eq!(
+        requests,
+        [
+            "GET tags",
+            "POST upload",
+            "PATCH upload",
+            "HEAD config",
+            "POST upload",
+            "PUT config",
+            "HEAD layer",
+            "PUT layer",
+            "PUT manifest",
+        ],
+        "{requests:#?}"
+    );
+    let out = tmp.path().join("out");
+    pull(&out, &format!("{}/streamed:v5", reg.host()), &[]).success();
+    assert_eq!(snapshot(&out), snapshot(&src));
+}
+
+#[test]
+fn into_an_existing_repository_a_layer_streams_only_while_the_registry_keeps_up() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    sample_tree(&src);
+    // Incompressible, and more than the queue and the connection's buffers
+    // hold while the registry reads nothing.
+    write(&src, "noise.bin", &pseudo_random(24 << 20, 11));
+    existing_repository(&reg, tmp.path(), "slow");
+    // The same bundle into an image layout, where nothing is streamed.
+    let layout = tmp.path().join("layout");
+    let expected = tmp.path().join("expected");
+    push(
+        &src,
+        &format!("oci:{}:v1", layout.display()),
+        &expected,
+        &[],
+    )
+    .success();
+
+    // The registry leaves the PATCH's body unread for 3 s: the push stops
+    // waiting on it after a moment, ends the PATCH with what it queued, and
+    // sends the rest with the closing PUT.
+    let proxy = FaultProxy::start(
+        &reg.host(),
+        vec![Rule::new(
+            "PATCH",
+            "/blobs/uploads/",
+            &[1],
+            Fault::StallBeforeBody { millis: 3000 },
+        )],
+    );
+    let digest_file = tmp.path().join("d");
+    push(
+        &src,
+        &format!("{}/slow:v1", proxy.host()),
+        &digest_file,
+        &[],
+    )
+    .success();
+    assert_eq!(
+        std::fs::read_to_string(&digest_file).unwrap(),
+        std::fs::read_to_string(&expected).unwrap(),
+        "the same bundle as unstreamed"
+    );
+    let layer = layer_digest(&reg, "slow", "v1");
+    let size = http_request_with(
+        "HEAD",
+        &reg.host(),
+        &format!("/v2/slow/blobs/{layer}"),
+        None,
+        &[],
+    )
+    .unwrap()
+    .header("Content-Length")
+    .and_then(|v| v.parse::<usize>().ok())
+    .unwrap();
+    let bodies = proxy.bodies();
+    let patch: Vec<usize> = bodies
+        .iter()
+        .filter(|(m, _, _)| m == "PATCH")
+        .map(|(_, _, len)| *len)
+        .collect();
+    let put: Vec<usize> = bodies
+        .iter()
+        .filter(|(m, target, _)| m == "PUT" && target.contains(layer.hex()))
+        .map(|(_, _, len)| *len)
+        .collect();
+    assert_eq!((patch.len(), put.len()), (1, 1), "{bodies:#?}");
+    // Streaming all of it, the PATCH would carry 31/32 of the layer.
+    assert!(
+        patch[0] > 1 << 20 && put[0] > size / 4 && put[0] < size,
+        "the PATCH ended early, the PUT carried the rest: PATCH {} bytes \
+         (chunked), PUT {} bytes, layer {size} bytes",
+        patch[0],
+        put[0]
+    );
 }
 
 #[test]

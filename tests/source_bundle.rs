@@ -13,6 +13,10 @@ fn read(p: &Path) -> String {
 }
 
 fn push(dir: &Path, image: &str, out: &Path) {
+    push_with(dir, image, out, &[]);
+}
+
+fn push_with(dir: &Path, image: &str, out: &Path, extra: &[&str]) {
     ocistep()
         .arg("--push-source-bundle")
         .arg(dir)
@@ -23,6 +27,7 @@ fn push(dir: &Path, image: &str, out: &Path) {
         .arg(out.join("size"))
         .arg("--result-file-image-ref")
         .arg(out.join("ref"))
+        .args(extra)
         .assert()
         .success();
 }
@@ -120,7 +125,7 @@ fn pull_by_digest_lists_entries_and_prunes() {
 }
 
 #[test]
-fn second_push_of_an_unchanged_tree_uploads_no_blob() {
+fn second_push_of_an_unchanged_tree_completes_no_blob_upload() {
     let reg = Registry::start();
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
@@ -143,15 +148,39 @@ fn second_push_of_an_unchanged_tree_uploads_no_blob() {
                 .unwrap();
         }
     }
+    // By default the layer streams while it is packed; once its digest is
+    // known, a HEAD finds it and the session is cancelled, not completed.
+    let closed_before = reg.request_count("PUT", "/blobs/uploads/");
     let heads_before = reg.request_count("HEAD", "/blobs/sha256:");
     push(&src, &format!("{}/app:v2-src", reg.host()), tmp.path());
+    assert_eq!(read(&tmp.path().join("digest")), first);
+    assert_eq!(
+        reg.request_count("PUT", "/blobs/uploads/"),
+        closed_before,
+        "no upload completed"
+    );
+    assert_eq!(reg.request_count("DELETE", "/blobs/uploads/"), 1);
+    assert!(reg.request_count("HEAD", "/blobs/sha256:") >= heads_before + 2);
+
+    // Packed first: HEAD requests only, no upload session at all.
+    let uploads_before = reg.request_count("POST", "/blobs/uploads/");
+    let heads_before = reg.request_count("HEAD", "/blobs/sha256:");
+    push_with(
+        &src,
+        &format!("{}/app:v3-src", reg.host()),
+        tmp.path(),
+        &["--stream-upload=never"],
+    );
     assert_eq!(read(&tmp.path().join("digest")), first);
     assert_eq!(
         reg.request_count("POST", "/blobs/uploads/"),
         uploads_before,
         "no new upload sessions"
     );
-    assert!(reg.request_count("HEAD", "/blobs/sha256:") >= heads_before + 2);
+    assert_eq!(
+        reg.request_count("HEAD", "/blobs/sha256:"),
+        heads_before + 2
+    );
 }
 
 #[test]

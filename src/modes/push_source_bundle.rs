@@ -10,11 +10,11 @@ use crate::bundle::fingerprint::{fingerprint, PackedRecord};
 use crate::bundle::format;
 use crate::bundle::pack::{self, PackEvent, PackOptions};
 use crate::bundle::walk::{self, SourceEntry, WalkOptions};
-use crate::cli::PushArgs;
+use crate::cli::{PushArgs, StreamUpload};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::manifest::OCI_MANIFEST;
-use crate::modes::stream_feed::{self, StreamFeed, STREAM_CHUNKS_IN_FLIGHT};
+use crate::modes::stream_feed::{self, StreamFeed, KEEP_UP_PATIENCE, STREAM_CHUNKS_IN_FLIGHT};
 use crate::modes::{require_tag, Context};
 use crate::progress::Progress;
 use crate::reference::Target;
@@ -56,9 +56,10 @@ pub async fn run(
         walk::walk(&root, &walk_opts, &mut |w| tracing::warn!("{w}"))
     });
     // Whether the repository exists is asked while the tree is walked,
-    // unless the answer may not be needed: with --stream-upload, or a cache
-    // that may know the tree. A problem with the tree ends the push at once.
-    let ask_early = !args.stream_upload && ctx.client.cache().is_none();
+    // unless the answer may not be needed: with --stream-upload always or
+    // never, or a cache that may know the tree. A problem with the tree ends
+    // the push at once.
+    let ask_early = args.stream_upload == StreamUpload::Auto && ctx.client.cache().is_none();
     let mut asking = std::pin::pin!(repository_is_new(ctx, target));
     let mut answer = None;
     let walked = loop {
@@ -84,13 +85,23 @@ pub async fn run(
         Some(layer) => layer,
         None => {
             // A new repository cannot have the layer, so nothing is lost by
-            // uploading it before its digest is known.
-            let stream = args.stream_upload
-                || match answer {
-                    Some(known) => known?,
-                    None => asking.await?,
-                };
-            let stream_to = stream.then_some(&store);
+            // uploading all of it before its digest is known.
+            let streaming = match args.stream_upload {
+                StreamUpload::Always => Some(Streaming::Whole),
+                StreamUpload::Never => None,
+                StreamUpload::Auto => {
+                    let new = match answer {
+                        Some(known) => known?,
+                        None => asking.await?,
+                    };
+                    Some(if new {
+                        Streaming::Whole
+                    } else {
+                        Streaming::WhileItKeepsUp
+                    })
+                }
+            };
+            let stream_to = streaming.map(|how| (&store, how));
             pack_layer(ctx, stream_to, entries, pack_opts, fp, source_timestamp).await?
         }
     };
@@ -102,11 +113,14 @@ pub async fn run(
         source_timestamp,
         annotations,
     );
-    match &layer.file {
-        Some(_) if layer.streamed => {
+    match (&layer.file, layer.sent) {
+        (Some(_), Sent::Streamed) => {
             tracing::info!("layer {} uploaded while it was packed", layer.digest);
         }
-        Some(file) => {
+        (Some(_), Sent::AlreadyThere) => {
+            tracing::info!("layer {} already present, not uploaded again", layer.digest);
+        }
+        (Some(file), Sent::NotYet) => {
             let progress = Progress::bytes(layer.size, "uploading", ctx.progress);
             let source = BlobSource::File {
                 path: file.path().to_path_buf(),
@@ -118,7 +132,7 @@ pub async fn run(
                 tracing::info!("layer {} already present, not uploaded again", layer.digest);
             }
         }
-        None => tracing::info!(
+        (None, _) => tracing::info!(
             "tree unchanged since it packed to {}, which {target} has: nothing to upload",
             layer.digest
         ),
@@ -176,14 +190,39 @@ async fn repository_is_new(ctx: &Context, target: &Target) -> Result<bool> {
     }
 }
 
+/// How a layer goes out while it is packed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Streaming {
+    /// All of it, the packing waiting on the registry up to `--timeout`:
+    /// into a new repository, which cannot have the layer, or with
+    /// `--stream-upload`.
+    Whole,
+    /// Only while the registry keeps up (see [`KEEP_UP_PATIENCE`]), the rest
+    /// with the closing PUT, and none of that if the registry turns out to
+    /// have the layer already (a HEAD once its digest is known, after which
+    /// the session is cancelled): into an existing repository.
+    WhileItKeepsUp,
+}
+
+/// Where a packed layer stands with the target registry.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Sent {
+    /// Uploaded while it was packed.
+    Streamed,
+    /// The registry had it already; what was streamed was cancelled.
+    AlreadyThere,
+    /// Not uploaded yet (or the stream broke off): upload the spool file.
+    NotYet,
+}
+
 /// A layer to push: packed now (with its spool file) or known from before.
 struct Layer {
     digest: Digest,
     size: u64,
     diff_id: Digest,
     file: Option<tempfile::NamedTempFile>,
-    /// The registry already has it: it was uploaded while it was packed.
-    streamed: bool,
+    /// Whether the registry still needs it.
+    sent: Sent,
     /// The digest of the config uploaded with it, if one was.
     config: Option<String>,
 }
@@ -216,22 +255,23 @@ async fn reusable_layer(
         size: record.size,
         diff_id,
         file: None,
-        streamed: false,
+        sent: Sent::NotYet,
         config: None,
     }))
 }
 
 /// Packs the tree into a spool file, and remembers the result in the cache
 /// under the tree's fingerprint `fp` (present with a cache). With a
-/// registry in `stream_to`, the layer goes out while it is being packed (one
-/// streamed PATCH for all but the end of the tar stream, then the config,
-/// which needs only the tar's digest, then a PUT with the layer's digest and
-/// the rest, read back from the spool); if the stream breaks off, its
-/// session is cancelled and the caller uploads the spool file the usual
-/// way; a registry that will not open an upload at all ends the push.
+/// registry in `stream_to`, the layer goes out while it is being packed, as
+/// its [`Streaming`] says (one streamed PATCH for all but the end of the tar
+/// stream, or for as much as the registry took while it kept up; then the
+/// config, which needs only the tar's digest; then a PUT with the layer's
+/// digest and the rest, read back from the spool); if the stream breaks
+/// off, its session is cancelled and the caller uploads the spool file the
+/// usual way; a registry that will not open an upload at all ends the push.
 async fn pack_layer(
     ctx: &Context,
-    stream_to: Option<&Store>,
+    stream_to: Option<(&Store, Streaming)>,
     entries: Vec<SourceEntry>,
     opts: PackOptions,
     fp: Option<Digest>,
@@ -241,12 +281,19 @@ async fn pack_layer(
     let opts_name = opts.compression.name();
     let (tx, rx) = tokio::sync::mpsc::channel::<Feed>(STREAM_CHUNKS_IN_FLIGHT);
     let (diff_id_tx, mut diff_id_rx) = tokio::sync::oneshot::channel::<Digest>();
-    let streaming = match stream_to {
-        Some(Store::Registry { client, image }) => Some((client, image)),
-        _ => None,
+    // The registry the layer streams to (none for a layout), and how.
+    let (stream_to, streaming, streaming_as) = match stream_to {
+        Some((store @ Store::Registry { client, image }, how)) => {
+            (Some(store), Some((client, image)), Some(how))
+        }
+        _ => (None, None, None),
     };
     let patience = ctx.client.read_timeout();
-    let mut feed = StreamFeed::new(streaming.is_some().then_some(tx), patience);
+    let feed_patience = match streaming_as {
+        Some(Streaming::WhileItKeepsUp) => KEEP_UP_PATIENCE,
+        _ => patience,
+    };
+    let mut feed = StreamFeed::new(streaming.is_some().then_some(tx), feed_patience);
     let mut packing = tokio::task::spawn_blocking(move || {
         let end_patch_at = stream_feed::patch_end(&entries);
         let ending = std::cell::Cell::new(entries.is_empty());
@@ -335,24 +382,46 @@ async fn pack_layer(
         config = Some(upload_config(store, &mut diff_id_rx, source_timestamp).await);
     }
     let config = config.transpose()?.flatten();
+    if streaming.is_some() {
+        tracing::debug!(
+            "the PATCH carried {sent} of the layer's {} bytes",
+            packed.size
+        );
+    }
     let finished = match (streaming, location.transpose()?) {
-        (Some((client, image)), Some(Streamed::Done(location))) => Some(
-            client
-                .finish_streamed_upload(image, &location, &packed.digest, packed.file.path(), sent)
-                .await,
-        ),
+        (Some((client, image)), Some(Streamed::Done(location))) => {
+            if streaming_as == Some(Streaming::WhileItKeepsUp)
+                && client.blob_exists(image, &packed.digest).await?
+            {
+                cancel().await;
+                Some(Ok(Sent::AlreadyThere))
+            } else {
+                Some(
+                    client
+                        .finish_streamed_upload(
+                            image,
+                            &location,
+                            &packed.digest,
+                            packed.file.path(),
+                            sent,
+                        )
+                        .await
+                        .map(|()| Sent::Streamed),
+                )
+            }
+        }
         (_, Some(Streamed::Failed(e))) => Some(Err(e)),
         _ => None,
     };
-    let streamed = match finished {
-        Some(Ok(())) => true,
+    let sent = match finished {
+        Some(Ok(sent)) => sent,
         Some(Err(e)) => {
             // The session is cancelled before the layer goes out again.
             tracing::warn!("{e}; uploading the packed layer again");
             cancel().await;
-            false
+            Sent::NotYet
         }
-        None => false,
+        None => Sent::NotYet,
     };
     tracing::info!(
         "packed {} entries, {} bytes -> {} bytes {} in {:.2?}",
@@ -376,7 +445,7 @@ async fn pack_layer(
         size: packed.size,
         diff_id: packed.diff_id,
         file: Some(packed.file),
-        streamed,
+        sent,
         config,
     })
 }

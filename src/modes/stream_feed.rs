@@ -25,6 +25,14 @@ const EARLY_END_AFTER: u64 = 1 << 20;
 /// with the tar, 25–28 ms at 31/32, 29–32 ms at 15/16 and 9/10.
 const PATCH_SHARE: (u64, u64) = (31, 32);
 
+/// How long the packing thread waits for room in the queue when streaming
+/// only while the upload keeps up (into a repository that may already have
+/// the layer): once the registry falls this far behind, the PATCH ends with
+/// what it has and packing goes on at its own pace; the rest goes with the
+/// closing PUT, if the registry does not turn out to have the layer. On a
+/// loopback registry the queue never waits half as long.
+pub const KEEP_UP_PATIENCE: Duration = Duration::from_millis(250);
+
 /// The packing thread's end of a streamed upload.
 pub struct StreamFeed {
     /// None once the stream is given up, or the PATCH ended.
@@ -63,8 +71,9 @@ impl StreamFeed {
             self.sender = None;
             return;
         }
-        // A stream that failed, or stopped taking bytes for longer than
-        // --timeout, is given up; packing goes on into the spool file.
+        // A stream that failed, or stopped taking bytes for longer than its
+        // patience, is given up: the PATCH ends with the bytes queued so
+        // far, and packing goes on into the spool file.
         let chunk = Feed::Bytes(Bytes::copy_from_slice(bytes));
         if send_within(sender, chunk, self.patience) {
             self.sent += bytes.len() as u64;

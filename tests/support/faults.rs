@@ -71,11 +71,19 @@ pub enum Fault {
         /// The delay in milliseconds.
         millis: u64,
     },
+    /// Leave the request's body unread this long (the client's sending
+    /// stops once the connection's buffers are full), then read it and
+    /// forward the request normally: a registry slower than its client.
+    StallBeforeBody {
+        /// The delay in milliseconds.
+        millis: u64,
+    },
 }
 
 impl fmt::Display for Fault {
     /// A short label, as logged in [`FaultProxy::hits`]: `status 503`,
-    /// `reset before response`, `reset mid-body`, `truncated body`, `stall`.
+    /// `reset before response`, `reset mid-body`, `truncated body`, `stall`,
+    /// `stall before body`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Fault::Status { code, .. } => write!(f, "status {code}"),
@@ -83,6 +91,7 @@ impl fmt::Display for Fault {
             Fault::ResetMidBody { .. } => f.write_str("reset mid-body"),
             Fault::TruncateBody { .. } => f.write_str("truncated body"),
             Fault::Stall { .. } => f.write_str("stall"),
+            Fault::StallBeforeBody { .. } => f.write_str("stall before body"),
         }
     }
 }
@@ -491,6 +500,9 @@ fn handle(
             return Ok(false);
         }
     }
+    if let Some(Fault::StallBeforeBody { millis }) = fault {
+        state.sleep(millis);
+    }
     let body = read_body(reader, request.framing())?;
     state
         .bodies
@@ -523,7 +535,9 @@ fn handle(
             state.sleep(millis);
             relay(writer, state, request, &body, keep_open)
         }
-        None => relay(writer, state, request, &body, keep_open),
+        Some(Fault::StallBeforeBody { .. }) | None => {
+            relay(writer, state, request, &body, keep_open)
+        }
     }
 }
 
