@@ -729,19 +729,15 @@ fn a_push_streams_its_layer_while_packing_unless_told_not_to() {
     assert_eq!(snapshot(&out), snapshot(&src));
 }
 
-#[test]
-fn into_an_existing_repository_a_layer_streams_only_while_the_registry_keeps_up() {
-    let reg = Registry::start();
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
+/// The sample tree with `noise_bytes` of incompressible data added, at
+/// DIR/src, and the file holding the digest of its bundle pushed into an
+/// image layout, where nothing is streamed.
+fn noisy_tree(dir: &Path, noise_bytes: usize, seed: u64) -> (PathBuf, PathBuf) {
+    let src = dir.join("src");
     sample_tree(&src);
-    // Incompressible, and more than the queue and the connection's buffers
-    // hold while the registry reads nothing.
-    write(&src, "noise.bin", &pseudo_random(24 << 20, 11));
-    existing_repository(&reg, tmp.path(), "slow");
-    // The same bundle into an image layout, where nothing is streamed.
-    let layout = tmp.path().join("layout");
-    let expected = tmp.path().join("expected");
+    write(&src, "noise.bin", &pseudo_random(noise_bytes, seed));
+    let layout = dir.join("layout");
+    let expected = dir.join("expected");
     push(
         &src,
         &format!("oci:{}:v1", layout.display()),
@@ -749,6 +745,67 @@ fn into_an_existing_repository_a_layer_streams_only_while_the_registry_keeps_up(
         &[],
     )
     .success();
+    (src, expected)
+}
+
+/// Pushes `src` through `proxy` to `repo:v1` and checks it gives the bundle
+/// whose digest the file `expected` holds; returns the layer's digest and
+/// size, and the body sizes of the PATCH requests and of the PUT requests
+/// naming the layer (chunked bodies counted with their framing).
+fn streamed_push(
+    reg: &Registry,
+    proxy: &FaultProxy,
+    src: &Path,
+    repo: &str,
+    expected: &Path,
+) -> (Digest, usize, Vec<usize>, Vec<usize>) {
+    let digest_file = expected.with_extension(repo);
+    push(
+        src,
+        &format!("{}/{repo}:v1", proxy.host()),
+        &digest_file,
+        &[],
+    )
+    .success();
+    assert_eq!(
+        std::fs::read_to_string(&digest_file).unwrap(),
+        std::fs::read_to_string(expected).unwrap(),
+        "the same bundle as unstreamed"
+    );
+    let layer = layer_digest(reg, repo, "v1");
+    let size = http_request_with(
+        "HEAD",
+        &reg.host(),
+        &format!("/v2/{repo}/blobs/{layer}"),
+        None,
+        &[],
+    )
+    .unwrap()
+    .header("Content-Length")
+    .and_then(|v| v.parse::<usize>().ok())
+    .unwrap();
+    let bodies = proxy.bodies();
+    let body_of = |method: &str, what: &dyn Fn(&str) -> bool| {
+        bodies
+            .iter()
+            .filter(|(m, target, _)| m == method && what(target))
+            .map(|(_, _, len)| *len)
+            .collect::<Vec<usize>>()
+    };
+    let patch = body_of("PATCH", &|_| true);
+    let put = body_of("PUT", &|target| target.contains(layer.hex()));
+    assert_eq!((patch.len(), put.len()), (1, 1), "{bodies:#?}");
+    (layer, size, patch, put)
+}
+
+#[test]
+fn into_an_existing_repository_a_layer_streams_only_while_the_registry_keeps_up() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    // Incompressible, and more than the queue and the connection's buffers
+    // hold while the registry reads nothing.
+    let (src, expected) = noisy_tree(tmp.path(), 24 << 20, 11);
+    existing_repository(&reg, tmp.path(), "slow");
 
     // The registry leaves the PATCH's body unread for 3 s: the push stops
     // waiting on it after a moment, ends the PATCH with what it queued, and
@@ -762,43 +819,7 @@ fn into_an_existing_repository_a_layer_streams_only_while_the_registry_keeps_up(
             Fault::StallBeforeBody { millis: 3000 },
         )],
     );
-    let digest_file = tmp.path().join("d");
-    push(
-        &src,
-        &format!("{}/slow:v1", proxy.host()),
-        &digest_file,
-        &[],
-    )
-    .success();
-    assert_eq!(
-        std::fs::read_to_string(&digest_file).unwrap(),
-        std::fs::read_to_string(&expected).unwrap(),
-        "the same bundle as unstreamed"
-    );
-    let layer = layer_digest(&reg, "slow", "v1");
-    let size = http_request_with(
-        "HEAD",
-        &reg.host(),
-        &format!("/v2/slow/blobs/{layer}"),
-        None,
-        &[],
-    )
-    .unwrap()
-    .header("Content-Length")
-    .and_then(|v| v.parse::<usize>().ok())
-    .unwrap();
-    let bodies = proxy.bodies();
-    let patch: Vec<usize> = bodies
-        .iter()
-        .filter(|(m, _, _)| m == "PATCH")
-        .map(|(_, _, len)| *len)
-        .collect();
-    let put: Vec<usize> = bodies
-        .iter()
-        .filter(|(m, target, _)| m == "PUT" && target.contains(layer.hex()))
-        .map(|(_, _, len)| *len)
-        .collect();
-    assert_eq!((patch.len(), put.len()), (1, 1), "{bodies:#?}");
+    let (_, size, patch, put) = streamed_push(&reg, &proxy, &src, "slow", &expected);
     // Streaming all of it, the PATCH would carry 31/32 of the layer.
     assert!(
         patch[0] > 1 << 20 && put[0] > size / 4 && put[0] < size,
@@ -813,57 +834,16 @@ fn into_an_existing_repository_a_layer_streams_only_while_the_registry_keeps_up(
 fn a_large_streamed_layer_sends_its_last_part_with_the_closing_put() {
     let reg = Registry::start();
     let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    sample_tree(&src);
     // Incompressible, so well over 1 MiB has gone out when the PATCH ends.
-    write(&src, "noise.bin", &pseudo_random(3 << 20, 7));
-    // The same bundle into an image layout, where nothing is streamed.
-    let layout = tmp.path().join("layout");
-    let expected = tmp.path().join("expected");
-    push(
-        &src,
-        &format!("oci:{}:v1", layout.display()),
-        &expected,
-        &[],
-    )
-    .success();
+    let (src, expected) = noisy_tree(tmp.path(), 3 << 20, 7);
 
     let proxy = FaultProxy::start(&reg.host(), vec![]);
-    let digest_file = tmp.path().join("streamed");
-    push(&src, &format!("{}/big:v1", proxy.host()), &digest_file, &[]).success();
-    assert_eq!(
-        std::fs::read_to_string(&digest_file).unwrap(),
-        std::fs::read_to_string(&expected).unwrap(),
-        "the same bundle as unstreamed"
-    );
-    let layer = layer_digest(&reg, "big", "v1");
+    let (layer, size, patch, put) = streamed_push(&reg, &proxy, &src, "big", &expected);
     let requests: Vec<String> = labelled(&proxy, &layer)
         .into_iter()
         .map(|(r, _)| r)
         .collect();
     assert_eq!(requests, STREAMED_INTO_A_NEW_REPOSITORY, "{requests:#?}");
-    let bodies = proxy.bodies();
-    let body_of = |method: &str, what: &dyn Fn(&str) -> bool| {
-        bodies
-            .iter()
-            .filter(|(m, target, _)| m == method && what(target))
-            .map(|(_, _, len)| *len)
-            .collect::<Vec<usize>>()
-    };
-    let patch = body_of("PATCH", &|_| true);
-    let put = body_of("PUT", &|target| target.contains(layer.hex()));
-    let size = http_request_with(
-        "HEAD",
-        &reg.host(),
-        &format!("/v2/big/blobs/{layer}"),
-        None,
-        &[],
-    )
-    .unwrap()
-    .header("Content-Length")
-    .and_then(|v| v.parse::<usize>().ok())
-    .unwrap();
-    assert_eq!((patch.len(), put.len()), (1, 1), "{bodies:#?}");
     assert!(
         patch[0] > 1 << 20 && put[0] > 0 && put[0] < size - (1 << 20),
         "the PATCH carries most of the layer, the PUT the rest: \
