@@ -690,3 +690,68 @@ fn a_token_service_that_fails_for_a_while_is_asked_again() {
         .stderr(contains("token service").and(contains(PASSWORD).not()));
     assert_eq!(reg.token_requests(), 2, "{:?}", reg.token_log());
 }
+
+#[test]
+fn into_an_existing_repository_a_streamed_layer_is_cancelled_or_finished_with_a_token() {
+    let reg = token_registry();
+    let image = |tag: &str| format!("{}/private/app:{tag}", reg.host());
+    let Pushed {
+        tmp,
+        src,
+        secrets,
+        digest,
+    } = push_sample(&reg, &reg.host(), &image("v1"));
+    let digest_file = tmp.path().join("again");
+    let closed = |reg: &Registry| {
+        requests_for(reg, "PUT", "/v2/private/app/blobs/uploads/")
+            .iter()
+            .filter(|e| e.status == 201)
+            .count()
+    };
+    let closed_before = closed(&reg);
+
+    // The same tree: streamed while packing, then the HEAD finds the layer
+    // and the session is cancelled. distribution wants a `delete` action for
+    // that (the push token gets a 401 naming it), so the token is asked for
+    // again with it added.
+    push(&reg, &src, &image("v2"), &secrets, &digest_file);
+    assert_eq!(std::fs::read_to_string(&digest_file).unwrap(), digest);
+    let patched: Vec<u16> = requests_for(&reg, "PATCH", "/v2/private/app/blobs/uploads/")
+        .iter()
+        .map(|e| e.status)
+        .collect();
+    let cancelled: Vec<u16> = requests_for(&reg, "DELETE", "/v2/private/app/blobs/uploads/")
+        .iter()
+        .map(|e| e.status)
+        .collect();
+    assert_eq!(
+        (patched.last(), cancelled.as_slice()),
+        (Some(&202), &[401, 204][..]),
+        "{}",
+        reg.access_log()
+    );
+    assert!(
+        reg.token_log()
+            .iter()
+            .any(|r| r.asked_for("private/app", "delete") && r.asked_for("private/app", "push")),
+        "{:?}",
+        reg.token_log()
+    );
+    assert_eq!(closed(&reg), closed_before, "no upload completed");
+
+    // A changed tree: streamed, and the closing PUT finishes the upload.
+    std::fs::write(src.join("added.txt"), "a change").unwrap();
+    push(&reg, &src, &image("v3"), &secrets, &digest_file);
+    assert_ne!(std::fs::read_to_string(&digest_file).unwrap(), digest);
+    assert!(closed(&reg) > closed_before, "{}", reg.access_log());
+    let work = tmp.path().join("work");
+    ocistep()
+        .arg("--pull-source-bundle")
+        .arg(&work)
+        .args(["--image", &image("v3")])
+        .arg("--secret-path")
+        .arg(&secrets)
+        .assert()
+        .success();
+    assert_eq!(snapshot(&src), snapshot(&work));
+}

@@ -107,28 +107,45 @@ impl AuthKey {
         }
     }
 
-    /// The token scopes this key needs, with the other scopes a challenge
-    /// names (`repository:NAME:ACTIONS`, space-separated) after them.
+    /// The token scopes this key needs, with what a challenge names
+    /// (`repository:NAME:ACTIONS`, space-separated) added: the actions a
+    /// challenge wants on a repository this key already names join its
+    /// actions (distribution wants `delete` to cancel an upload session,
+    /// whatever the route), other scopes follow as they are.
     fn scopes(&self, challenged: Option<&str>) -> Vec<String> {
         let actions = match self.access {
             Access::Pull => "pull",
             Access::Push => "pull,push",
             Access::Delete => "delete",
         };
-        let mut scopes = vec![format!("repository:{}:{actions}", self.repository)];
+        let mut scopes = vec![(
+            format!("repository:{}", self.repository),
+            actions.to_string(),
+        )];
         if let Some(from) = &self.mount_from {
-            scopes.push(format!("repository:{from}:pull"));
+            scopes.push((format!("repository:{from}"), "pull".to_string()));
         }
         for scope in challenged.unwrap_or_default().split_whitespace() {
-            let covered = scopes.iter().any(|s| {
-                s.rsplit_once(':').map(|(name, _)| name)
-                    == scope.rsplit_once(':').map(|(name, _)| name)
-            });
-            if !covered {
-                scopes.push(scope.to_string());
+            let (name, wanted) = scope.rsplit_once(':').unwrap_or((scope, ""));
+            match scopes.iter_mut().find(|(known, _)| known == name) {
+                Some((_, have)) => {
+                    for action in wanted.split(',').filter(|a| !a.is_empty()) {
+                        if !have.split(',').any(|a| a == action) {
+                            have.push(',');
+                            have.push_str(action);
+                        }
+                    }
+                }
+                None => scopes.push((name.to_string(), wanted.to_string())),
             }
         }
         scopes
+            .into_iter()
+            .map(|(name, actions)| match actions.is_empty() {
+                true => name,
+                false => format!("{name}:{actions}"),
+            })
+            .collect()
     }
 }
 
@@ -609,6 +626,30 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_challenge_adds_its_actions_and_scopes() {
+        let image = ImageRef::parse("registry.example/team/app:v1").unwrap();
+        let push = AuthKey::new(&image, Access::Push, None);
+        assert_eq!(push.scopes(None), ["repository:team/app:pull,push"]);
+        assert_eq!(
+            push.scopes(Some("repository:team/app:delete")),
+            ["repository:team/app:pull,push,delete"]
+        );
+        assert_eq!(
+            push.scopes(Some("repository:team/app:push,pull registry:catalog:*")),
+            ["repository:team/app:pull,push", "registry:catalog:*"]
+        );
+        let mount = AuthKey::new(&image, Access::Push, Some("team/base"));
+        assert_eq!(
+            mount.scopes(Some("repository:team/base:pull repository:other:pull")),
+            [
+                "repository:team/app:pull,push",
+                "repository:team/base:pull",
+                "repository:other:pull"
+            ]
+        );
+    }
 
     #[test]
     fn loopback_hosts() {
