@@ -209,7 +209,8 @@ enum Streaming {
 enum Sent {
     /// Uploaded while it was packed.
     Streamed,
-    /// The registry had it already; what was streamed was cancelled.
+    /// The registry had it already (what was streamed of it, if anything,
+    /// was cancelled).
     AlreadyThere,
     /// Not uploaded yet (or the stream broke off): upload the spool file.
     NotYet,
@@ -255,7 +256,7 @@ async fn reusable_layer(
         size: record.size,
         diff_id,
         file: None,
-        sent: Sent::NotYet,
+        sent: Sent::AlreadyThere,
         config: None,
     }))
 }
