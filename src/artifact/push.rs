@@ -14,7 +14,7 @@ use crate::artifact::{
 };
 use crate::bundle::format;
 use crate::bundle::pack::{self, PackOptions, PackedLayer};
-use crate::bundle::walk::{self, SourceEntry, SourceKind, WalkOptions};
+use crate::bundle::walk::{self, SourceEntry, SourceKind, SourceTree, WalkOptions};
 use crate::digest::{Digest, HashingReader};
 use crate::error::{Error, Result};
 use crate::manifest::{Descriptor, ImageManifest, ANNOTATION_TITLE, OCI_MANIFEST};
@@ -248,16 +248,20 @@ fn missing(path: &Path, e: std::io::Error) -> Error {
 /// Packs a directory with its entries under `title/`, the way ORAS does,
 /// so `oras pull` recreates it under its name.
 fn pack_dir(dir: &Path, title: &str, opts: &DirOptions) -> Result<PackedLayer> {
-    let entries = walk::walk(dir, &opts.walk, &mut |w| tracing::warn!("{w}"))?;
-    let mut prefixed = Vec::with_capacity(entries.len() + 1);
+    let tree = walk::walk(dir, &opts.walk, &mut |w| tracing::warn!("{w}"))?;
+    let mut prefixed = Vec::with_capacity(tree.entries.len() + 1);
     prefixed.push(SourceEntry {
         rel: title.to_string(),
         kind: SourceKind::Dir,
     });
-    prefixed.extend(entries.into_iter().map(|e| SourceEntry {
+    prefixed.extend(tree.entries.into_iter().map(|e| SourceEntry {
         rel: format!("{title}/{}", e.rel),
         kind: e.kind,
     }));
+    let prefixed = SourceTree {
+        root: tree.root,
+        entries: prefixed,
+    };
     pack::pack(&prefixed, &opts.pack, &std::env::temp_dir(), &mut |_| {})
 }
 

@@ -19,6 +19,12 @@
 //!   coming out of the decompressor are limited, which stops decompression
 //!   bombs before they fill the disk or the memory.
 //!
+//! Every path is created, inspected or removed beneath an open handle on the
+//! target, never through a symlink (see [`beneath`](crate::bundle::beneath)):
+//! should another process swap a directory of the target for a symlink while
+//! the extraction runs, the next write there fails rather than leaving the
+//! target.
+//!
 //! Every check above, and the creation of directories, happens on the
 //! calling thread, in archive order. Only then is a regular file handed to
 //! a small pool of writer threads ([`crate::bundle::writer`]) that create
@@ -33,16 +39,17 @@
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, DirBuilder, File, Permissions};
+use std::fs;
 use std::io::{self, Read};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tar::EntryType;
 
-use crate::bundle::writer::{WriterPool, CHUNK};
+use crate::bundle::beneath::Beneath;
+use crate::bundle::writer::{written_error, WriterPool, CHUNK};
 use crate::bundle::{decompress, Compression};
 use crate::error::{Error, Result};
 
@@ -163,6 +170,7 @@ pub fn unpack(
         inner: stream,
         meter: Rc::clone(&meter),
     });
+    let dest = Beneath::open(dest).map_err(|e| Error::io("opening", dest, e))?;
     let mut extractor = Extractor::new(dest, *limits, format, meter)?;
     let outcome = extract_all(archive, compression, &mut extractor, on_entry);
     // Let the writers finish what they were given, even after an error: a
@@ -185,7 +193,7 @@ pub fn unpack(
 fn extract_all<R: Read>(
     mut archive: tar::Archive<R>,
     compression: Compression,
-    extractor: &mut Extractor<'_>,
+    extractor: &mut Extractor,
     on_entry: &mut dyn FnMut(&EntryInfo<'_>),
 ) -> Result<()> {
     let mut entries = archive.entries().map_err(|e| extractor.stream_error(e))?;
@@ -382,8 +390,8 @@ enum OnDisk {
 }
 
 /// The state of one extraction.
-struct Extractor<'a> {
-    dest: &'a Path,
+struct Extractor {
+    dest: Arc<Beneath>,
     limits: ExtractLimits,
     /// "tar" or "tar+gzip", for error messages.
     format: &'static str,
@@ -403,14 +411,16 @@ struct Extractor<'a> {
     pool: WriterPool,
 }
 
-impl<'a> Extractor<'a> {
+impl Extractor {
     fn new(
-        dest: &'a Path,
+        dest: Beneath,
         limits: ExtractLimits,
         format: &'static str,
         meter: Rc<Meter>,
     ) -> Result<Self> {
+        let dest = Arc::new(dest);
         Ok(Extractor {
+            pool: WriterPool::new(Arc::clone(&dest))?,
             dest,
             limits,
             format,
@@ -421,7 +431,6 @@ impl<'a> Extractor<'a> {
             declared: 0,
             last_name: None,
             stats: ExtractStats::default(),
-            pool: WriterPool::new()?,
         })
     }
 
@@ -559,9 +568,8 @@ impl<'a> Extractor<'a> {
     fn extract_dir(&mut self, path: &str, mtime: Option<SystemTime>) -> Result<u32> {
         self.prepare_parents(path)?;
         self.settle(path)?;
-        let full = self.dest.join(path);
-        match on_disk(&full)? {
-            OnDisk::Nothing => self.create_dir(&full)?,
+        match self.on_disk(path)? {
+            OnDisk::Nothing => self.create_dir(path)?,
             OnDisk::Dir => {}
             found => return Err(conflict(path, EntryKind::Dir, found)),
         }
@@ -591,9 +599,8 @@ impl<'a> Extractor<'a> {
     ) -> Result<u64> {
         self.prepare_parents(path)?;
         self.settle(path)?;
-        let full = self.dest.join(path);
-        self.clear_for_file(path, &full, EntryKind::File)?;
-        self.pool.open(full, mode, mtime)?;
+        self.clear_for_file(path, EntryKind::File)?;
+        self.pool.open(path.to_string(), mode, mtime)?;
         self.nodes.insert(
             path.to_string(),
             Node {
@@ -641,12 +648,13 @@ impl<'a> Extractor<'a> {
         // A symlink only appears once every file before it is complete
         // (files it may point to, or a file at its own path).
         self.pool.flush()?;
-        let full = self.dest.join(path);
-        match on_disk(&full)? {
+        match self.on_disk(path)? {
             OnDisk::Nothing => {}
             found => return Err(conflict(path, EntryKind::Symlink, found)),
         }
-        std::os::unix::fs::symlink(target, &full).map_err(|e| Error::io("creating", &full, e))?;
+        self.dest
+            .symlink(target, path)
+            .map_err(|e| self.disk_error(path, e))?;
         self.nodes.insert(
             path.to_string(),
             Node {
@@ -686,16 +694,16 @@ impl<'a> Extractor<'a> {
         // The linked file (and whatever is at the link's own path) must be
         // complete before it is linked.
         self.pool.flush()?;
-        let source = self.dest.join(&linked);
-        if on_disk(&source)? != OnDisk::File {
+        if self.on_disk(&linked)? != OnDisk::File {
             return Err(Error::UnsafeArchive(format!(
                 "hard link {path:?} -> {target:?}: the target is no longer a regular file"
             )));
         }
         self.prepare_parents(path)?;
-        let full = self.dest.join(path);
-        self.clear_for_file(path, &full, EntryKind::Hardlink)?;
-        fs::hard_link(&source, &full).map_err(|e| Error::io("creating", &full, e))?;
+        self.clear_for_file(path, EntryKind::Hardlink)?;
+        self.dest
+            .hard_link(&linked, path)
+            .map_err(|e| self.disk_error(path, e))?;
         self.nodes.insert(
             path.to_string(),
             Node {
@@ -706,11 +714,11 @@ impl<'a> Extractor<'a> {
         Ok(mode)
     }
 
-    /// Makes room for a regular file or hard link at `full`: nothing may be
+    /// Makes room for a regular file or hard link at `path`: nothing may be
     /// there, or a regular file this archive wrote, which is removed (not
     /// truncated, so files hard-linked to it keep their content).
-    fn clear_for_file(&self, path: &str, full: &Path, kind: EntryKind) -> Result<()> {
-        match on_disk(full)? {
+    fn clear_for_file(&self, path: &str, kind: EntryKind) -> Result<()> {
+        match self.on_disk(path)? {
             OnDisk::Nothing => Ok(()),
             OnDisk::File
                 if self
@@ -718,7 +726,9 @@ impl<'a> Extractor<'a> {
                     .get(path)
                     .is_some_and(|n| matches!(n.kind, EntryKind::File | EntryKind::Hardlink)) =>
             {
-                fs::remove_file(full).map_err(|e| Error::io("replacing", full, e))
+                self.dest
+                    .remove_file(path)
+                    .map_err(|e| self.disk_error(path, e))
             }
             found => Err(conflict(path, kind, found)),
         }
@@ -747,8 +757,7 @@ impl<'a> Extractor<'a> {
                 Some(EntryKind::Dir) => continue,
                 None => {}
             }
-            let full = self.dest.join(parent);
-            match on_disk(&full)? {
+            match self.on_disk(parent)? {
                 OnDisk::Dir => {
                     self.nodes.insert(
                         parent.to_string(),
@@ -759,7 +768,7 @@ impl<'a> Extractor<'a> {
                     );
                 }
                 OnDisk::Nothing => {
-                    self.create_dir(&full)?;
+                    self.create_dir(parent)?;
                     self.nodes.insert(
                         parent.to_string(),
                         Node {
@@ -784,27 +793,42 @@ impl<'a> Extractor<'a> {
     }
 
     /// Creates one directory with mode 0755, whatever the umask.
-    fn create_dir(&self, full: &Path) -> Result<()> {
-        DirBuilder::new()
-            .mode(MODE_EXECUTABLE)
-            .create(full)
-            .map_err(|e| Error::io("creating", full, e))?;
-        fs::set_permissions(full, Permissions::from_mode(MODE_EXECUTABLE))
-            .map_err(|e| Error::io("creating", full, e))?;
-        Ok(())
+    fn create_dir(&self, path: &str) -> Result<()> {
+        self.dest
+            .create_dir(path, MODE_EXECUTABLE)
+            .map_err(|e| self.disk_error(path, e))
+    }
+
+    /// What is at `path` in the target, without following a symlink there.
+    fn on_disk(&self, path: &str) -> Result<OnDisk> {
+        let stat = self
+            .dest
+            .lstat(path)
+            .map_err(|e| self.disk_error(path, e))?;
+        Ok(match stat.map(|s| s.st_mode & libc::S_IFMT) {
+            None => OnDisk::Nothing,
+            Some(libc::S_IFLNK) => OnDisk::Symlink,
+            Some(libc::S_IFDIR) => OnDisk::Dir,
+            Some(libc::S_IFREG) => OnDisk::File,
+            Some(_) => OnDisk::Other,
+        })
+    }
+
+    /// The error for a failure to change `path` in the target.
+    fn disk_error(&self, path: &str, e: io::Error) -> Error {
+        written_error(&self.dest, path, e)
     }
 
     /// Applies directory modification times (after every file inside was
     /// written) and returns the totals.
     fn finish(self) -> Result<ExtractStats> {
         for (path, mtime) in self.dir_times.iter().rev() {
-            let full = self.dest.join(path);
-            if on_disk(&full)? != OnDisk::Dir {
+            if self.on_disk(path)? != OnDisk::Dir {
                 continue;
             }
-            let dir = File::open(&full).map_err(|e| Error::io("opening", &full, e))?;
-            dir.set_modified(*mtime)
-                .map_err(|e| Error::io("writing", &full, e))?;
+            self.dest
+                .set_dir_modified(path, *mtime)
+                .map_err(|e| self.disk_error(path, e))?;
         }
         Ok(self.stats)
     }
@@ -934,26 +958,6 @@ fn file_mode(header_mode: u32) -> u32 {
     }
 }
 
-/// What is at `full`, without following a symlink there.
-fn on_disk(full: &Path) -> Result<OnDisk> {
-    match fs::symlink_metadata(full) {
-        Ok(meta) => {
-            let ty = meta.file_type();
-            Ok(if ty.is_symlink() {
-                OnDisk::Symlink
-            } else if ty.is_dir() {
-                OnDisk::Dir
-            } else if ty.is_file() {
-                OnDisk::File
-            } else {
-                OnDisk::Other
-            })
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(OnDisk::Nothing),
-        Err(e) => Err(Error::io("inspecting", full, e)),
-    }
-}
-
 /// The error for an entry whose path is already taken by something else.
 fn conflict(path: &str, kind: EntryKind, found: OnDisk) -> Error {
     let new = match kind {
@@ -976,6 +980,7 @@ fn conflict(path: &str, kind: EntryKind, found: OnDisk) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
     use std::io::{Cursor, Write};
     use std::os::unix::fs::MetadataExt;
     use std::path::PathBuf;
@@ -1348,6 +1353,62 @@ mod tests {
         let (result, _) = unpack_tar(&fx, &tar);
         assert_unsafe(result, &["escapes the target directory"]);
         assert_contained(&fx);
+    }
+
+    /// Unpacks `tar`, whose first entries are the directory `d` and the
+    /// file `d/a`; once `d/a` is extracted, another process swaps `d` for a
+    /// symlink to a directory outside the target.
+    fn unpack_with_swap(tar: &RawTar) -> (Fixture, PathBuf, Result<ExtractStats>) {
+        let fx = fixture();
+        let outside = fx.parent.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        let gz = gzip(&tar.finish());
+        let mut swapped = false;
+        let result = unpack(
+            &mut Cursor::new(gz),
+            Compression::Gzip,
+            &fx.dest,
+            &ExtractLimits::default(),
+            &mut |e| {
+                if e.path == "d/a" && !swapped {
+                    swapped = true;
+                    fs::rename(fx.dest.join("d"), fx.parent.path().join("moved")).unwrap();
+                    std::os::unix::fs::symlink(&outside, fx.dest.join("d")).unwrap();
+                }
+            },
+        );
+        assert!(swapped);
+        (fx, outside, result)
+    }
+
+    #[test]
+    fn a_directory_swapped_for_a_symlink_during_extraction_is_not_written_through() {
+        let then: [(&str, fn(&mut RawTar)); 5] = [
+            ("a file", |t| {
+                t.file("d/b", b"pwned", 0o644);
+            }),
+            ("a directory", |t| {
+                t.dir("d/sub/");
+            }),
+            ("a symlink", |t| {
+                t.symlink("d/l", "a");
+            }),
+            ("a hard link", |t| {
+                t.hardlink("d/h", "d/a");
+            }),
+            ("a replaced file", |t| {
+                t.file("d/a", b"pwned", 0o644);
+            }),
+        ];
+        for (what, add) in then {
+            let mut tar = RawTar::default();
+            tar.dir("d/").file("d/a", b"first", 0o644);
+            add(&mut tar);
+            let (_fx, outside, result) = unpack_with_swap(&tar);
+            assert_unsafe(result, &["replaced by a symlink", "d"]);
+            let written: Vec<_> = fs::read_dir(&outside).unwrap().collect();
+            assert!(written.is_empty(), "{what}: {written:?} written outside");
+        }
     }
 
     #[test]

@@ -92,7 +92,9 @@ mod tests {
         let opts = PackOptions::default();
         let fp = || {
             fingerprint(
-                &walk(dir.path(), &WalkOptions::default(), &mut |_| {}).unwrap(),
+                &walk(dir.path(), &WalkOptions::default(), &mut |_| {})
+                    .unwrap()
+                    .entries,
                 &opts,
             )
         };
@@ -102,7 +104,9 @@ mod tests {
         std::fs::write(dir.path().join("a"), "two").unwrap();
         assert_ne!(fp(), first, "same size, new content");
         let second = fp();
-        let entries = walk(dir.path(), &WalkOptions::default(), &mut |_| {}).unwrap();
+        let entries = walk(dir.path(), &WalkOptions::default(), &mut |_| {})
+            .unwrap()
+            .entries;
         let other = PackOptions {
             mtime: 1,
             ..PackOptions::default()

@@ -1,6 +1,7 @@
 //! Source bundles: packing a directory into one deterministic tar layer and
 //! extracting such a layer safely.
 
+pub mod beneath;
 pub mod decompress;
 pub mod extract;
 pub mod fingerprint;

@@ -11,15 +11,16 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, Write};
-use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
 
 use rustix::fs::{Mode, OFlags};
 use tar::{EntryType, Header};
 
 use crate::bundle::pargz::ParallelGzWriter;
 use crate::bundle::read_into::{read_then_write, ReadFn, ReadInto};
-use crate::bundle::walk::{self, SourceEntry, SourceKind};
+use crate::bundle::beneath;
+use crate::bundle::walk::{self, FileAt, FileStamp, SourceEntry, SourceKind, SourceTree};
 use crate::bundle::Compression;
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, Result};
@@ -92,20 +93,23 @@ pub struct PackedLayer {
     pub uncompressed_size: u64,
 }
 
-/// Writes `entries` (from [`walk`](crate::bundle::walk::walk)) as a
-/// compressed tar into a new temporary file in `spool_dir`, in one pass.
+/// Writes the entries of `tree` (from [`walk`](crate::bundle::walk::walk))
+/// as a compressed tar into a new temporary file in `spool_dir`, in one
+/// pass.
 ///
 /// Entries are written in the order given; `on_event` hears of each one
-/// written, then of the end of the tar stream. A file whose size differs
-/// from the one recorded in its entry is refused, since the layer would not
-/// match the tree.
+/// written, then of the end of the tar stream. Files inside the tree are
+/// opened beneath its root without following a symlink. A file that is not
+/// the one the walk saw (another inode, a symlink or a directory in its
+/// place, another size) is refused, since the layer would not match the
+/// tree, or could hold what the tree does not.
 pub fn pack(
-    entries: &[SourceEntry],
+    tree: &SourceTree,
     opts: &PackOptions,
     spool_dir: &Path,
     on_event: &mut dyn FnMut(PackEvent<'_>),
 ) -> Result<PackedLayer> {
-    pack_teeing(entries, opts, spool_dir, on_event, &mut |_| {})
+    pack_teeing(tree, opts, spool_dir, on_event, &mut |_| {})
 }
 
 /// How far packing has got, for callers that act before it ends.
@@ -122,7 +126,7 @@ pub enum PackEvent<'a> {
 /// written to the spool file, so the layer can be uploaded while it is
 /// being packed.
 pub fn pack_teeing(
-    entries: &[SourceEntry],
+    tree: &SourceTree,
     opts: &PackOptions,
     spool_dir: &Path,
     on_event: &mut dyn FnMut(PackEvent<'_>),
@@ -143,7 +147,11 @@ pub fn pack_teeing(
         inner: BufWriter::with_capacity(BUFFER_SIZE, file.as_file()),
         tee,
     };
-    let written = write_layer(entries, opts.mtime, opts.compression, level, sink, on_event)
+    let source = Source {
+        root: tree.root.as_fd(),
+        entries: &tree.entries,
+    };
+    let written = write_layer(source, opts.mtime, opts.compression, level, sink, on_event)
         .map_err(|e| e.at_spool(file.path()))?;
     file.as_file()
         .rewind()
@@ -152,7 +160,7 @@ pub fn pack_teeing(
         digest: written.digest,
         size: written.size,
         diff_id: written.diff_id,
-        entries: entries.len() as u64,
+        entries: tree.entries.len() as u64,
         uncompressed_size: written.uncompressed_size,
         file,
     })
@@ -279,9 +287,17 @@ impl From<io::Error> for WriteError {
     }
 }
 
-/// Streams the compressed tar of `entries` into `sink`, hashing both layers.
+/// What a layer is packed from: entries and the root their files are
+/// opened beneath.
+#[derive(Clone, Copy)]
+struct Source<'a> {
+    root: BorrowedFd<'a>,
+    entries: &'a [SourceEntry],
+}
+
+/// Streams the compressed tar of `source` into `sink`, hashing both layers.
 fn write_layer<W: Write>(
-    entries: &[SourceEntry],
+    source: Source<'_>,
     mtime: u64,
     compression: Compression,
     level: u32,
@@ -289,12 +305,12 @@ fn write_layer<W: Write>(
     on_event: &mut dyn FnMut(PackEvent<'_>),
 ) -> Result<Written, WriteError> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    write_layer_with(entries, mtime, compression, level, threads, sink, on_event)
+    write_layer_with(source, mtime, compression, level, threads, sink, on_event)
 }
 
 /// [`write_layer`] on `threads` threads.
 fn write_layer_with<W: Write>(
-    entries: &[SourceEntry],
+    source: Source<'_>,
     mtime: u64,
     compression: Compression,
     level: u32,
@@ -305,8 +321,8 @@ fn write_layer_with<W: Write>(
     let encoder = Encoder::new(HashingWriter::new(sink), compression, level, threads)?;
     let mut tar: LayerWriter<W> = tar::Builder::new(HashingWriter::new(encoder));
     let mut buffer = vec![0u8; BUFFER_SIZE];
-    let mut opener = SourceOpener::default();
-    for entry in entries {
+    let mut opener = SourceOpener::new(source.root);
+    for entry in source.entries {
         append_entry(&mut tar, entry, mtime, &mut opener, &mut buffer)?;
         on_event(PackEvent::Appended(entry));
     }
@@ -355,13 +371,21 @@ fn append_entry<W: ReadInto>(
         }
         SourceKind::File {
             path,
+            at,
             size,
             executable,
-            ..
+            stamp,
         } => {
             let mode = if *executable { EXEC_MODE } else { FILE_MODE };
             let mut h = header(EntryType::Regular, mode, *size, mtime);
-            let mut content = open_source(&entry.rel, path, *size, opener, buffer)?;
+            let seen = Seen {
+                rel: &entry.rel,
+                path,
+                at,
+                size: *size,
+                stamp,
+            };
+            let mut content = open_source(&seen, opener, buffer)?;
             // The tar writer writes the header (after a long-name entry if
             // the name needs one) and no data; the content goes straight to
             // the layer in the buffer's large pieces rather than through the
@@ -393,59 +417,116 @@ fn header_error(entry: &SourceEntry, err: io::Error) -> WriteError {
     }
 }
 
-/// Opens source files relative to a handle on their directory, kept while
-/// consecutive files share it: the kernel then resolves one name per file
-/// rather than its whole path.
-#[derive(Default)]
-struct SourceOpener {
-    dir: Option<(PathBuf, OwnedFd)>,
+/// A regular file as the walk saw it.
+struct Seen<'a> {
+    rel: &'a str,
+    path: &'a Path,
+    at: &'a FileAt,
+    size: u64,
+    stamp: &'a FileStamp,
 }
 
-impl SourceOpener {
-    /// Opens `path` for reading.
-    fn open(&mut self, path: &Path) -> io::Result<File> {
-        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-            return File::open(path);
+/// Why a source file could not be opened.
+enum OpenFailure {
+    /// A symlink, a directory or another file is where the walk saw the
+    /// file, or on the way to it.
+    Replaced,
+    /// Opening failed for another reason.
+    Io(io::Error),
+}
+
+/// Opens source files beneath the tree's root, relative to a handle on
+/// their directory that is kept while consecutive files share it: the
+/// kernel then resolves one name per file rather than its whole path.
+struct SourceOpener<'r> {
+    root: BorrowedFd<'r>,
+    /// The directory of the last file opened: its path under the root, and
+    /// an `O_PATH` handle on it.
+    dir: Option<(String, OwnedFd)>,
+}
+
+impl<'r> SourceOpener<'r> {
+    fn new(root: BorrowedFd<'r>) -> Self {
+        SourceOpener { root, dir: None }
+    }
+
+    /// Opens the file `seen` for reading and checks that it is the one the
+    /// walk saw: a regular file with the same device and inode.
+    fn open(&mut self, seen: &Seen<'_>) -> Result<File, OpenFailure> {
+        // Non-blocking, so a FIFO put in a file's place does not hang the
+        // open (a regular file ignores the flag).
+        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let opened = match seen.at {
+            FileAt::Tree(rel) => self.open_beneath(rel, flags),
+            FileAt::Outside => rustix::fs::open(seen.path, flags, Mode::empty()).map_err(Into::into),
+        };
+        let fd = opened.map_err(|e| match beneath::is_swapped(&e) {
+            true => OpenFailure::Replaced,
+            false => OpenFailure::Io(e),
+        })?;
+        let stat = rustix::fs::fstat(&fd).map_err(|e| OpenFailure::Io(e.into()))?;
+        #[allow(clippy::unnecessary_cast)]
+        let same = stat.st_mode & libc::S_IFMT == libc::S_IFREG
+            && stat.st_dev as u64 == seen.stamp.dev
+            && stat.st_ino as u64 == seen.stamp.ino;
+        if !same {
+            return Err(OpenFailure::Replaced);
+        }
+        Ok(File::from(fd))
+    }
+
+    /// Opens `rel` beneath the root with `flags`, never through a symlink.
+    fn open_beneath(&mut self, rel: &str, flags: OFlags) -> io::Result<OwnedFd> {
+        let Some((parent, name)) = rel.rsplit_once('/') else {
+            return beneath::open_beneath(self.root, rel, flags, Mode::empty());
         };
         let dir = match self.dir.take() {
             Some((cached, fd)) if cached == parent => fd,
-            _ => rustix::fs::open(
+            _ => beneath::open_beneath(
+                self.root,
                 parent,
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                OFlags::PATH | OFlags::DIRECTORY,
                 Mode::empty(),
             )?,
         };
-        // Non-blocking, so a FIFO put in a file's place is read as empty
-        // rather than waited on (a regular file ignores the flag).
-        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
-        let file = rustix::fs::openat(&dir, name, flags, Mode::empty());
-        self.dir = Some((parent.to_path_buf(), dir));
-        Ok(File::from(file?))
+        let file = beneath::open_beneath(dir.as_fd(), name, flags, Mode::empty());
+        self.dir = Some((parent.to_string(), dir));
+        file
     }
 }
 
-/// Opens a source file to be read as the regular file of `size` bytes the
-/// walk saw. Reading checks that it still is one (see
-/// [`SourceReader::fill`]), which spares a `stat` per file.
+/// Opens a source file to be read as the regular file the walk saw.
+/// Reading checks that its size did not change (see [`SourceReader::fill`]).
 fn open_source<'a>(
-    rel: &'a str,
-    path: &'a Path,
-    size: u64,
-    opener: &mut SourceOpener,
+    seen: &Seen<'a>,
+    opener: &mut SourceOpener<'_>,
     buffer: &'a mut [u8],
 ) -> Result<SourceReader<'a>, WriteError> {
-    let file = opener
-        .open(path)
-        .map_err(|e| WriteError::Source(walk::unreadable(path, &e)))?;
+    let file = opener.open(seen).map_err(|failure| {
+        WriteError::Source(match failure {
+            OpenFailure::Replaced => replaced(seen.rel),
+            OpenFailure::Io(e) => walk::unreadable(seen.path, &e),
+        })
+    })?;
     Ok(SourceReader {
-        rel,
-        path,
+        rel: seen.rel,
+        path: seen.path,
         file,
-        remaining: size,
+        remaining: seen.size,
         buffer,
         at_end: false,
         failure: None,
     })
+}
+
+/// The error for a file that another file, a directory or a symlink took
+/// the place of between walking and packing.
+fn replaced(rel: &str) -> Error {
+    Error::InvalidInput(format!(
+        "file {rel} was replaced while packing (a symlink, a directory or another file is now \
+         at its path or on the way to it), so it was not packed; stop whatever writes to the \
+         source directory and try again"
+    ))
 }
 
 /// The error for a file that changed between walking and packing.
@@ -884,35 +965,72 @@ mod tests {
     }
 
     #[test]
-    fn a_file_replaced_by_a_directory_or_a_fifo_is_refused() {
-        for replacement in ["directory", "fifo"] {
-            let dir = tempfile::tempdir().unwrap();
-            put(dir.path(), "f", b"12345", 0o644);
-            let entries = walk(dir.path(), &WalkOptions::default(), &mut |_| {}).unwrap();
-            let f = dir.path().join("f");
-            fs::remove_file(&f).unwrap();
-            if replacement == "directory" {
-                fs::create_dir(&f).unwrap();
-            } else {
+    fn a_file_replaced_after_the_walk_is_refused_naming_it() {
+        let replacements: [(&str, fn(&Path, &Path)); 6] = [
+            ("a directory", |_, f| fs::create_dir(f).unwrap()),
+            ("a fifo", |_, f| {
                 rustix::fs::mknodat(
                     rustix::fs::CWD,
-                    &f,
+                    f,
                     rustix::fs::FileType::Fifo,
                     Mode::from_raw_mode(0o644),
                     0,
                 )
-                .unwrap();
-            }
+                .unwrap()
+            }),
+            ("a symlink to an outside file of the same size", |outside, f| {
+                symlink(outside, f).unwrap()
+            }),
+            ("a symlink inside the tree", |_, f| {
+                symlink("g", f).unwrap()
+            }),
+            ("another file of the same size", |_, f| {
+                fs::write(f, b"54321").unwrap()
+            }),
+            ("a hard link to an outside file", |outside, f| {
+                fs::hard_link(outside, f).unwrap()
+            }),
+        ];
+        for (replacement, replace) in replacements {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path().join("root");
+            put(&root, "d/f", b"12345", 0o644);
+            put(&root, "d/g", b"67890", 0o644);
+            let outside = dir.path().join("secret");
+            fs::write(&outside, b"SECRT").unwrap();
+            let tree = walk(&root, &WalkOptions::default(), &mut |_| {}).unwrap();
+            let f = root.join("d/f");
+            // Held open, so the replacement cannot get the same inode.
+            let _old = File::open(&f).unwrap();
+            fs::remove_file(&f).unwrap();
+            replace(&outside, &f);
             let spool = tempfile::tempdir().unwrap();
-            match pack(&entries, &PackOptions::default(), spool.path(), &mut |_| {}) {
-                Err(Error::InvalidInput(msg)) => {
-                    assert!(
-                        msg.contains("file f changed while packing"),
-                        "{replacement}: {msg}"
-                    )
-                }
+            match pack(&tree, &PackOptions::default(), spool.path(), &mut |_| {}) {
+                Err(Error::InvalidInput(msg)) => assert!(
+                    msg.contains("file d/f was replaced while packing"),
+                    "{replacement}: {msg}"
+                ),
                 other => panic!("{replacement}: unexpected {:?}", other.map(|l| l.digest)),
             }
+        }
+    }
+
+    #[test]
+    fn a_directory_replaced_by_a_symlink_after_the_walk_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        put(&root, "d/f", b"12345", 0o644);
+        let outside = dir.path().join("outside");
+        put(&outside, "f", b"SECRT", 0o644);
+        let tree = walk(&root, &WalkOptions::default(), &mut |_| {}).unwrap();
+        fs::rename(root.join("d"), dir.path().join("moved")).unwrap();
+        symlink(&outside, root.join("d")).unwrap();
+        let spool = tempfile::tempdir().unwrap();
+        match pack(&tree, &PackOptions::default(), spool.path(), &mut |_| {}) {
+            Err(Error::InvalidInput(msg)) => {
+                assert!(msg.contains("file d/f was replaced while packing"), "{msg}")
+            }
+            other => panic!("unexpected {:?}", other.map(|l| l.digest)),
         }
     }
 
@@ -925,8 +1043,16 @@ mod tests {
         // (4), read through a buffer smaller than it (4) or larger (16).
         for (expected, buffer_size) in [(6, 4), (4, 4), (6, 16), (4, 16), (3, 2)] {
             let mut buffer = vec![0u8; buffer_size];
-            let mut opener = SourceOpener::default();
-            let mut reader = open_source("f", &path, 5, &mut opener, &mut buffer).unwrap();
+            let root = File::open(dir.path()).unwrap();
+            let mut opener = SourceOpener::new(root.as_fd());
+            let seen = Seen {
+                rel: "f",
+                path: &path,
+                at: &FileAt::Tree("f".into()),
+                size: 5,
+                stamp: &FileStamp::of(&fs::metadata(&path).unwrap()),
+            };
+            let mut reader = open_source(&seen, &mut opener, &mut buffer).unwrap();
             reader.remaining = expected;
             let err = reader.copy_into(&mut Plain(io::sink())).unwrap_err();
             match reader.into_error(err) {
@@ -953,7 +1079,7 @@ mod tests {
                 compression_level: level,
             };
             assert!(matches!(
-                pack(&[], &opts, spool.path(), &mut |_| {}),
+                pack(&empty_tree(), &opts, spool.path(), &mut |_| {}),
                 Err(Error::Usage(_))
             ));
         }
@@ -962,10 +1088,18 @@ mod tests {
     #[test]
     fn empty_bundle_is_a_valid_archive() {
         let spool = tempfile::tempdir().unwrap();
-        let layer = pack(&[], &PackOptions::default(), spool.path(), &mut |_| {}).unwrap();
+        let layer = pack(&empty_tree(), &PackOptions::default(), spool.path(), &mut |_| {}).unwrap();
         assert_eq!(layer.entries, 0);
         assert_eq!(layer.uncompressed_size, 1024);
         tar_listing(&["-tzf"], layer.file.path());
+    }
+
+    /// A tree with no entries.
+    fn empty_tree() -> SourceTree {
+        SourceTree {
+            root: std::sync::Arc::new(File::open("/").unwrap().into()),
+            entries: Vec::new(),
+        }
     }
 
     /// What GNU tar lists of `archive` with `flags`; panics unless tar
@@ -993,10 +1127,14 @@ mod tests {
     }
 
     /// The layer bytes of `entries` packed with zstd on `threads` threads.
-    fn zstd_bytes(entries: &[SourceEntry], level: u32, threads: usize) -> (Vec<u8>, Written) {
+    fn zstd_bytes(tree: &SourceTree, level: u32, threads: usize) -> (Vec<u8>, Written) {
         let mut out = Vec::new();
+        let source = Source {
+            root: tree.root.as_fd(),
+            entries: &tree.entries,
+        };
         let written = write_layer_with(
-            entries,
+            source,
             0,
             Compression::Zstd,
             level,

@@ -5,8 +5,11 @@
 //! files and `.gitignore` files are not special.
 //!
 //! Directories are listed on several threads, which take them from one
-//! queue, and every file is looked at relative to its directory's open
-//! handle, which spares the kernel a walk down the whole path for each one.
+//! queue. Each directory is opened relative to its parent's open handle
+//! and never through a symlink, so the walk stays beneath the root even when
+//! another process swaps a directory for a symlink while it runs; every
+//! file is looked at relative to its directory's handle, which also spares
+//! the kernel a walk down the whole path for each one.
 //! The result is sorted by path so the bundle does not depend on the order
 //! in which the file system lists directories, and when anything fails the
 //! error reported is that of the first path in that order.
@@ -14,7 +17,7 @@
 use std::ffi::{CStr, OsStr};
 use std::fs;
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -60,8 +63,11 @@ pub enum SourceKind {
     Dir,
     /// A regular file.
     File {
-        /// The absolute on-disk path to read the content from.
+        /// Its absolute on-disk path, for messages (and the path to open a
+        /// file outside the tree, see [`FileAt`]).
         path: PathBuf,
+        /// Where its content is read from.
+        at: FileAt,
         /// The size in bytes seen while walking.
         size: u64,
         /// Whether any execute bit is set.
@@ -74,6 +80,27 @@ pub enum SourceKind {
         /// The link target, exactly as stored in the link.
         target: String,
     },
+}
+
+/// Where a file's content is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileAt {
+    /// Inside the walked tree, at this path relative to its root: opened
+    /// beneath the root's handle, never through a symlink.
+    Tree(String),
+    /// Outside the tree, where a symlink points (`--dereference-symlinks`):
+    /// opened by its absolute path, following links.
+    Outside,
+}
+
+/// A walked tree: its root, held open, and its entries in bundle order.
+#[derive(Debug)]
+pub struct SourceTree {
+    /// The root directory, which every [`FileAt::Tree`] file is opened
+    /// beneath.
+    pub root: Arc<OwnedFd>,
+    /// The entries, sorted by path.
+    pub entries: Vec<SourceEntry>,
 }
 
 /// What identifies a file's content without reading it, like git's index:
@@ -120,14 +147,14 @@ impl FileStamp {
 /// `warn`. Symlinks that leave the tree are refused unless
 /// `opts.dereference_symlinks` is set, in which case the regular file they
 /// point to is stored instead.
-pub fn walk(
-    root: &Path,
-    opts: &WalkOptions,
-    warn: &mut dyn FnMut(String),
-) -> Result<Vec<SourceEntry>> {
+pub fn walk(root: &Path, opts: &WalkOptions, warn: &mut dyn FnMut(String)) -> Result<SourceTree> {
     let base = canonical_root(root)?;
     let rules = Rules::new(&base, &opts.excludes, &opts.ignore_files)?;
-    let found = walk_tree(&base, &rules, opts);
+    let how = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let root_fd = rustix::fs::open(&base, how, Mode::empty())
+        .map(Arc::new)
+        .map_err(|e| unreadable(&base, &io::Error::from(e)))?;
+    let found = walk_tree(&base, &root_fd, &rules, opts);
     let first_error = found
         .errors
         .into_iter()
@@ -140,12 +167,19 @@ pub fn walk(
     warnings.into_iter().for_each(warn);
     let mut entries = found.entries;
     entries.sort_unstable_by(|a, b| a.rel.as_bytes().cmp(b.rel.as_bytes()));
-    Ok(entries)
+    Ok(SourceTree {
+        root: root_fd,
+        entries,
+    })
 }
 
 /// A directory still to be listed.
 struct Pending {
-    /// Its absolute path.
+    /// The open directory it is in (the root itself for the root).
+    parent: Arc<OwnedFd>,
+    /// Its name in `parent` (`.` for the root).
+    name: std::ffi::CString,
+    /// Its absolute path, for messages and ignore rules.
     path: PathBuf,
     /// Its path inside the bundle (empty for the root).
     rel: String,
@@ -178,8 +212,10 @@ impl Found {
 /// threads, which take directories from one queue: a thread that finishes a
 /// directory starts on the next at once, without waiting for the others to
 /// end a level of the tree.
-fn walk_tree(base: &Path, rules: &Rules, opts: &WalkOptions) -> Found {
+fn walk_tree(base: &Path, root: &Arc<OwnedFd>, rules: &Rules, opts: &WalkOptions) -> Found {
     let queue = WorkQueue::new(Pending {
+        parent: Arc::clone(root),
+        name: c".".to_owned(),
         path: base.to_path_buf(),
         rel: String::new(),
         rules: None,
@@ -282,7 +318,7 @@ impl Drop for Taken<'_> {
 /// Lists one directory into `found`: its entries that no rule leaves out,
 /// and the subdirectories among them to list next.
 fn list_directory(dir: &Pending, rules: &Rules, opts: &WalkOptions, found: &mut Found) {
-    let (handle, names) = match read_directory(&dir.path) {
+    let (handle, names) = match read_directory(dir) {
         Ok(listing) => listing,
         Err(e) => {
             found
@@ -301,16 +337,10 @@ fn list_directory(dir: &Pending, rules: &Rules, opts: &WalkOptions, found: &mut 
             return;
         }
     };
-    let Ok(fd) = handle.fd() else {
-        found.errors.push((
-            dir.rel.clone(),
-            Error::Internal(format!("no handle for directory {}", dir.path.display())),
-        ));
-        return;
-    };
+    let handle = Arc::new(handle);
     for (name, listed_type) in &names {
         let item = Item {
-            dir: fd,
+            dir: handle.as_fd(),
             name,
             path: dir.path.join(OsStr::from_bytes(name.to_bytes())),
             parent_rel: &dir.rel,
@@ -330,6 +360,8 @@ fn list_directory(dir: &Pending, rules: &Rules, opts: &WalkOptions, found: &mut 
             Ok(Some(entry)) => {
                 if is_dir {
                     found.subdirs.push(Pending {
+                        parent: Arc::clone(&handle),
+                        name: name.clone(),
                         path: item.path,
                         rel: entry.rel.clone(),
                         rules: nested.clone(),
@@ -343,26 +375,25 @@ fn list_directory(dir: &Pending, rules: &Rules, opts: &WalkOptions, found: &mut 
     }
 }
 
-/// An open directory and the names in it (without `.` and `..`), each with
-/// the type the listing gave.
+/// A directory, opened beneath its parent without following a symlink, and
+/// the names in it (without `.` and `..`), each with the type the listing
+/// gave. A directory swapped for a symlink since its parent was listed
+/// fails here (`ELOOP`) rather than being listed where the link points.
 fn read_directory(
-    path: &Path,
-) -> io::Result<(rustix::fs::Dir, Vec<(std::ffi::CString, FileType)>)> {
-    let fd = rustix::fs::open(
-        path,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    let mut dir = rustix::fs::Dir::new(fd)?;
+    dir: &Pending,
+) -> io::Result<(OwnedFd, Vec<(std::ffi::CString, FileType)>)> {
+    let how = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = rustix::fs::openat(dir.parent.as_fd(), dir.name.as_c_str(), how, Mode::empty())?;
+    let mut listing = rustix::fs::Dir::new(rustix::io::dup(&fd)?)?;
     let mut names = Vec::new();
-    while let Some(entry) = dir.read() {
+    while let Some(entry) = listing.read() {
         let entry = entry?;
         let name = entry.file_name();
         if name != c"." && name != c".." {
             names.push((name.to_owned(), entry.file_type()));
         }
     }
-    Ok((dir, names))
+    Ok((fd, names))
 }
 
 /// One name in a directory being listed.
@@ -428,12 +459,18 @@ impl Item<'_> {
         let rel = self.rel()?;
         let kind = match file_type {
             FileType::Directory => SourceKind::Dir,
-            FileType::Symlink => return symlink_entry(rel, &self.path, opts).map(Some),
+            FileType::Symlink => {
+                let raw = rustix::fs::readlinkat(self.dir, self.name, Vec::new())
+                    .map_err(|e| unreadable(&self.path, &io::Error::from(e)))?;
+                let raw = PathBuf::from(OsStr::from_bytes(raw.as_bytes()));
+                return symlink_entry(rel, &raw, &self.path, opts).map(Some);
+            }
             _ => {
                 let stat = self.stat()?;
                 check_readable(self.dir, self.name, &self.path, (stat.st_uid, stat.st_mode))?;
                 SourceKind::File {
                     path: self.path.clone(),
+                    at: FileAt::Tree(rel.clone()),
                     size: stat.st_size as u64,
                     executable: stat.st_mode & 0o111 != 0,
                     stamp: FileStamp::of_stat(&stat),
@@ -515,8 +552,12 @@ fn root_cause(err: &io::Error) -> String {
 /// The entry for a symlink: kept as a link when it stays inside the tree,
 /// stored as the file it points to when it leaves and dereferencing is on,
 /// refused otherwise.
-fn symlink_entry(rel: String, path: &Path, opts: &WalkOptions) -> Result<SourceEntry> {
-    let raw = fs::read_link(path).map_err(|e| unreadable(path, &e))?;
+fn symlink_entry(
+    rel: String,
+    raw: &Path,
+    path: &Path,
+    opts: &WalkOptions,
+) -> Result<SourceEntry> {
     let target = raw.to_str().map(str::to_owned).ok_or_else(|| {
         Error::InvalidInput(format!(
             "symlink {rel} has a target that is not valid UTF-8 ({}); change the link or \
@@ -574,6 +615,7 @@ fn file_kind(path: &Path, meta: &fs::Metadata) -> Result<SourceKind> {
     check_readable(rustix::fs::CWD, path, path, (meta.uid(), meta.mode()))?;
     Ok(SourceKind::File {
         path: path.to_path_buf(),
+        at: FileAt::Outside,
         size: meta.len(),
         executable: meta.permissions().mode() & 0o111 != 0,
         stamp: FileStamp::of(meta),
@@ -654,7 +696,7 @@ mod tests {
 
     fn names(root: &Path, opts: &WalkOptions) -> Vec<String> {
         walk(root, opts, &mut |w| panic!("unexpected warning {w}"))
-            .unwrap()
+            .unwrap().entries
             .into_iter()
             .map(|e| e.rel)
             .collect()
@@ -718,7 +760,7 @@ mod tests {
         fs::set_permissions(root.join("run.sh"), fs::Permissions::from_mode(0o700)).unwrap();
         write(root, "data", "12345");
         symlink("data", root.join("link")).unwrap();
-        let entries = walk(root, &WalkOptions::default(), &mut |_| {}).unwrap();
+        let entries = walk(root, &WalkOptions::default(), &mut |_| {}).unwrap().entries;
         let base = fs::canonicalize(root).unwrap();
         assert_eq!(
             entries,
@@ -727,6 +769,7 @@ mod tests {
                     rel: "data".into(),
                     kind: SourceKind::File {
                         path: base.join("data"),
+                        at: FileAt::Tree("data".into()),
                         size: 5,
                         executable: false,
                         stamp: stamp_of(&base.join("data")),
@@ -742,6 +785,7 @@ mod tests {
                     rel: "run.sh".into(),
                     kind: SourceKind::File {
                         path: base.join("run.sh"),
+                        at: FileAt::Tree("run.sh".into()),
                         size: 10,
                         executable: true,
                         stamp: stamp_of(&base.join("run.sh")),
@@ -895,7 +939,7 @@ mod tests {
             dereference_symlinks: true,
             ..Default::default()
         };
-        let entries = walk(root, &opts, &mut |_| {}).unwrap();
+        let entries = walk(root, &opts, &mut |_| {}).unwrap().entries;
         let links: Vec<_> = entries
             .iter()
             .filter_map(|e| match &e.kind {
@@ -953,7 +997,7 @@ mod tests {
             dereference_symlinks: true,
             ..Default::default()
         };
-        let entries = walk(root, &opts, &mut |_| {}).unwrap();
+        let entries = walk(root, &opts, &mut |_| {}).unwrap().entries;
         let base = fs::canonicalize(root).unwrap();
         assert_eq!(
             entries,
@@ -961,6 +1005,7 @@ mod tests {
                 rel: "tool".into(),
                 kind: SourceKind::File {
                     path: base.join("tool"),
+                    at: FileAt::Outside,
                     size: 10,
                     executable: true,
                     // The file's own stamp, not the link's.
@@ -1024,7 +1069,7 @@ mod tests {
             .unwrap();
         assert!(status.success());
         let mut warnings = Vec::new();
-        let entries = walk(root, &WalkOptions::default(), &mut |w| warnings.push(w)).unwrap();
+        let entries = walk(root, &WalkOptions::default(), &mut |w| warnings.push(w)).unwrap().entries;
         let rels: Vec<_> = entries.iter().map(|e| e.rel.as_str()).collect();
         assert_eq!(rels, ["sub", "sub/f"]);
         assert_eq!(

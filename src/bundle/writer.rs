@@ -5,9 +5,11 @@
 //!
 //! The pool only ever writes what it is told: every path it gets has been
 //! validated, and its parent directories created and checked, by the
-//! extractor before the path is handed over. Files are created with
-//! `create_new` (`O_CREAT | O_EXCL`), which never follows a symlink and
-//! never reuses something already there.
+//! extractor before the path is handed over. Files are created beneath the
+//! target's open handle, never through a symlink (see
+//! [`beneath`](crate::bundle::beneath)), with `O_CREAT | O_EXCL`, which
+//! never reuses something already there: a directory another process swaps
+//! for a symlink meanwhile fails the write rather than redirecting it.
 //!
 //! Memory stays bounded whatever the archive holds: file content travels in
 //! chunks of at most [`CHUNK`] bytes, and no more than [`BUDGET`] bytes of
@@ -19,9 +21,9 @@
 //! dropped) and is reported by the next call of the extractor; the caller
 //! then discards the whole staging directory.
 
-use std::fs::{File, OpenOptions, Permissions};
+use std::fs::{File, Permissions};
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
@@ -29,6 +31,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::SystemTime;
 
+use crate::bundle::beneath::{self, Beneath};
 use crate::error::{Error, Result};
 
 /// Most bytes of file content sent to a writer in one message.
@@ -47,9 +50,10 @@ const MAX_WRITERS: usize = 4;
 #[cfg(test)]
 pub(crate) const DISK_FULL_NAME: &str = "ocistep-test-disk-full";
 
-/// A file to create: where, and the mode and time it gets once complete.
+/// A file to create: where (relative to the target), and the mode and time
+/// it gets once complete.
 struct NewFile {
-    path: PathBuf,
+    rel: String,
     mode: u32,
     mtime: Option<SystemTime>,
 }
@@ -165,14 +169,15 @@ struct Held {
 
 impl WriterPool {
     /// Starts one writer per available core, at least two and at most
-    /// four.
-    pub fn new() -> Result<Self> {
+    /// four, writing beneath `dest`.
+    pub fn new(dest: Arc<Beneath>) -> Result<Self> {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Self::with_writers(cores.clamp(2, MAX_WRITERS))
+        Self::with_writers(dest, cores.clamp(2, MAX_WRITERS))
     }
 
-    /// Starts `writers` writer threads (at least one).
-    pub fn with_writers(writers: usize) -> Result<Self> {
+    /// Starts `writers` writer threads (at least one) writing beneath
+    /// `dest`.
+    pub fn with_writers(dest: Arc<Beneath>, writers: usize) -> Result<Self> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
@@ -188,9 +193,10 @@ impl WriterPool {
         for i in 0..writers.max(1) {
             let (tx, rx) = mpsc::sync_channel(QUEUE);
             let shared = Arc::clone(&pool.shared);
+            let dest = Arc::clone(&dest);
             let handle = std::thread::Builder::new()
                 .name(format!("ocistep-writer-{i}"))
-                .spawn(move || run_writer(rx, shared))
+                .spawn(move || run_writer(rx, &dest, shared))
                 .map_err(|e| Error::io("starting a writer thread for", "the extraction", e))?;
             pool.senders.push(tx);
             pool.handles.push(handle);
@@ -198,13 +204,13 @@ impl WriterPool {
         Ok(pool)
     }
 
-    /// Starts a new file at `path` (its parents must exist and be checked;
-    /// nothing may be at `path`). Its content follows with [`write`], then
-    /// [`close`].
+    /// Starts a new file at `rel` under the target (its parents must exist
+    /// and be checked; nothing may be at `rel`). Its content follows with
+    /// [`write`], then [`close`].
     ///
     /// [`write`]: WriterPool::write
     /// [`close`]: WriterPool::close
-    pub fn open(&mut self, path: PathBuf, mode: u32, mtime: Option<SystemTime>) -> Result<()> {
+    pub fn open(&mut self, rel: String, mode: u32, mtime: Option<SystemTime>) -> Result<()> {
         self.release()?;
         {
             let mut state = self.shared.lock();
@@ -214,7 +220,7 @@ impl WriterPool {
         }
         self.current = (self.current + 1) % self.senders.len();
         self.held = Some(Held {
-            file: NewFile { path, mode, mtime },
+            file: NewFile { rel, mode, mtime },
             data: None,
         });
         Ok(())
@@ -338,7 +344,7 @@ struct Open {
     new: NewFile,
 }
 
-fn run_writer(rx: Receiver<Job>, shared: Arc<Shared>) {
+fn run_writer(rx: Receiver<Job>, dest: &Beneath, shared: Arc<Shared>) {
     let _guard = PanicGuard(&shared);
     let mut open: Option<Open> = None;
     for job in rx {
@@ -349,7 +355,7 @@ fn run_writer(rx: Receiver<Job>, shared: Arc<Shared>) {
         };
         if stopped {
             open = None;
-        } else if let Err(e) = perform(job, &mut open) {
+        } else if let Err(e) = perform(dest, job, &mut open) {
             open = None;
             shared.fail(e);
         }
@@ -357,49 +363,63 @@ fn run_writer(rx: Receiver<Job>, shared: Arc<Shared>) {
     }
 }
 
-fn perform(job: Job, open: &mut Option<Open>) -> Result<()> {
+fn perform(dest: &Beneath, job: Job, open: &mut Option<Open>) -> Result<()> {
+    let failed = |rel: &str, e: std::io::Error| written_error(dest, rel, e);
     match job {
         Job::Open(new) => {
-            // create_new never follows a symlink: it fails if anything exists.
-            let file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&new.path)
-                .map_err(|e| Error::io("writing", &new.path, e))?;
+            // Fails if anything is there, or if a symlink is on the way.
+            let file = dest
+                .create_file(&new.rel, 0o600)
+                .map_err(|e| failed(&new.rel, e))?;
             *open = Some(Open { file, new });
         }
         Job::Data(data) => {
             if let Some(o) = open.as_mut() {
                 #[cfg(test)]
-                if o.new.path.file_name() == Some(DISK_FULL_NAME.as_ref()) {
+                if o.new.rel.rsplit('/').next() == Some(DISK_FULL_NAME) {
                     let full = std::io::Error::new(std::io::ErrorKind::StorageFull, "disk full");
-                    return Err(Error::io("writing", &o.new.path, full));
+                    return Err(failed(&o.new.rel, full));
                 }
                 o.file
                     .write_all(&data)
-                    .map_err(|e| Error::io("writing", &o.new.path, e))?;
+                    .map_err(|e| failed(&o.new.rel, e))?;
             }
         }
         Job::File(new, data) => {
-            perform(Job::Open(new), open)?;
-            perform(Job::Data(data), open)?;
-            perform(Job::Close, open)?;
+            perform(dest, Job::Open(new), open)?;
+            perform(dest, Job::Data(data), open)?;
+            perform(dest, Job::Close, open)?;
         }
         Job::Close => {
             if let Some(o) = open.take() {
                 o.file
                     .set_permissions(Permissions::from_mode(o.new.mode))
-                    .map_err(|e| Error::io("writing", &o.new.path, e))?;
+                    .map_err(|e| failed(&o.new.rel, e))?;
                 if let Some(mtime) = o.new.mtime {
                     o.file
                         .set_modified(mtime)
-                        .map_err(|e| Error::io("writing", &o.new.path, e))?;
+                        .map_err(|e| failed(&o.new.rel, e))?;
                 }
             }
         }
     }
     Ok(())
+}
+
+/// The error for a failure to write `rel` beneath `dest`: a symlink or a
+/// file met on its way means another process changed the target while it
+/// was written; anything else is a local I/O error.
+pub(crate) fn written_error(dest: &Beneath, rel: &str, e: std::io::Error) -> Error {
+    if beneath::is_swapped(&e) {
+        Error::UnsafeArchive(format!(
+            "{:?} was replaced by a symlink or a file while the pull wrote to it: another \
+             process is changing the target directory; nothing was written through it, and \
+             the pull was stopped",
+            dest.shown(rel)
+        ))
+    } else {
+        Error::io("writing", dest.shown(rel), e)
+    }
 }
 
 #[cfg(test)]
@@ -409,12 +429,12 @@ mod tests {
     #[test]
     fn writes_files_in_chunks_and_applies_modes() {
         let dir = tempfile::tempdir().unwrap();
-        let mut pool = WriterPool::with_writers(2).unwrap();
+        let dest = Arc::new(Beneath::open(dir.path()).unwrap());
+        let mut pool = WriterPool::with_writers(dest, 2).unwrap();
         // Empty, one-chunk (sent as one message) and three-chunk files.
         let chunks = |i: usize| [0, 1, 3][i % 3];
         for i in 0..20 {
-            pool.open(dir.path().join(format!("f{i}")), 0o755, None)
-                .unwrap();
+            pool.open(format!("f{i}"), 0o755, None).unwrap();
             for _ in 0..chunks(i) {
                 pool.write(vec![i as u8; 1000]).unwrap();
             }
@@ -437,14 +457,15 @@ mod tests {
     fn first_error_is_reported_and_stops_the_writers() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("taken"), "x").unwrap();
-        let mut pool = WriterPool::with_writers(2).unwrap();
-        pool.open(dir.path().join("taken"), 0o644, None).unwrap();
+        let dest = Arc::new(Beneath::open(dir.path()).unwrap());
+        let mut pool = WriterPool::with_writers(dest, 2).unwrap();
+        pool.open("taken".to_string(), 0o644, None).unwrap();
         pool.write(b"y".to_vec()).unwrap();
         pool.close().unwrap();
         let e = pool.flush().unwrap_err();
         assert!(e.to_string().contains("taken"), "{e}");
         // Later calls fail too, without writing anything.
-        let later = pool.open(dir.path().join("later"), 0o644, None);
+        let later = pool.open("later".to_string(), 0o644, None);
         assert!(later.is_err());
         drop(pool);
         assert!(!dir.path().join("later").exists());

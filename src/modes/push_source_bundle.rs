@@ -9,7 +9,7 @@ use bytes::Bytes;
 use crate::bundle::fingerprint::{fingerprint, PackedRecord};
 use crate::bundle::format;
 use crate::bundle::pack::{self, PackEvent, PackOptions};
-use crate::bundle::walk::{self, SourceEntry, WalkOptions};
+use crate::bundle::walk::{self, SourceTree, WalkOptions};
 use crate::cli::{PushArgs, StreamUpload};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -68,10 +68,10 @@ pub async fn run(
             known = &mut asking, if ask_early && answer.is_none() => answer = Some(known),
         }
     };
-    let entries = walked.map_err(|e| Error::Internal(format!("walking thread failed: {e}")))??;
+    let tree = walked.map_err(|e| Error::Internal(format!("walking thread failed: {e}")))??;
     tracing::debug!(
         "walked {} entries in {:.2?}",
-        entries.len(),
+        tree.entries.len(),
         started.elapsed()
     );
     let store = Store::for_writing(target, &ctx.client)?;
@@ -80,7 +80,7 @@ pub async fn run(
     let fp = ctx
         .client
         .cache()
-        .map(|_| fingerprint(&entries, &pack_opts));
+        .map(|_| fingerprint(&tree.entries, &pack_opts));
     let layer = match reusable_layer(ctx, &store, fp.as_ref()).await? {
         Some(layer) => layer,
         None => {
@@ -102,7 +102,7 @@ pub async fn run(
                 }
             };
             let stream_to = streaming.map(|how| (&store, how));
-            pack_layer(ctx, stream_to, entries, pack_opts, fp, source_timestamp).await?
+            pack_layer(ctx, stream_to, tree, pack_opts, fp, source_timestamp).await?
         }
     };
     let docs = format::build_compressed(
@@ -273,7 +273,7 @@ async fn reusable_layer(
 async fn pack_layer(
     ctx: &Context,
     stream_to: Option<(&Store, Streaming)>,
-    entries: Vec<SourceEntry>,
+    tree: SourceTree,
     opts: PackOptions,
     fp: Option<Digest>,
     source_timestamp: Option<u64>,
@@ -296,15 +296,15 @@ async fn pack_layer(
     };
     let mut feed = StreamFeed::new(streaming.is_some().then_some(tx), feed_patience);
     let mut packing = tokio::task::spawn_blocking(move || {
-        let end_patch_at = stream_feed::patch_end(&entries);
-        let ending = std::cell::Cell::new(entries.is_empty());
+        let end_patch_at = stream_feed::patch_end(&tree.entries);
+        let ending = std::cell::Cell::new(tree.entries.is_empty());
         let (mut appended, mut written) = (0, 0);
         let mut diff_id_tx = Some(diff_id_tx);
         let mut on_event = |event: PackEvent<'_>| match event {
             PackEvent::Appended(entry) => {
                 appended += 1;
                 written += stream_feed::tar_size(entry);
-                ending.set(appended == entries.len() || written >= end_patch_at);
+                ending.set(appended == tree.entries.len() || written >= end_patch_at);
             }
             PackEvent::TarDone(diff_id) => {
                 if let Some(tx) = diff_id_tx.take() {
@@ -314,7 +314,7 @@ async fn pack_layer(
         };
         let mut tee = |bytes: &[u8]| feed.offer(bytes, ending.get());
         let packed = pack::pack_teeing(
-            &entries,
+            &tree,
             &opts,
             &std::env::temp_dir(),
             &mut on_event,

@@ -169,6 +169,7 @@ mod tests {
             rel: "f".to_string(),
             kind: SourceKind::File {
                 path: "/f".into(),
+                at: crate::bundle::walk::FileAt::Tree("f".into()),
                 size,
                 executable: false,
                 stamp: crate::bundle::walk::FileStamp::default(),
