@@ -3,15 +3,17 @@
 //! a tar layer unpacked safely).
 
 use std::collections::BTreeSet;
-use std::fs::{OpenOptions, Permissions};
+use std::fs::Permissions;
 use std::io::{Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 use crate::artifact::title::{self, Title};
 use crate::artifact::{ANNOTATION_CONTENT_DIGEST, ANNOTATION_FILE_MODE, ANNOTATION_UNPACK};
+use crate::bundle::beneath::Beneath;
 use crate::bundle::extract::{self, ExtractLimits, ExtractStats};
 use crate::bundle::install::STAGING_PREFIX;
+use crate::bundle::writer::written_error;
 use crate::bundle::{decompress, Compression};
 use crate::digest::{self, Digest, HashingReader};
 use crate::error::{Error, Result};
@@ -143,19 +145,20 @@ fn file_mode(desc: &Descriptor) -> u32 {
 }
 
 /// Writes one file layer from `reader` to `root/title` (parents created),
-/// with `mode`; returns the bytes written. The file must not exist.
+/// with `mode`; returns the bytes written. The file must not exist. Every
+/// path is resolved beneath `root`, never through a symlink.
 pub fn write_file(reader: &mut dyn Read, root: &Path, title: &Title, mode: u32) -> Result<u64> {
+    let dest = open_root(root)?;
+    let rel = title.as_str();
     if let Some(parent) = title.parent() {
-        let dir = root.join(parent);
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
+        let parent = parent.to_string_lossy();
+        dest.create_dir_all(&parent)
+            .map_err(|e| written_error(&dest, &parent, e))?;
     }
-    let path = root.join(title.to_path());
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| Error::io("writing", &path, e))?;
+    let path = dest.shown(&rel);
+    let mut file = dest
+        .create_file(&rel, 0o600)
+        .map_err(|e| written_error(&dest, &rel, e))?;
     let mut buf = vec![0u8; 256 * 1024];
     let mut written = 0u64;
     loop {
@@ -176,16 +179,22 @@ pub fn write_file(reader: &mut dyn Read, root: &Path, title: &Title, mode: u32) 
     }
     file.sync_all()
         .map_err(|e| Error::io("writing", &path, e))?;
-    std::fs::set_permissions(&path, Permissions::from_mode(mode))
+    file.set_permissions(Permissions::from_mode(mode))
         .map_err(|e| Error::io("setting the mode of", &path, e))?;
     Ok(written)
 }
 
+/// Opens the directory files are written beneath.
+fn open_root(root: &Path) -> Result<Beneath> {
+    Beneath::open(root).map_err(|e| Error::io("opening", root, e))
+}
+
 /// Removes what a failed attempt of [`write_file`] left.
 pub fn remove_partial(root: &Path, title: &Title) -> Result<()> {
-    let path = root.join(title.to_path());
-    match std::fs::remove_file(&path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("removing", path, e)),
+    let dest = open_root(root)?;
+    let rel = title.as_str();
+    match dest.remove_file(&rel) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(written_error(&dest, &rel, e)),
         _ => Ok(()),
     }
 }
@@ -297,26 +306,32 @@ pub fn place_unpacked(
 ) -> Result<Vec<String>> {
     let name = title.as_str();
     let prefix = format!("{name}/");
-    let dest = root.join(title.to_path());
+    let dest = open_root(root)?;
+    let from = open_root(scratch)?;
     if let Some(parent) = title.parent() {
-        let dir = root.join(parent);
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
+        let parent = parent.to_string_lossy();
+        dest.create_dir_all(&parent)
+            .map_err(|e| written_error(&dest, &parent, e))?;
     }
+    let moved = |rel: &str, to_rel: &str| {
+        from.rename(rel, &dest, to_rel)
+            .map_err(|e| written_error(&dest, to_rel, e))
+    };
     let oras_style =
         !listing.is_empty() && listing.iter().all(|p| *p == name || p.starts_with(&prefix));
     if oras_style {
-        let from = scratch.join(title.to_path());
-        std::fs::rename(&from, &dest).map_err(|e| Error::io("moving into place", &dest, e))?;
+        moved(&name, &name)?;
         return Ok(listing.to_vec());
     }
-    std::fs::create_dir(&dest).map_err(|e| Error::io("creating", &dest, e))?;
-    let mut top: Vec<PathBuf> = Vec::new();
+    dest.create_dir_all(&name)
+        .map_err(|e| written_error(&dest, &name, e))?;
+    let mut top = Vec::new();
     for entry in std::fs::read_dir(scratch).map_err(|e| Error::io("reading", scratch, e))? {
-        top.push(entry.map_err(|e| Error::io("reading", scratch, e))?.path());
+        let entry = entry.map_err(|e| Error::io("reading", scratch, e))?;
+        top.push(entry.file_name().to_string_lossy().into_owned());
     }
-    for from in top {
-        let to = dest.join(from.file_name().unwrap_or_default());
-        std::fs::rename(&from, &to).map_err(|e| Error::io("moving into place", &to, e))?;
+    for entry in top {
+        moved(&entry, &format!("{name}/{entry}"))?;
     }
     Ok(listing.iter().map(|p| format!("{prefix}{p}")).collect())
 }

@@ -203,6 +203,38 @@ impl Beneath {
         })
     }
 
+    /// Creates the directory `rel` and those above it that are missing,
+    /// with mode 0777 less the umask; a directory already there is kept.
+    pub fn create_dir_all(&self, rel: &str) -> io::Result<()> {
+        let mut end = 0;
+        for component in rel.split('/') {
+            end += component.len();
+            let made = self.in_parent(&rel[..end], |dir, name| {
+                Ok(rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o777))?)
+            });
+            match made {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    match self.lstat(&rel[..end])? {
+                        Some(stat) if stat.st_mode & libc::S_IFMT == libc::S_IFDIR => {}
+                        _ => return Err(Errno::NOTDIR.into()),
+                    }
+                }
+                other => other?,
+            }
+            end += 1;
+        }
+        Ok(())
+    }
+
+    /// Moves `rel` to `to_rel` beneath `to` (the same file system).
+    pub fn rename(&self, rel: &str, to: &Beneath, to_rel: &str) -> io::Result<()> {
+        self.in_parent(rel, |from_dir, from_name| {
+            to.in_parent(to_rel, |to_dir, to_name| {
+                Ok(rustix::fs::renameat(from_dir, from_name, to_dir, to_name)?)
+            })
+        })
+    }
+
     /// Creates the regular file `rel`, which must not exist, for writing
     /// with `mode` (before the umask).
     pub fn create_file(&self, rel: &str, mode: u32) -> io::Result<File> {
@@ -311,10 +343,17 @@ mod tests {
         assert!(root.lstat("a/missing").unwrap().is_none());
         root.remove_file("a/h").unwrap();
         assert!(root.lstat("a/h").unwrap().is_none());
+        root.create_dir_all("a/b/new/x/y").unwrap();
+        root.create_dir_all("a/b/new/x/y").unwrap();
+        assert!(root.create_dir_all("a/b/new/f/y").is_err(), "a file on the way");
+        root.rename("a/b/new/x", &root, "x").unwrap();
+        assert!(root.lstat("x/y").unwrap().is_some());
         // Through a symlink to a directory outside, nothing is created,
         // inspected or removed.
         for result in [
             root.create_dir("a/up/made", 0o755).err(),
+            root.create_dir_all("a/up/made/deeper").err(),
+            root.rename("x", &root, "a/up/made").err(),
             root.create_file("a/up/made", 0o644).err(),
             root.symlink("x", "a/up/made").err(),
             root.hard_link("a/b/file", "a/up/made").err(),

@@ -461,12 +461,18 @@ impl Item<'_> {
             FileType::Directory => SourceKind::Dir,
             FileType::Symlink => {
                 let raw = rustix::fs::readlinkat(self.dir, self.name, Vec::new())
-                    .map_err(|e| unreadable(&self.path, &io::Error::from(e)))?;
+                    .map_err(|e| match e {
+                        rustix::io::Errno::INVAL => changed_while_walking(&rel),
+                        e => unreadable(&self.path, &io::Error::from(e)),
+                    })?;
                 let raw = PathBuf::from(OsStr::from_bytes(raw.as_bytes()));
                 return symlink_entry(rel, &raw, &self.path, opts).map(Some);
             }
             _ => {
                 let stat = self.stat()?;
+                if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+                    return Err(changed_while_walking(&rel));
+                }
                 check_readable(self.dir, self.name, &self.path, (stat.st_uid, stat.st_mode))?;
                 SourceKind::File {
                     path: self.path.clone(),
@@ -479,6 +485,15 @@ impl Item<'_> {
         };
         Ok(Some(SourceEntry { rel, kind }))
     }
+}
+
+/// The error for an entry whose type changed between the listing of its
+/// directory and a closer look at it.
+fn changed_while_walking(rel: &str) -> Error {
+    Error::InvalidInput(format!(
+        "{rel} changed while the tree was walked (it is not what its directory listed); stop \
+         whatever writes to the source directory and try again"
+    ))
 }
 
 /// `name` inside the bundle directory `parent` (empty for the root).
