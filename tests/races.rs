@@ -161,7 +161,11 @@ fn a_pull_never_writes_through_a_directory_swapped_for_a_symlink() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
     for i in 0..1500 {
-        write(&src, &format!("d/{i:04}.txt"), format!("file {i}\n").as_bytes());
+        write(
+            &src,
+            &format!("d/{i:04}.txt"),
+            format!("file {i}\n").as_bytes(),
+        );
     }
     let layout = dir.path().join("layout");
     let image = format!("oci:{}:v1", layout.display());
@@ -186,7 +190,10 @@ fn a_pull_never_writes_through_a_directory_swapped_for_a_symlink() {
         };
         for entry in listing.flatten() {
             let d = entry.path().join("d");
-            if entry.file_name().to_string_lossy().starts_with(".ocistep-staging-")
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".ocistep-staging-")
                 && std::fs::symlink_metadata(&d).is_ok_and(|m| m.is_dir())
                 && std::fs::rename(&d, &moved_to).is_ok()
             {

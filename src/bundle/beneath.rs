@@ -318,13 +318,26 @@ mod tests {
             let fd = open(root.fd(), "a/b/file", OFlags::RDONLY, Mode::empty()).unwrap();
             assert_eq!(read(fd), "inside", "{how}");
             for rel in ["a/up/secret", "leak", "a/inner/file", "a/inner", "a/up"] {
-                for flags in [OFlags::RDONLY, OFlags::PATH, OFlags::PATH | OFlags::DIRECTORY] {
+                for flags in [
+                    OFlags::RDONLY,
+                    OFlags::PATH,
+                    OFlags::PATH | OFlags::DIRECTORY,
+                ] {
                     let err = open(root.fd(), rel, flags, Mode::empty()).unwrap_err();
                     assert!(is_swapped(&err), "{how} {rel} {flags:?}: {err}");
                 }
             }
-            for rel in ["../secret", "a/../../secret", "/etc/passwd", "a//b/file", "./a"] {
-                assert!(open(root.fd(), rel, OFlags::RDONLY, Mode::empty()).is_err(), "{how} {rel}");
+            for rel in [
+                "../secret",
+                "a/../../secret",
+                "/etc/passwd",
+                "a//b/file",
+                "./a",
+            ] {
+                assert!(
+                    open(root.fd(), rel, OFlags::RDONLY, Mode::empty()).is_err(),
+                    "{how} {rel}"
+                );
             }
         }
     }
@@ -335,7 +348,10 @@ mod tests {
         root.create_dir("a/b/new", 0o755).unwrap();
         let mut file = root.create_file("a/b/new/f", 0o644).unwrap();
         io::Write::write_all(&mut file, b"x").unwrap();
-        assert!(root.create_file("a/b/new/f", 0o644).is_err(), "must not exist");
+        assert!(
+            root.create_file("a/b/new/f", 0o644).is_err(),
+            "must not exist"
+        );
         root.hard_link("a/b/new/f", "a/h").unwrap();
         root.symlink("b/new/f", "a/l").unwrap();
         let stat = root.lstat("a/l").unwrap().unwrap();
@@ -345,7 +361,10 @@ mod tests {
         assert!(root.lstat("a/h").unwrap().is_none());
         root.create_dir_all("a/b/new/x/y").unwrap();
         root.create_dir_all("a/b/new/x/y").unwrap();
-        assert!(root.create_dir_all("a/b/new/f/y").is_err(), "a file on the way");
+        assert!(
+            root.create_dir_all("a/b/new/f/y").is_err(),
+            "a file on the way"
+        );
         root.rename("a/b/new/x", &root, "x").unwrap();
         assert!(root.lstat("x/y").unwrap().is_some());
         // Through a symlink to a directory outside, nothing is created,

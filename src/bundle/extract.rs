@@ -980,9 +980,9 @@ fn conflict(path: &str, kind: EntryKind, found: OnDisk) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
     use std::io::{Cursor, Write};
     use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::PermissionsExt;
     use std::path::PathBuf;
 
     use flate2::write::GzEncoder;
@@ -1383,7 +1383,8 @@ mod tests {
 
     #[test]
     fn a_directory_swapped_for_a_symlink_during_extraction_is_not_written_through() {
-        let then: [(&str, fn(&mut RawTar)); 5] = [
+        type AddEntry = fn(&mut RawTar);
+        let then: [(&str, AddEntry); 5] = [
             ("a file", |t| {
                 t.file("d/b", b"pwned", 0o644);
             }),
@@ -1405,7 +1406,10 @@ mod tests {
             tar.dir("d/").file("d/a", b"first", 0o644);
             add(&mut tar);
             let (_fx, outside, result) = unpack_with_swap(&tar);
-            assert_unsafe(result, &["replaced by a symlink", "while the pull wrote to it"]);
+            assert_unsafe(
+                result,
+                &["replaced by a symlink", "while the pull wrote to it"],
+            );
             let written: Vec<_> = fs::read_dir(&outside).unwrap().collect();
             assert!(written.is_empty(), "{what}: {written:?} written outside");
         }

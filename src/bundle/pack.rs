@@ -17,9 +17,9 @@ use std::path::Path;
 use rustix::fs::{Mode, OFlags};
 use tar::{EntryType, Header};
 
+use crate::bundle::beneath;
 use crate::bundle::pargz::ParallelGzWriter;
 use crate::bundle::read_into::{read_then_write, ReadFn, ReadInto};
-use crate::bundle::beneath;
 use crate::bundle::walk::{self, FileAt, FileStamp, SourceEntry, SourceKind, SourceTree};
 use crate::bundle::Compression;
 use crate::digest::{Digest, HashingWriter};
@@ -458,7 +458,9 @@ impl<'r> SourceOpener<'r> {
         let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
         let opened = match seen.at {
             FileAt::Tree(rel) => self.open_beneath(rel, flags),
-            FileAt::Outside => rustix::fs::open(seen.path, flags, Mode::empty()).map_err(Into::into),
+            FileAt::Outside => {
+                rustix::fs::open(seen.path, flags, Mode::empty()).map_err(Into::into)
+            }
         };
         let fd = opened.map_err(|e| match beneath::is_swapped(&e) {
             true => OpenFailure::Replaced,
@@ -966,7 +968,9 @@ mod tests {
 
     #[test]
     fn a_file_replaced_after_the_walk_is_refused_naming_it() {
-        let replacements: [(&str, fn(&Path, &Path)); 6] = [
+        /// Puts something in the place of `file` (given the outside file).
+        type Replace = fn(&Path, &Path);
+        let replacements: [(&str, Replace); 6] = [
             ("a directory", |_, f| fs::create_dir(f).unwrap()),
             ("a fifo", |_, f| {
                 rustix::fs::mknodat(
@@ -978,12 +982,11 @@ mod tests {
                 )
                 .unwrap()
             }),
-            ("a symlink to an outside file of the same size", |outside, f| {
-                symlink(outside, f).unwrap()
-            }),
-            ("a symlink inside the tree", |_, f| {
-                symlink("g", f).unwrap()
-            }),
+            (
+                "a symlink to an outside file of the same size",
+                |outside, f| symlink(outside, f).unwrap(),
+            ),
+            ("a symlink inside the tree", |_, f| symlink("g", f).unwrap()),
             ("another file of the same size", |_, f| {
                 fs::write(f, b"54321").unwrap()
             }),
@@ -1088,7 +1091,13 @@ mod tests {
     #[test]
     fn empty_bundle_is_a_valid_archive() {
         let spool = tempfile::tempdir().unwrap();
-        let layer = pack(&empty_tree(), &PackOptions::default(), spool.path(), &mut |_| {}).unwrap();
+        let layer = pack(
+            &empty_tree(),
+            &PackOptions::default(),
+            spool.path(),
+            &mut |_| {},
+        )
+        .unwrap();
         assert_eq!(layer.entries, 0);
         assert_eq!(layer.uncompressed_size, 1024);
         tar_listing(&["-tzf"], layer.file.path());

@@ -379,9 +379,7 @@ fn list_directory(dir: &Pending, rules: &Rules, opts: &WalkOptions, found: &mut 
 /// the names in it (without `.` and `..`), each with the type the listing
 /// gave. A directory swapped for a symlink since its parent was listed
 /// fails here (`ELOOP`) rather than being listed where the link points.
-fn read_directory(
-    dir: &Pending,
-) -> io::Result<(OwnedFd, Vec<(std::ffi::CString, FileType)>)> {
+fn read_directory(dir: &Pending) -> io::Result<(OwnedFd, Vec<(std::ffi::CString, FileType)>)> {
     let how = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let fd = rustix::fs::openat(dir.parent.as_fd(), dir.name.as_c_str(), how, Mode::empty())?;
     let mut listing = rustix::fs::Dir::new(rustix::io::dup(&fd)?)?;
@@ -460,11 +458,13 @@ impl Item<'_> {
         let kind = match file_type {
             FileType::Directory => SourceKind::Dir,
             FileType::Symlink => {
-                let raw = rustix::fs::readlinkat(self.dir, self.name, Vec::new())
-                    .map_err(|e| match e {
-                        rustix::io::Errno::INVAL => changed_while_walking(&rel),
-                        e => unreadable(&self.path, &io::Error::from(e)),
-                    })?;
+                let raw =
+                    rustix::fs::readlinkat(self.dir, self.name, Vec::new()).map_err(
+                        |e| match e {
+                            rustix::io::Errno::INVAL => changed_while_walking(&rel),
+                            e => unreadable(&self.path, &io::Error::from(e)),
+                        },
+                    )?;
                 let raw = PathBuf::from(OsStr::from_bytes(raw.as_bytes()));
                 return symlink_entry(rel, &raw, &self.path, opts).map(Some);
             }
@@ -567,12 +567,7 @@ fn root_cause(err: &io::Error) -> String {
 /// The entry for a symlink: kept as a link when it stays inside the tree,
 /// stored as the file it points to when it leaves and dereferencing is on,
 /// refused otherwise.
-fn symlink_entry(
-    rel: String,
-    raw: &Path,
-    path: &Path,
-    opts: &WalkOptions,
-) -> Result<SourceEntry> {
+fn symlink_entry(rel: String, raw: &Path, path: &Path, opts: &WalkOptions) -> Result<SourceEntry> {
     let target = raw.to_str().map(str::to_owned).ok_or_else(|| {
         Error::InvalidInput(format!(
             "symlink {rel} has a target that is not valid UTF-8 ({}); change the link or \
@@ -711,7 +706,8 @@ mod tests {
 
     fn names(root: &Path, opts: &WalkOptions) -> Vec<String> {
         walk(root, opts, &mut |w| panic!("unexpected warning {w}"))
-            .unwrap().entries
+            .unwrap()
+            .entries
             .into_iter()
             .map(|e| e.rel)
             .collect()
@@ -775,7 +771,9 @@ mod tests {
         fs::set_permissions(root.join("run.sh"), fs::Permissions::from_mode(0o700)).unwrap();
         write(root, "data", "12345");
         symlink("data", root.join("link")).unwrap();
-        let entries = walk(root, &WalkOptions::default(), &mut |_| {}).unwrap().entries;
+        let entries = walk(root, &WalkOptions::default(), &mut |_| {})
+            .unwrap()
+            .entries;
         let base = fs::canonicalize(root).unwrap();
         assert_eq!(
             entries,
@@ -1084,7 +1082,9 @@ mod tests {
             .unwrap();
         assert!(status.success());
         let mut warnings = Vec::new();
-        let entries = walk(root, &WalkOptions::default(), &mut |w| warnings.push(w)).unwrap().entries;
+        let entries = walk(root, &WalkOptions::default(), &mut |w| warnings.push(w))
+            .unwrap()
+            .entries;
         let rels: Vec<_> = entries.iter().map(|e| e.rel.as_str()).collect();
         assert_eq!(rels, ["sub", "sub/f"]);
         assert_eq!(

@@ -380,9 +380,7 @@ fn perform(dest: &Beneath, job: Job, open: &mut Option<Open>) -> Result<()> {
                     let full = std::io::Error::new(std::io::ErrorKind::StorageFull, "disk full");
                     return Err(failed(&o.new.rel, full));
                 }
-                o.file
-                    .write_all(&data)
-                    .map_err(|e| failed(&o.new.rel, e))?;
+                o.file.write_all(&data).map_err(|e| failed(&o.new.rel, e))?;
             }
         }
         Job::File(new, data) => {

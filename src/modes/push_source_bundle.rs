@@ -313,13 +313,8 @@ async fn pack_layer(
             }
         };
         let mut tee = |bytes: &[u8]| feed.offer(bytes, ending.get());
-        let packed = pack::pack_teeing(
-            &tree,
-            &opts,
-            &std::env::temp_dir(),
-            &mut on_event,
-            &mut tee,
-        );
+        let packed =
+            pack::pack_teeing(&tree, &opts, &std::env::temp_dir(), &mut on_event, &mut tee);
         packed.map(|packed| (packed, feed.sent()))
     });
     // The upload session's URL once the registry opened one.
