@@ -52,7 +52,7 @@ pub fn block_on<T>(
     let Some(limit) = limit else {
         return runtime.block_on(work);
     };
-    let outcome = runtime.block_on(tokio::time::timeout(limit, work));
+    let outcome = runtime.block_on(async { tokio::time::timeout(limit, work).await });
     runtime.shutdown_timeout(GRACE);
     outcome.unwrap_or_else(|_| {
         Err(Error::Unreachable(format!(

@@ -537,21 +537,22 @@ pub(super) fn describe(status: StatusCode, body: &[u8]) -> String {
     } else {
         errors
             .iter()
-            .map(|e| format!("{}: {}", e.code, quotable(&e.message)))
+            .map(|e| format!("{}: {}", quotable(&e.code), quotable(&e.message)))
             .collect::<Vec<_>>()
             .join("; ")
     };
-    let text = match detail.is_empty() {
+    match detail.is_empty() {
         true => status.to_string(),
         false => format!("{status} ({detail})"),
-    };
-    crate::redact::redact(&text).into_owned()
+    }
 }
 
-/// The start of server text on one line, or nothing when it is not text
-/// (an HTML page, binary bytes).
+/// The start of server text on one line, secrets redacted (before it is
+/// cut, so no part of one is left), or nothing when it is not text (an
+/// HTML page, binary bytes).
 fn quotable(text: &str) -> String {
-    let text = text.trim();
+    let text = crate::redact::redact(text.trim());
+    let text = text.as_ref();
     if text.starts_with('<') || text.chars().any(|c| c.is_control() && !c.is_whitespace()) {
         return String::new();
     }

@@ -606,8 +606,10 @@ fn auth_error(
 /// oci-client errors may quote server bodies: the start of the message,
 /// with secrets redacted.
 fn redact_oci_error(e: &oci_client::errors::OciDistributionError) -> String {
-    let s: String = e.to_string().chars().take(200).collect();
-    crate::redact::redact(&s).into_owned()
+    crate::redact::redact(&e.to_string())
+        .chars()
+        .take(200)
+        .collect()
 }
 
 /// True for `localhost`, `127.0.0.0/8` and `::1`, with or without a port.
