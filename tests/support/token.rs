@@ -85,7 +85,7 @@ pub enum TokenReply {
 }
 
 /// How much of an [`TokenReply::Endless`] reply is sent at most.
-pub const ENDLESS_REPLY_BYTES: usize = 1 << 30;
+pub const ENDLESS_REPLY_BYTES: usize = 512 << 20;
 
 impl Default for TokenPolicy {
     /// [`TOKEN_LIFETIME_SECS`], and every repository asked for.
