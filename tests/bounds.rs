@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 use support::faults::{Fault, FaultProxy, Rule};
 use support::tree::{sample_tree, snapshot};
 use support::{
-    http_request_with, ocistep, Registry, RegistryOptions, TokenPolicy, TokenReply,
-    SCRUBBED_ENV,
+    http_request_with, ocistep, Registry, RegistryOptions, TokenPolicy, TokenReply, SCRUBBED_ENV,
 };
 
 const USER: &str = "bounds-user";
@@ -110,7 +109,12 @@ fn an_endless_token_reply_is_cut_off_fast_in_little_memory() {
     let image = format!("{}/app:v1", reg.host());
     let work = tmp.path().join("work");
     let run = measured(
-        &["--pull-source-bundle", work.to_str().unwrap(), "--image", &image],
+        &[
+            "--pull-source-bundle",
+            work.to_str().unwrap(),
+            "--image",
+            &image,
+        ],
         tmp.path(),
     );
     eprintln!("peak RSS {} KiB in {:?}", run.peak_rss_kib, run.took);
@@ -134,7 +138,10 @@ fn a_huge_token_is_refused_and_never_sent() {
     // 1 MiB does not fit the reply limit; 64 KiB does, but not the token's.
     for (bytes, says) in [
         (1 << 20, "sent a reply larger than 256 KiB"),
-        (64 << 10, "sent a token of 65536 bytes, longer than the 16 KiB"),
+        (
+            64 << 10,
+            "sent a token of 65536 bytes, longer than the 16 KiB",
+        ),
     ] {
         let reg = token_registry(TokenReply::TokenOfBytes(bytes));
         let proxy = FaultProxy::start(&reg.host(), vec![]);
@@ -154,12 +161,7 @@ fn a_huge_token_is_refused_and_never_sent() {
             "{bytes}: the error should name the token service and the limit: {stderr}"
         );
         // Only the request that got the challenge: the token never went out.
-        assert_eq!(
-            proxy.count("GET", "/manifests/"),
-            1,
-            "{:#?}",
-            proxy.hits()
-        );
+        assert_eq!(proxy.count("GET", "/manifests/"), 1, "{:#?}", proxy.hits());
     }
 }
 
@@ -225,60 +227,84 @@ fn a_trickled_download_is_retried_like_a_stall() {
     assert_eq!(blob_gets, [Some("trickle".to_string()), None]);
 }
 
+/// A registry holding the sample bundle behind a proxy that trickles its
+/// layer every time, and a pull target holding a file.
+struct Trickling {
+    proxy: FaultProxy,
+    /// The layer's blob path.
+    blob: String,
+    work: std::path::PathBuf,
+    /// The pull target before the pull.
+    before: std::collections::BTreeMap<String, support::tree::Node>,
+    _reg: Registry,
+}
+
+impl Trickling {
+    fn start(dir: &Path) -> Trickling {
+        let reg = Registry::start();
+        let (_, blob) = pushed_sample(&reg, dir);
+        let proxy = FaultProxy::start(&reg.host(), vec![Rule::every(&blob, trickle())]);
+        let work = dir.join("work");
+        std::fs::create_dir(&work).unwrap();
+        std::fs::write(work.join("keep"), "precious").unwrap();
+        let before = snapshot(&work);
+        Trickling {
+            proxy,
+            blob,
+            work,
+            before,
+            _reg: reg,
+        }
+    }
+
+    /// Pulls with `extra`, which must end with exit 8 and leave the target
+    /// as it was; returns stderr and how long the pull took.
+    fn failed_pull(&self, extra: &[&str]) -> (String, Duration) {
+        let started = Instant::now();
+        let run = pull(&self.work, &self.proxy, extra).code(8);
+        let took = started.elapsed();
+        assert_eq!(snapshot(&self.work), self.before);
+        let stderr = String::from_utf8_lossy(&run.get_output().stderr).into_owned();
+        (stderr, took)
+    }
+
+    /// How often the layer was asked for.
+    fn blob_gets(&self) -> usize {
+        self.proxy.count("GET", &self.blob)
+    }
+}
+
 #[test]
 fn a_download_trickled_every_time_ends_with_exit_8_naming_the_rate() {
-    let reg = Registry::start();
     let tmp = tempfile::tempdir().unwrap();
-    let (_, blob) = pushed_sample(&reg, tmp.path());
-    let proxy = FaultProxy::start(&reg.host(), vec![Rule::every(&blob, trickle())]);
-    let work = tmp.path().join("work");
-    std::fs::create_dir(&work).unwrap();
-    std::fs::write(work.join("keep"), "precious").unwrap();
-    let before = snapshot(&work);
+    let trickling = Trickling::start(tmp.path());
 
-    let started = Instant::now();
-    let run = pull(&work, &proxy, &["--timeout", "1", "--retries", "2"]).code(8);
+    let (stderr, took) = trickling.failed_pull(&["--timeout", "1", "--retries", "2"]);
 
-    assert!(started.elapsed() < Duration::from_secs(20));
-    let stderr = String::from_utf8_lossy(&run.get_output().stderr).into_owned();
+    assert!(took < Duration::from_secs(20), "took {took:?}");
     assert!(
         stderr.contains("below the minimum rate of 1024 bytes/s") && stderr.contains("--min-rate"),
         "the error should name the rate rule: {stderr}"
     );
-    assert_eq!(proxy.count("GET", &blob), 2, "{:#?}", proxy.hits());
-    assert_eq!(snapshot(&work), before);
+    assert_eq!(trickling.blob_gets(), 2, "{:#?}", trickling.proxy.hits());
 }
 
 #[test]
 fn the_deadline_ends_a_run_that_would_go_on() {
-    let reg = Registry::start();
     let tmp = tempfile::tempdir().unwrap();
-    let (_, blob) = pushed_sample(&reg, tmp.path());
-    let proxy = FaultProxy::start(&reg.host(), vec![Rule::every(&blob, trickle())]);
-    let work = tmp.path().join("work");
-    std::fs::create_dir(&work).unwrap();
-    std::fs::write(work.join("keep"), "precious").unwrap();
-    let before = snapshot(&work);
+    let trickling = Trickling::start(tmp.path());
 
     // No rate minimum: only the deadline can end this trickle.
-    let started = Instant::now();
-    let run = pull(
-        &work,
-        &proxy,
-        &["--min-rate", "0", "--timeout", "5", "--deadline", "3s"],
-    )
-    .code(8);
+    let (stderr, took) =
+        trickling.failed_pull(&["--min-rate", "0", "--timeout", "5", "--deadline", "3s"]);
 
-    let took = started.elapsed();
     assert!(
         took >= Duration::from_secs(3) && took < Duration::from_secs(10),
         "took {took:?}"
     );
-    let stderr = String::from_utf8_lossy(&run.get_output().stderr).into_owned();
     assert!(
         stderr.contains("did not finish within --deadline 3s"),
         "the error should name the deadline: {stderr}"
     );
-    assert_eq!(proxy.count("GET", &blob), 1, "{:#?}", proxy.hits());
-    assert_eq!(snapshot(&work), before);
+    assert_eq!(trickling.blob_gets(), 1, "{:#?}", trickling.proxy.hits());
 }

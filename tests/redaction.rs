@@ -58,18 +58,27 @@ fn pull_and_check(tmp: &Path, image: &str, config_dir: &str, format: &str) -> (i
         .unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
     let mut outputs = vec![
-        ("stdout".to_string(), String::from_utf8_lossy(&run.stdout).into_owned()),
+        (
+            "stdout".to_string(),
+            String::from_utf8_lossy(&run.stdout).into_owned(),
+        ),
         ("stderr".to_string(), stderr.clone()),
     ];
     for entry in std::fs::read_dir(&results).unwrap() {
         let path = entry.unwrap().path();
-        outputs.push((path.display().to_string(), std::fs::read_to_string(&path).unwrap()));
+        outputs.push((
+            path.display().to_string(),
+            std::fs::read_to_string(&path).unwrap(),
+        ));
     }
     for (name, text) in &outputs {
         for secret in forbidden() {
             assert!(!text.contains(&secret), "{name} holds {secret:?}:\n{text}");
         }
-        assert!(!text.contains("eyJ"), "{name} holds a bearer token:\n{text}");
+        assert!(
+            !text.contains("eyJ"),
+            "{name} holds a bearer token:\n{text}"
+        );
     }
     (run.status.code().unwrap_or(-1), stderr)
 }
@@ -137,8 +146,12 @@ fn a_token_service_echoing_the_password_has_it_redacted() {
     let tmp = tempfile::tempdir().unwrap();
     let config = docker_config(&tmp.path().join("config"), &reg.host());
     for format in ["text", "json"] {
-        let (code, stderr) =
-            pull_and_check(tmp.path(), &format!("{}/app:v1", reg.host()), &config, format);
+        let (code, stderr) = pull_and_check(
+            tmp.path(),
+            &format!("{}/app:v1", reg.host()),
+            &config,
+            format,
+        );
         assert_eq!(code, 3, "{stderr}");
         assert!(
             stderr.contains("refused the credentials")

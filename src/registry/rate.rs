@@ -165,7 +165,10 @@ mod tests {
         };
         assert_eq!(rule.floor(), 1536);
         let message = TooSlow { got: 12, rule }.to_string();
-        assert!(message.contains("only 12 bytes arrived in 1.5 s"), "{message}");
+        assert!(
+            message.contains("only 12 bytes arrived in 1.5 s"),
+            "{message}"
+        );
         assert!(message.contains("--min-rate"), "{message}");
     }
 }

@@ -161,7 +161,9 @@ pub async fn fetch_token(
             )));
         }
         let delay = policy.delay(attempt, retry_after);
-        tracing::warn!("token service {realm}: {problem} (attempt {attempt}), retrying in {delay:?}");
+        tracing::warn!(
+            "token service {realm}: {problem} (attempt {attempt}), retrying in {delay:?}"
+        );
         tokio::time::sleep(delay).await;
     };
     let what = format!("reading the reply of the token service {realm}");

@@ -369,7 +369,9 @@ impl Issuer {
             return;
         };
         let (status, body, record) = self.answer(&head);
-        let granted = record.as_ref().is_some_and(|r| r.status == 200 && r.user.is_some());
+        let granted = record
+            .as_ref()
+            .is_some_and(|r| r.status == 200 && r.user.is_some());
         if let Some(record) = record {
             self.log.lock().expect("token log lock").push(record);
         }
