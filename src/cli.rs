@@ -157,6 +157,13 @@ pub struct RegistryArgs {
     /// the request counts as failed (and is retried like a reset).
     #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600), help_heading = "Registry")]
     pub timeout: u64,
+    /// Slowest transfer accepted, in bytes per second (suffixes K, M), averaged
+    /// over --timeout seconds of waiting; slower counts as a stall. 0: no minimum.
+    #[arg(long, value_name = "BYTES_PER_SEC", default_value = "1K", value_parser = parse_size, help_heading = "Registry")]
+    pub min_rate: u64,
+    /// Longest the whole run may take (90s, 15m, 2h); past it the run stops with exit code 8.
+    #[arg(long, value_name = "DURATION", value_parser = crate::deadline::parse, help_heading = "Registry")]
+    pub deadline: Option<Duration>,
     /// Blobs moved at the same time per registry (copy, assemble-index, push-image, pull-artifact).
     #[arg(long, value_name = "N", default_value_t = crate::registry::DEFAULT_MAX_TRANSFERS as u64, value_parser = clap::value_parser!(u64).range(1..=32), help_heading = "Registry")]
     pub max_transfers: u64,
@@ -419,6 +426,7 @@ impl Cli {
             cache_dir: non_empty(&self.registry.cache_dir),
             offline: self.registry.offline,
             read_timeout: Some(Duration::from_secs(self.registry.timeout)),
+            min_rate: self.registry.min_rate,
             max_transfers: usize::try_from(self.registry.max_transfers).unwrap_or(1),
             retry: RetryPolicy {
                 max_attempts: self.registry.retries,
@@ -474,7 +482,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(p) => Platform::parse(p)?,
         None => Platform::host(),
     };
-    runtime.block_on(async {
+    crate::deadline::block_on(runtime, cli.registry.deadline, async {
         if let Some(dir) = &cli.mode.push_source_bundle {
             modes::push_source_bundle::run(&ctx, dir, &target, &cli.push, &annotations).await
         } else if let Some(dir) = &cli.mode.pull_source_bundle {

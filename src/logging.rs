@@ -1,5 +1,6 @@
 //! Logs on stderr, as text or JSON lines; stdout is left to results that a
-//! user asked to see (`--show-listing`).
+//! user asked to see (`--show-listing`). Every record passes through
+//! [`crate::redact`] on its way out, whatever it quotes.
 
 use tracing_subscriber::{fmt, EnvFilter};
 
@@ -25,7 +26,7 @@ pub fn init(format: LogFormat, verbosity: u8, quiet: bool) {
         .unwrap_or_else(|_| EnvFilter::new(format!("warn,ocistep={level}")));
     let builder = fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| crate::redact::RedactingWriter(std::io::stderr()))
         .with_target(false);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

@@ -7,10 +7,12 @@ fn main() {
     let cli = ocistep::cli::Cli::parse();
     let json = cli.output.log_format == ocistep::logging::LogFormat::Json;
     if let Err(e) = ocistep::cli::run(cli) {
+        let message = e.to_string();
+        let message = ocistep::redact::redact(&message);
         if json {
-            tracing::error!(exit_code = e.exit_code() as i32, "{e}");
+            tracing::error!(exit_code = e.exit_code() as i32, "{message}");
         } else {
-            eprintln!("error: {e}");
+            eprintln!("error: {message}");
         }
         std::process::exit(e.exit_code() as i32);
     }

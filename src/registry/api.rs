@@ -192,11 +192,10 @@ impl RegistryClient {
         if status != StatusCode::NOT_FOUND {
             return Ok(false);
         }
-        let body = read_limited(resp, 64 * 1024, &what)
-            .await
-            .unwrap_or_default();
-        Ok(serde_json::from_slice::<ErrorBody>(&body)
-            .is_ok_and(|b| b.errors.iter().any(|e| e.code == "NAME_UNKNOWN")))
+        let body = error_body(resp, &what).await;
+        Ok(registry_errors(&body)
+            .iter()
+            .any(|e| e.code == "NAME_UNKNOWN"))
     }
 
     /// True when the repository already has the blob.
@@ -483,7 +482,15 @@ fn header(resp: &Response, name: &str) -> Option<String> {
         .map(|s| s.split(';').next().unwrap_or(s).trim().to_string())
 }
 
-async fn read_limited(mut resp: Response, limit: usize, what: &str) -> Result<Vec<u8>> {
+/// The most of an error body that is read, for its message.
+pub const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// The most characters of a registry's message quoted in an error.
+const MAX_QUOTED_CHARS: usize = 200;
+
+/// Reads a body up to `limit` bytes and stops there, leaving the rest
+/// unread; `true` with the bytes when they are all of it.
+async fn read_capped(mut resp: Response, limit: usize, what: &str) -> Result<(Vec<u8>, bool)> {
     let mut out = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(|e| {
         Error::Interrupted(format!(
@@ -492,13 +499,79 @@ async fn read_limited(mut resp: Response, limit: usize, what: &str) -> Result<Ve
         ))
     })? {
         if out.len() + chunk.len() > limit {
-            return Err(Error::BadContent(format!(
-                "{what}: response larger than {limit} bytes"
-            )));
+            out.extend_from_slice(&chunk[..limit - out.len()]);
+            return Ok((out, false));
         }
         out.extend_from_slice(&chunk);
     }
-    Ok(out)
+    Ok((out, true))
+}
+
+/// A whole body of at most `limit` bytes; a longer one is refused as soon
+/// as it passes the limit, without reading the rest.
+pub(super) async fn read_limited(resp: Response, limit: usize, what: &str) -> Result<Vec<u8>> {
+    match read_capped(resp, limit, what).await? {
+        (body, true) => Ok(body),
+        (_, false) => Err(Error::BadContent(format!(
+            "{what}: the response is larger than {limit} bytes, the most ocistep reads of it"
+        ))),
+    }
+}
+
+/// The first [`MAX_ERROR_BODY_BYTES`] of an error response's body (empty
+/// when it cannot be read): enough for a message, whatever the server sends.
+pub(super) async fn error_body(resp: Response, what: &str) -> Vec<u8> {
+    read_capped(resp, MAX_ERROR_BODY_BYTES, what)
+        .await
+        .map(|(body, _)| body)
+        .unwrap_or_default()
+}
+
+/// What an error answer says, for a message: the status, with the
+/// registry's error codes and messages, or else the start of a plain-text
+/// body; secrets the server quoted are redacted.
+pub(super) fn describe(status: StatusCode, body: &[u8]) -> String {
+    let errors = registry_errors(body);
+    let detail = if errors.is_empty() {
+        quotable(&String::from_utf8_lossy(body))
+    } else {
+        errors
+            .iter()
+            .map(|e| format!("{}: {}", quotable(&e.code), quotable(&e.message)))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    match detail.is_empty() {
+        true => status.to_string(),
+        false => format!("{status} ({detail})"),
+    }
+}
+
+/// The start of server text on one line, secrets redacted (before it is
+/// cut, so no part of one is left), or nothing when it is not text (an
+/// HTML page, binary bytes).
+fn quotable(text: &str) -> String {
+    let text = crate::redact::redact(text.trim());
+    let text = text.as_ref();
+    if text.starts_with('<') || text.chars().any(|c| c.is_control() && !c.is_whitespace()) {
+        return String::new();
+    }
+    let mut quoted: String = text
+        .chars()
+        .take(MAX_QUOTED_CHARS)
+        .map(|c| if c.is_whitespace() { ' ' } else { c })
+        .collect();
+    if text.chars().count() > MAX_QUOTED_CHARS {
+        quoted.push('…');
+    }
+    quoted
+}
+
+/// The errors of a registry's JSON error body.
+fn registry_errors(body: &[u8]) -> Vec<RegistryError> {
+    serde_json::from_slice::<ErrorBody>(body)
+        .map(|b| b.errors)
+        .unwrap_or_default()
 }
 
 #[derive(Deserialize)]
@@ -533,29 +606,10 @@ pub async fn check(
         .and_then(|v| v.to_str().ok())
         .and_then(super::token::parse_challenge)
         .is_some_and(|c| c.error.as_deref() == Some("insufficient_scope"));
-    let body = read_limited(resp, 64 * 1024, what)
-        .await
-        .unwrap_or_default();
-    let errors: Vec<RegistryError> = serde_json::from_slice::<ErrorBody>(&body)
-        .map(|b| b.errors)
-        .unwrap_or_default();
+    let body = error_body(resp, what).await;
+    let errors = registry_errors(&body);
     let codes: Vec<&str> = errors.iter().map(|e| e.code.as_str()).collect();
-    let detail = errors
-        .iter()
-        .map(|e| {
-            format!(
-                "{}: {}",
-                e.code,
-                e.message.chars().take(200).collect::<String>()
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ");
-    let detail = if detail.is_empty() {
-        status.to_string()
-    } else {
-        format!("{status} ({detail})")
-    };
+    let detail = describe(status, &body);
     Err(match status {
         StatusCode::UNAUTHORIZED if insufficient_scope => Error::Auth(format!(
             "{what}: registry {} did not grant this access to {} ({detail}); provide credentials that allow it with --secret-path, DOCKER_CONFIG or ~/.docker/config.json",

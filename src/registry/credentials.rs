@@ -13,14 +13,17 @@ use docker_credential::{CredentialRetrievalError, DockerCredential};
 
 use crate::error::{Error, Result};
 
-/// A secret string that never prints itself.
+/// A secret string that never prints itself, and that
+/// [`crate::redact::redact`] removes from server text.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
 impl Secret {
-    /// Wraps a value.
+    /// Wraps a value, registering it (and its encoded forms) for redaction.
     pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
+        let s = s.into();
+        crate::redact::register(&s);
+        Secret(s)
     }
 
     /// The value, for building a request header only.
@@ -121,6 +124,7 @@ pub fn lookup(registry: &str, files: &[PathBuf]) -> Result<Credentials> {
                 BufReader::new(File::open(file).map_err(|e| Error::io("reading", file, e))?);
             match docker_credential::get_credential_from_reader(reader, &server) {
                 Ok(DockerCredential::UsernamePassword(username, password)) => {
+                    crate::redact::register_basic(&username, &password);
                     return Ok(Credentials::Basic {
                         username,
                         password: Secret::new(password),
@@ -128,6 +132,7 @@ pub fn lookup(registry: &str, files: &[PathBuf]) -> Result<Credentials> {
                 }
                 Ok(DockerCredential::IdentityToken(token)) => {
                     // An identity token is exchanged like a password by token servers.
+                    crate::redact::register_basic("<token>", &token);
                     return Ok(Credentials::Basic {
                         username: "<token>".to_string(),
                         password: Secret::new(token),

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod credentials;
+pub mod rate;
 pub mod retry;
 pub mod session;
 pub mod tls;

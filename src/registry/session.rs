@@ -17,6 +17,7 @@ use rustls::pki_types::CertificateDer;
 use tokio::sync::Mutex;
 
 use super::credentials::{self, Credentials, Secret};
+use super::rate::MinRate;
 use super::retry::{is_transient_error, is_transient_status, retry_after, RetryPolicy};
 use super::token;
 use crate::cache::Cache;
@@ -50,7 +51,11 @@ pub struct ClientOptions {
     /// Resolve tags from the cache only.
     pub offline: bool,
     /// How long a registry may stay silent mid-request; 60 s when `None`.
+    /// Also the window over which `min_rate` is averaged.
     pub read_timeout: Option<Duration>,
+    /// Bytes per second below which a response body counts as stalled
+    /// (see [`super::rate`]); 0 for no minimum.
+    pub min_rate: u64,
     /// Blob transfers in flight per registry; [`DEFAULT_MAX_TRANSFERS`]
     /// when 0.
     pub max_transfers: usize,
@@ -264,6 +269,15 @@ impl RegistryClient {
         self.opts.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT)
     }
 
+    /// The minimum transfer rate of response bodies (`--min-rate` over
+    /// `--timeout`).
+    pub fn min_rate(&self) -> MinRate {
+        MinRate {
+            bytes_per_sec: self.opts.min_rate,
+            window: self.read_timeout(),
+        }
+    }
+
     /// The retry policy in force.
     pub fn retry_policy(&self) -> RetryPolicy {
         self.opts.retry
@@ -386,7 +400,7 @@ impl RegistryClient {
                     );
                     tokio::time::sleep(delay).await;
                 }
-                Ok(resp) => return Ok(resp),
+                Ok(resp) => return self.min_rate().guard(resp),
             }
         }
     }
@@ -467,6 +481,7 @@ impl RegistryClient {
         let fetched = token::fetch_token(
             &self.http,
             self.opts.retry,
+            self.min_rate(),
             &challenge,
             &scopes,
             &host.credentials,
@@ -588,10 +603,13 @@ fn auth_error(
     }
 }
 
-/// oci-client errors may quote server bodies; keep only their kind.
+/// oci-client errors may quote server bodies: the start of the message,
+/// with secrets redacted.
 fn redact_oci_error(e: &oci_client::errors::OciDistributionError) -> String {
-    let s = e.to_string();
-    s.chars().take(200).collect()
+    crate::redact::redact(&e.to_string())
+        .chars()
+        .take(200)
+        .collect()
 }
 
 /// True for `localhost`, `127.0.0.0/8` and `::1`, with or without a port.
@@ -608,7 +626,8 @@ pub fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// An error with its causes, e.g. "error sending request: connection refused".
+/// An error with its causes, e.g. "error sending request: connection refused",
+/// with secrets redacted (the URL of a redirect may carry a token).
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
@@ -620,7 +639,7 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         }
         source = cause.source();
     }
-    s
+    crate::redact::redact(&s).into_owned()
 }
 
 #[cfg(test)]

@@ -78,12 +78,26 @@ pub enum Fault {
         /// The delay in milliseconds.
         millis: u64,
     },
+    /// Relay the response headers at once, then its body one byte every
+    /// `millis_per_byte` ms: a server that never goes silent long enough
+    /// for a read timeout, yet never finishes.
+    Trickle {
+        /// The pause before each body byte, in milliseconds.
+        millis_per_byte: u64,
+    },
+    /// Answer with this status and a JSON error body whose message quotes
+    /// the request's `Authorization` header, as some servers echo what
+    /// they refused; the request is not forwarded.
+    EchoAuthorization {
+        /// The status code, e.g. 401.
+        code: u16,
+    },
 }
 
 impl fmt::Display for Fault {
     /// A short label, as logged in [`FaultProxy::hits`]: `status 503`,
     /// `reset before response`, `reset mid-body`, `truncated body`, `stall`,
-    /// `stall before body`.
+    /// `stall before body`, `trickle`, `echo authorization 401`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Fault::Status { code, .. } => write!(f, "status {code}"),
@@ -92,6 +106,8 @@ impl fmt::Display for Fault {
             Fault::TruncateBody { .. } => f.write_str("truncated body"),
             Fault::Stall { .. } => f.write_str("stall"),
             Fault::StallBeforeBody { .. } => f.write_str("stall before body"),
+            Fault::Trickle { .. } => f.write_str("trickle"),
+            Fault::EchoAuthorization { code } => write!(f, "echo authorization {code}"),
         }
     }
 }
@@ -512,8 +528,30 @@ fn handle(
     let keep_open = !request.wants_close();
     match fault {
         Some(Fault::Status { code, retry_after }) => {
-            write_status(writer, code, retry_after, keep_open)?;
+            let message = format!("status {code} injected by the fault proxy");
+            write_status(writer, code, retry_after, &message, keep_open)?;
             Ok(keep_open)
+        }
+        Some(Fault::EchoAuthorization { code }) => {
+            let message = format!(
+                "refused the request with Authorization: {}",
+                request.header("Authorization").unwrap_or("(none)")
+            );
+            write_status(writer, code, None, &message, keep_open)?;
+            Ok(keep_open)
+        }
+        Some(Fault::Trickle { millis_per_byte }) => {
+            let response = forward(state, request, &body)?;
+            write_response(writer, state, &response, false, Some(0))?;
+            for byte in &response.body {
+                state.sleep(millis_per_byte);
+                if state.shutdown.load(Ordering::SeqCst) {
+                    break;
+                }
+                writer.write_all(std::slice::from_ref(byte))?;
+                writer.flush()?;
+            }
+            Ok(false)
         }
         Some(Fault::ResetBeforeResponse) => {
             reset(writer);
@@ -817,17 +855,19 @@ fn write_response(
     writer.flush()
 }
 
-/// Answers with `code`, a registry-style JSON error body and, when given,
-/// `Retry-After`.
+/// Answers with `code`, a registry-style JSON error body saying `message`
+/// and, when given, `Retry-After`.
 fn write_status(
     writer: &mut TcpStream,
     code: u16,
     retry_after: Option<u64>,
+    message: &str,
     keep_open: bool,
 ) -> io::Result<()> {
-    let body = format!(
-        r#"{{"errors":[{{"code":"INJECTED","message":"status {code} injected by the fault proxy"}}]}}"#
-    );
+    let body = serde_json::json!({
+        "errors": [{ "code": "INJECTED", "message": message }]
+    })
+    .to_string();
     let mut head = format!(
         "HTTP/1.1 {code} Injected\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
         body.len()

@@ -32,7 +32,7 @@ use std::process::{Command, Output};
 pub use http::{http_get, http_request, http_request_with, HttpResponse};
 pub use registry::{AccessLogEntry, Registry, RegistryOptions};
 pub use tls::TlsMaterial;
-pub use token::{TokenPolicy, TokenRequest, TokenServer};
+pub use token::{TokenPolicy, TokenReply, TokenRequest, TokenServer};
 
 /// Debian package that provides an external tool. Most tools come in a
 /// package of the same name (`docker-registry`, `skopeo`, `umoci`,

@@ -64,7 +64,28 @@ pub struct TokenPolicy {
     pub one_repository_per_token: bool,
     /// Answer this many requests (the first ones) with 503.
     pub fail_first: usize,
+    /// What a request with the right credentials gets.
+    pub reply: TokenReply,
 }
+
+/// What the server answers a request with the right credentials: a token,
+/// or one of the replies a broken or hostile token service gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenReply {
+    /// `200` with a signed token.
+    Token,
+    /// `401` whose JSON error message quotes the request's `Authorization`
+    /// header and the password it decodes to.
+    EchoRefusal,
+    /// `200` whose body starts a JSON token and never ends: up to
+    /// [`ENDLESS_REPLY_BYTES`], or until the client stops reading.
+    Endless,
+    /// `200` with a token of this many bytes (`a`s), which is no JWT.
+    TokenOfBytes(usize),
+}
+
+/// How much of an [`TokenReply::Endless`] reply is sent at most.
+pub const ENDLESS_REPLY_BYTES: usize = 512 << 20;
 
 impl Default for TokenPolicy {
     /// [`TOKEN_LIFETIME_SECS`], and every repository asked for.
@@ -73,6 +94,7 @@ impl Default for TokenPolicy {
             lifetime_secs: TOKEN_LIFETIME_SECS,
             one_repository_per_token: false,
             fail_first: 0,
+            reply: TokenReply::Token,
         }
     }
 }
@@ -347,10 +369,29 @@ impl Issuer {
             return;
         };
         let (status, body, record) = self.answer(&head);
+        let granted = record
+            .as_ref()
+            .is_some_and(|r| r.status == 200 && r.user.is_some());
         if let Some(record) = record {
             self.log.lock().expect("token log lock").push(record);
         }
-        let _ = write_response(stream, status, &body);
+        let _ = match self.policy.reply {
+            TokenReply::Endless if granted => write_endless(stream),
+            TokenReply::EchoRefusal if granted => {
+                let echo = format!(
+                    "authentication failed for Authorization: {} (password {})",
+                    head.header("Authorization").unwrap_or_default(),
+                    self.password
+                );
+                write_response(stream, 401, &error_body("UNAUTHORIZED", &echo))
+            }
+            TokenReply::TokenOfBytes(n) if granted => {
+                let token = "a".repeat(n);
+                let body = serde_json::json!({ "token": token, "expires_in": 300 });
+                write_response(stream, 200, &body.to_string())
+            }
+            _ => write_response(stream, status, &body),
+        };
     }
 
     /// The status and JSON body for a request, and its log record.
@@ -667,6 +708,19 @@ fn write_response(mut stream: TcpStream, status: u16, body: &str) -> std::io::Re
     response.push_str("\r\n");
     response.push_str(body);
     stream.write_all(response.as_bytes())?;
+    stream.flush()
+}
+
+/// `200` and the start of a JSON token reply that goes on, in 64 KiB
+/// writes, until [`ENDLESS_REPLY_BYTES`] or until the client goes away.
+fn write_endless(mut stream: TcpStream) -> std::io::Result<()> {
+    stream.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"token\":\"",
+    )?;
+    let block = vec![b'a'; 64 * 1024];
+    for _ in 0..ENDLESS_REPLY_BYTES / block.len() {
+        stream.write_all(&block)?;
+    }
     stream.flush()
 }
 

@@ -1,0 +1,310 @@
+//! What a server can make ocistep hold is bounded: a token service that
+//! streams without end is cut off at 256 KiB (exit 11, fast, in little
+//! memory), a 1 MiB token is refused before it is sent; a registry that
+//! trickles a blob a byte at a time is a stall under `--min-rate`, retried
+//! as one and given up after `--retries` with exit 8; and `--deadline` ends
+//! a run that would otherwise go on.
+
+mod support;
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::faults::{Fault, FaultProxy, Rule};
+use support::tree::{sample_tree, snapshot};
+use support::{
+    http_request_with, ocistep, Registry, RegistryOptions, TokenPolicy, TokenReply, SCRUBBED_ENV,
+};
+
+const USER: &str = "bounds-user";
+const PASSWORD: &str = "b0unds-pass";
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// The most memory a run may take while a token service floods it.
+const MAX_RSS_KIB: u64 = 64 * 1024;
+
+/// A token-auth registry whose token service answers as `reply` does.
+fn token_registry(reply: TokenReply) -> Registry {
+    Registry::start_with(RegistryOptions {
+        token_policy: TokenPolicy {
+            reply,
+            ..TokenPolicy::default()
+        },
+        ..RegistryOptions::with_token_auth(USER, PASSWORD)
+    })
+}
+
+/// A `config.json` with the credentials for `host`, in `dir`.
+fn docker_config(dir: &Path, host: &str) {
+    use base64::Engine as _;
+    std::fs::create_dir_all(dir).unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    let config = serde_json::json!({ "auths": { host: { "auth": auth } } });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+}
+
+/// How a run ended, and its peak resident memory.
+struct Measured {
+    code: Option<i32>,
+    stderr: String,
+    took: Duration,
+    peak_rss_kib: u64,
+}
+
+/// Runs ocistep with `args` (isolated like [`support::ocistep`]), reading
+/// its peak RSS (`VmHWM`) from `/proc` until it exits; kills it after 60 s.
+fn measured(args: &[&str], docker_config_dir: &Path) -> Measured {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocistep"));
+    for var in SCRUBBED_ENV {
+        cmd.env_remove(var);
+    }
+    let mut child = cmd
+        .env("HOME", support::fresh_home())
+        .env("DOCKER_CONFIG", docker_config_dir)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr_pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr_pipe.read_to_string(&mut text);
+        text
+    });
+    let status_file = format!("/proc/{}/status", child.id());
+    let started = Instant::now();
+    let mut peak_rss_kib = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        let hwm = std::fs::read_to_string(&status_file)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+        peak_rss_kib = peak_rss_kib.max(hwm.unwrap_or(0));
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("ocistep still running after 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Measured {
+        code: status.code(),
+        stderr: reader.join().unwrap(),
+        took: started.elapsed(),
+        peak_rss_kib,
+    }
+}
+
+#[test]
+fn an_endless_token_reply_is_cut_off_fast_in_little_memory() {
+    let reg = token_registry(TokenReply::Endless);
+    let tmp = tempfile::tempdir().unwrap();
+    docker_config(tmp.path(), &reg.host());
+    let image = format!("{}/app:v1", reg.host());
+    let work = tmp.path().join("work");
+    let run = measured(
+        &[
+            "--pull-source-bundle",
+            work.to_str().unwrap(),
+            "--image",
+            &image,
+        ],
+        tmp.path(),
+    );
+    eprintln!("peak RSS {} KiB in {:?}", run.peak_rss_kib, run.took);
+    assert_eq!(run.code, Some(11), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("token service") && run.stderr.contains("larger than 256 KiB"),
+        "the error should name the token service and the limit: {}",
+        run.stderr
+    );
+    assert!(run.took < Duration::from_secs(10), "took {:?}", run.took);
+    assert!(
+        run.peak_rss_kib > 0 && run.peak_rss_kib < MAX_RSS_KIB,
+        "peak RSS {} KiB",
+        run.peak_rss_kib
+    );
+    assert!(!work.exists());
+}
+
+#[test]
+fn a_huge_token_is_refused_and_never_sent() {
+    // 1 MiB does not fit the reply limit; 64 KiB does, but not the token's.
+    for (bytes, says) in [
+        (1 << 20, "sent a reply larger than 256 KiB"),
+        (
+            64 << 10,
+            "sent a token of 65536 bytes, longer than the 16 KiB",
+        ),
+    ] {
+        let reg = token_registry(TokenReply::TokenOfBytes(bytes));
+        let proxy = FaultProxy::start(&reg.host(), vec![]);
+        let tmp = tempfile::tempdir().unwrap();
+        docker_config(tmp.path(), &proxy.host());
+        let run = ocistep()
+            .env("DOCKER_CONFIG", tmp.path())
+            .arg("--pull-source-bundle")
+            .arg(tmp.path().join("work"))
+            .args(["--image", &format!("{}/app:v1", proxy.host())])
+            .timeout(Duration::from_secs(60))
+            .assert()
+            .code(11);
+        let stderr = String::from_utf8_lossy(&run.get_output().stderr).into_owned();
+        assert!(
+            stderr.contains("the token service") && stderr.contains(says),
+            "{bytes}: the error should name the token service and the limit: {stderr}"
+        );
+        // Only the request that got the challenge: the token never went out.
+        assert_eq!(proxy.count("GET", "/manifests/"), 1, "{:#?}", proxy.hits());
+    }
+}
+
+/// Pushes the sample tree as `app:v1`; returns the source directory and
+/// the path of the layer's blob (`/blobs/sha256:…`).
+fn pushed_sample(reg: &Registry, dir: &Path) -> (std::path::PathBuf, String) {
+    let src = dir.join("src");
+    sample_tree(&src);
+    ocistep()
+        .arg("--push-source-bundle")
+        .arg(&src)
+        .args(["--image", &format!("{}/app:v1", reg.host())])
+        .assert()
+        .success();
+    let manifest = http_request_with(
+        "GET",
+        &reg.host(),
+        "/v2/app/manifests/v1",
+        None,
+        &[("Accept", OCI_MANIFEST)],
+    )
+    .unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest.body).unwrap();
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+    (src, format!("/blobs/{layer}"))
+}
+
+fn trickle() -> Fault {
+    Fault::Trickle {
+        millis_per_byte: 100,
+    }
+}
+
+fn pull(target: &Path, proxy: &FaultProxy, extra: &[&str]) -> assert_cmd::assert::Assert {
+    ocistep()
+        .arg("--pull-source-bundle")
+        .arg(target)
+        .args(["--image", &format!("{}/app:v1", proxy.host())])
+        .args(extra)
+        .timeout(Duration::from_secs(60))
+        .assert()
+}
+
+#[test]
+fn a_trickled_download_is_retried_like_a_stall() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, blob) = pushed_sample(&reg, tmp.path());
+    let proxy = FaultProxy::start(&reg.host(), vec![Rule::new("GET", &blob, &[1], trickle())]);
+
+    let work = tmp.path().join("work");
+    let started = Instant::now();
+    pull(&work, &proxy, &["--timeout", "1", "--retries", "3"]).success();
+
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(snapshot(&src), snapshot(&work));
+    let blob_gets: Vec<Option<String>> = proxy
+        .hits()
+        .into_iter()
+        .filter(|(method, target, _)| method == "GET" && target.contains(&blob))
+        .map(|(_, _, fault)| fault)
+        .collect();
+    assert_eq!(blob_gets, [Some("trickle".to_string()), None]);
+}
+
+/// A registry holding the sample bundle behind a proxy that trickles its
+/// layer every time, and a pull target holding a file.
+struct Trickling {
+    proxy: FaultProxy,
+    /// The layer's blob path.
+    blob: String,
+    work: std::path::PathBuf,
+    /// The pull target before the pull.
+    before: std::collections::BTreeMap<String, support::tree::Node>,
+    _reg: Registry,
+}
+
+impl Trickling {
+    fn start(dir: &Path) -> Trickling {
+        let reg = Registry::start();
+        let (_, blob) = pushed_sample(&reg, dir);
+        let proxy = FaultProxy::start(&reg.host(), vec![Rule::every(&blob, trickle())]);
+        let work = dir.join("work");
+        std::fs::create_dir(&work).unwrap();
+        std::fs::write(work.join("keep"), "precious").unwrap();
+        let before = snapshot(&work);
+        Trickling {
+            proxy,
+            blob,
+            work,
+            before,
+            _reg: reg,
+        }
+    }
+
+    /// Pulls with `extra`, which must end with exit 8 and leave the target
+    /// as it was; returns stderr and how long the pull took.
+    fn failed_pull(&self, extra: &[&str]) -> (String, Duration) {
+        let started = Instant::now();
+        let run = pull(&self.work, &self.proxy, extra).code(8);
+        let took = started.elapsed();
+        assert_eq!(snapshot(&self.work), self.before);
+        let stderr = String::from_utf8_lossy(&run.get_output().stderr).into_owned();
+        (stderr, took)
+    }
+
+    /// How often the layer was asked for.
+    fn blob_gets(&self) -> usize {
+        self.proxy.count("GET", &self.blob)
+    }
+}
+
+#[test]
+fn a_download_trickled_every_time_ends_with_exit_8_naming_the_rate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let trickling = Trickling::start(tmp.path());
+
+    let (stderr, took) = trickling.failed_pull(&["--timeout", "1", "--retries", "2"]);
+
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    assert!(
+        stderr.contains("below the minimum rate of 1024 bytes/s") && stderr.contains("--min-rate"),
+        "the error should name the rate rule: {stderr}"
+    );
+    assert_eq!(trickling.blob_gets(), 2, "{:#?}", trickling.proxy.hits());
+}
+
+#[test]
+fn the_deadline_ends_a_run_that_would_go_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let trickling = Trickling::start(tmp.path());
+
+    // No rate minimum: only the deadline can end this trickle.
+    let (stderr, took) =
+        trickling.failed_pull(&["--min-rate", "0", "--timeout", "5", "--deadline", "3s"]);
+
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(10),
+        "took {took:?}"
+    );
+    assert!(
+        stderr.contains("did not finish within --deadline 3s"),
+        "the error should name the deadline: {stderr}"
+    );
+    assert_eq!(trickling.blob_gets(), 1, "{:#?}", trickling.proxy.hits());
+}
