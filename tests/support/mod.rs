@@ -136,6 +136,18 @@ pub fn ocistep() -> assert_cmd::Command {
     cmd
 }
 
+/// The `ocistep` binary as a [`std::process::Command`], isolated like
+/// [`ocistep`], for tests that start runs without waiting for them or set
+/// up the process themselves (e.g. its umask).
+pub fn ocistep_process() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocistep"));
+    for var in SCRUBBED_ENV {
+        cmd.env_remove(var);
+    }
+    cmd.env("HOME", fresh_home());
+    cmd
+}
+
 /// The external program `name` (see [`require_tool`]) as a
 /// [`std::process::Command`], isolated like [`ocistep`]: fresh `HOME`,
 /// [`SCRUBBED_ENV`] removed.
