@@ -69,6 +69,7 @@ pub async fn run(
         }
     };
     let entries = walked.map_err(|e| Error::Internal(format!("walking thread failed: {e}")))??;
+    crate::bundle::secrets::warn(&entries);
     tracing::debug!(
         "walked {} entries in {:.2?}",
         entries.len(),
