@@ -9,7 +9,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use support::tree::write;
-use support::{ocistep, ocistep_process, require_tool, run_ok, tool, Registry};
+use support::{ocistep, ocistep_process, push_bundle, require_tool, run_ok, tool, Registry};
 
 /// Processes started at once in each round.
 const WRITERS: usize = 8;
@@ -133,12 +133,7 @@ fn concurrent_pulls_into_one_cache_keep_every_tag() {
         let src = tmp.path().join(format!("src-{writer}"));
         write(&src, "file.txt", format!("writer {writer}\n").as_bytes());
         let image = format!("{}/app:t{writer}", reg.host());
-        ocistep()
-            .arg("--push-source-bundle")
-            .arg(&src)
-            .args(["--image", &image])
-            .assert()
-            .success();
+        push_bundle(&src, &image).success();
         images.push(image);
     }
     let mut expected = images.clone();

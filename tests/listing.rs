@@ -6,8 +6,8 @@ mod support;
 
 use std::path::Path;
 
-use support::ocistep;
 use support::tree::write;
+use support::{ocistep, push_artifact_dir, push_bundle};
 
 /// A tree with a name holding a newline (that would print as a line of its
 /// own naming `/etc/cron.d/x`), one holding an ANSI colour sequence, and a
@@ -50,25 +50,36 @@ fn assert_listing(stdout: &[u8], expected: &[String]) {
     assert!(!lines.contains(&"/etc/cron.d/x"), "a forged line:\n{text}");
 }
 
-#[test]
-fn bundle_listing_escapes_newlines_and_escape_sequences() {
+/// Pushes [`hostile_names_tree`] (as `name`) into a layout with `push`,
+/// pulls it with `pull` and `--show-listing`, and returns the scratch
+/// directory (the pull went to `work/`) and stdout.
+fn pushed_and_listed(
+    name: &str,
+    push: impl FnOnce(&Path, &str),
+    pull: &str,
+) -> (tempfile::TempDir, Vec<u8>) {
     let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
+    let src = tmp.path().join(name);
     hostile_names_tree(&src);
     let image = format!("oci:{}:v1", tmp.path().join("layout").display());
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(&src)
-        .args(["--image", &image])
-        .assert()
-        .success();
+    push(&src, &image);
     let out = ocistep()
-        .arg("--pull-source-bundle")
+        .arg(pull)
         .arg(tmp.path().join("work"))
         .args(["--image", &image, "--show-listing"])
         .assert()
         .success();
-    assert_listing(&out.get_output().stdout, &expected_lines(""));
+    let stdout = out.get_output().stdout.clone();
+    (tmp, stdout)
+}
+
+#[test]
+fn bundle_listing_escapes_newlines_and_escape_sequences() {
+    let push = |src: &Path, image: &str| {
+        push_bundle(src, image).success();
+    };
+    let (tmp, stdout) = pushed_and_listed("src", push, "--pull-source-bundle");
+    assert_listing(&stdout, &expected_lines(""));
     // The files themselves keep their names.
     assert!(tmp.path().join("work/a\n/etc/cron.d/x").is_file());
     assert!(tmp.path().join("work/\x1b[31mred").is_file());
@@ -76,29 +87,12 @@ fn bundle_listing_escapes_newlines_and_escape_sequences() {
 
 #[test]
 fn artifact_listing_escapes_newlines_and_escape_sequences() {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("tree");
-    hostile_names_tree(&src);
-    let image = format!("oci:{}:v1", tmp.path().join("layout").display());
-    ocistep()
-        .args([
-            "--push-artifact",
-            "--artifact-type",
-            "application/vnd.example.test",
-            "--file",
-        ])
-        .arg(&src)
-        .args(["--image", &image])
-        .assert()
-        .success();
-    let out = ocistep()
-        .arg("--pull-artifact")
-        .arg(tmp.path().join("work"))
-        .args(["--image", &image, "--show-listing"])
-        .assert()
-        .success();
+    let push = |src: &Path, image: &str| {
+        push_artifact_dir(src, image).success();
+    };
+    let (_tmp, stdout) = pushed_and_listed("tree", push, "--pull-artifact");
     let mut expected = expected_lines("tree/");
     expected.push("tree".to_string());
     expected.sort();
-    assert_listing(&out.get_output().stdout, &expected);
+    assert_listing(&stdout, &expected);
 }

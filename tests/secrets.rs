@@ -8,8 +8,8 @@ mod support;
 
 use std::path::Path;
 
-use support::ocistep;
 use support::tree::write;
+use support::{ocistep, push_artifact_dir};
 
 /// Secret values planted in the tree; none may appear in any output.
 const SECRETS: &[&str] = &[
@@ -194,17 +194,7 @@ fn artifact_directories_are_checked_too() {
     let src = tmp.path().join("site");
     tree_with_secrets(&src);
     let image = format!("oci:{}:v1", tmp.path().join("layout").display());
-    let out = ocistep()
-        .args([
-            "--push-artifact",
-            "--artifact-type",
-            "application/vnd.example.test",
-            "--file",
-        ])
-        .arg(&src)
-        .args(["--image", &image])
-        .assert()
-        .success();
+    let out = push_artifact_dir(&src, &image).success();
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
     assert_no_secret(&stderr);
     for file in SECRET_FILES {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use support::tree::{all_paths, sample_tree, write};
-use support::{ocistep, ocistep_process, require_tool, run_ok, Registry};
+use support::{ocistep_process, push_bundle, require_tool, run_ok, Registry};
 
 /// The uid and gid of `nobody`.
 const NOBODY: u32 = 65534;
@@ -102,12 +102,7 @@ fn pushed_bundle(reg: &Registry, dir: &Path) -> String {
     let src = dir.join("pushed");
     sample_tree(&src);
     let image = format!("{}/app:v1", reg.host());
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(&src)
-        .args(["--image", &image])
-        .assert()
-        .success();
+    push_bundle(&src, &image).success();
     image
 }
 
