@@ -3,8 +3,10 @@
 //! runs and modes.
 //!
 //! Entries are written to a temporary file and renamed into place, so
-//! concurrent runs never see partial content; every entry is verified
-//! before use, and a corrupted one is removed and fetched again.
+//! concurrent runs never see partial content, with the mode the umask
+//! allows, so runs as other users can read them; tags are recorded under
+//! the layout's lock, so concurrent runs keep every one. Every entry is
+//! verified before use, and a corrupted one is removed and fetched again.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,6 +16,7 @@ use crate::digest::{Digest, HashingReader};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::manifest::{Descriptor, FetchedManifest};
+use crate::shared_file;
 
 /// The cache directory and whether tags may be resolved from it alone.
 #[derive(Debug, Clone)]
@@ -91,8 +94,7 @@ impl Cache {
     pub fn blob_writer(&self, digest: &Digest) -> Result<BlobWriter> {
         let dest = self.layout.blob_path(digest);
         let dir = dest.parent().map(Path::to_path_buf).unwrap_or_default();
-        let file = tempfile::NamedTempFile::new_in(&dir)
-            .map_err(|e| Error::io("creating a cache entry in", &dir, e))?;
+        let file = shared_file::temp_file_in(&dir)?;
         Ok(BlobWriter { file, dest })
     }
 
@@ -108,7 +110,7 @@ impl Cache {
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
         let bytes = serde_json::to_vec(record).map_err(|e| Error::Internal(e.to_string()))?;
-        crate::results::write(Some(&path), &String::from_utf8_lossy(&bytes))
+        shared_file::write_atomic(&path, &bytes)
     }
 
     fn packed_path(&self, fingerprint: &Digest) -> PathBuf {

@@ -2,9 +2,12 @@
 //! `blobs/sha256/`, manifests named in `index.json`.
 //!
 //! Every write goes to a temporary file in the same directory and is renamed
-//! into place, so readers never see a partial blob or index.
+//! into place, so readers never see a partial blob or index; files get the
+//! mode the umask allows (see [`crate::shared_file`]). Changes to
+//! `index.json` are made under an exclusive lock on [`INDEX_LOCK`], so
+//! concurrent runs tagging into one layout all keep their tags.
 
-use std::io::Write;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -12,6 +15,11 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::manifest::{Descriptor, FetchedManifest, ANNOTATION_REF_NAME, OCI_INDEX};
+use crate::shared_file;
+
+/// The file in a layout that runs lock (`flock`) while they read, change
+/// and replace `index.json`. It holds nothing; other tools ignore it.
+pub const INDEX_LOCK: &str = "index.json.lock";
 
 /// An OCI image layout directory.
 #[derive(Debug, Clone)]
@@ -52,19 +60,22 @@ impl Layout {
         let layout = Layout {
             root: root.to_path_buf(),
         };
+        // Created only where absent, so a run creating the layout never
+        // replaces an index another run has tagged into meanwhile.
         if !root.join("oci-layout").is_file() {
-            layout.write_atomic(
+            shared_file::create_atomic(
                 &root.join("oci-layout"),
                 br#"{"imageLayoutVersion":"1.0.0"}"#,
             )?;
         }
         if !root.join("index.json").is_file() {
-            layout.write_index(&Index {
+            let empty = Index {
                 schema_version: 2,
                 media_type: Some(OCI_INDEX.to_string()),
                 manifests: Vec::new(),
                 annotations: None,
-            })?;
+            };
+            shared_file::create_atomic(&root.join("index.json"), &index_bytes(&empty)?)?;
         }
         Ok(layout)
     }
@@ -82,21 +93,22 @@ impl Layout {
     /// Stores bytes as a blob.
     pub fn put_blob_bytes(&self, digest: &Digest, bytes: &[u8]) -> Result<()> {
         if !self.has_blob(digest) {
-            self.write_atomic(&self.blob_path(digest), bytes)?;
+            shared_file::write_atomic(&self.blob_path(digest), bytes)?;
         }
         Ok(())
     }
 
-    /// Stores a file as a blob (copied, then renamed into place).
+    /// Stores a file as a blob (its content copied, then renamed into
+    /// place; the blob's mode is the layout's, not the source file's).
     pub fn put_blob_file(&self, digest: &Digest, src: &Path) -> Result<()> {
         if self.has_blob(digest) {
             return Ok(());
         }
         let dest = self.blob_path(digest);
-        let dir = dest.parent().unwrap_or(&self.root);
-        let tmp = tempfile::NamedTempFile::new_in(dir)
-            .map_err(|e| Error::io("creating temp file in", dir, e))?;
-        std::fs::copy(src, tmp.path()).map_err(|e| Error::io("copying blob to", tmp.path(), e))?;
+        let mut tmp = shared_file::temp_file_in(dest.parent().unwrap_or(&self.root))?;
+        let mut from = File::open(src).map_err(|e| Error::io("opening", src, e))?;
+        std::io::copy(&mut from, tmp.as_file_mut())
+            .map_err(|e| Error::io("copying blob to", tmp.path(), e))?;
         tmp.persist(&dest)
             .map_err(|e| Error::io("storing blob", &dest, e.error))?;
         Ok(())
@@ -189,21 +201,19 @@ impl Layout {
 
     /// Names `desc` with `tag` in index.json, replacing an earlier manifest of that name.
     pub fn set_tag(&self, tag: &str, mut desc: Descriptor) -> Result<()> {
-        let mut index = self.read_index()?;
-        index
-            .manifests
-            .retain(|d| d.annotations.get(ANNOTATION_REF_NAME).map(String::as_str) != Some(tag));
         desc.annotations
             .insert(ANNOTATION_REF_NAME.to_string(), tag.to_string());
-        index.manifests.push(desc);
-        self.write_index(&index)
+        self.update_index(|index| {
+            index.manifests.retain(|d| {
+                d.annotations.get(ANNOTATION_REF_NAME).map(String::as_str) != Some(tag)
+            });
+            index.manifests.push(desc);
+        })
     }
 
     /// Removes every index.json entry for `digest` (blobs stay until garbage-collected).
     pub fn remove_manifest(&self, digest: &Digest) -> Result<()> {
-        let mut index = self.read_index()?;
-        index.manifests.retain(|d| d.digest != digest.as_str());
-        self.write_index(&index)
+        self.update_index(|index| index.manifests.retain(|d| d.digest != digest.as_str()))
     }
 
     /// The layout directory.
@@ -219,21 +229,38 @@ impl Layout {
         })
     }
 
-    fn write_index(&self, index: &Index) -> Result<()> {
-        let bytes = serde_json::to_vec(index).map_err(|e| Error::Internal(e.to_string()))?;
-        self.write_atomic(&self.root.join("index.json"), &bytes)
+    /// Reads index.json, applies `change` and writes it back, holding the
+    /// layout's lock throughout, so a concurrent run's change is never
+    /// overwritten by one made to an older copy.
+    fn update_index(&self, change: impl FnOnce(&mut Index)) -> Result<()> {
+        let _lock = self.lock_index()?;
+        let mut index = self.read_index()?;
+        change(&mut index);
+        shared_file::write_atomic(&self.root.join("index.json"), &index_bytes(&index)?)
     }
 
-    fn write_atomic(&self, dest: &Path, bytes: &[u8]) -> Result<()> {
-        let dir = dest.parent().unwrap_or(&self.root);
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)
-            .map_err(|e| Error::io("creating temp file in", dir, e))?;
-        tmp.write_all(bytes)
-            .map_err(|e| Error::io("writing", tmp.path(), e))?;
-        tmp.persist(dest)
-            .map_err(|e| Error::io("writing", dest, e.error))?;
-        Ok(())
+    /// Takes the exclusive lock on [`INDEX_LOCK`], waiting for a run that
+    /// holds it; released when the returned file is dropped (or the process
+    /// ends). A lock file another user created is opened read-only, which
+    /// is enough to lock it.
+    fn lock_index(&self) -> Result<File> {
+        let path = self.root.join(INDEX_LOCK);
+        let file = match File::open(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path),
+            opened => opened,
+        }
+        .map_err(|e| Error::io("opening the lock file", &path, e))?;
+        file.lock().map_err(|e| Error::io("locking", &path, e))?;
+        Ok(file)
     }
+}
+
+fn index_bytes(index: &Index) -> Result<Vec<u8>> {
+    serde_json::to_vec(index).map_err(|e| Error::Internal(e.to_string()))
 }
 
 #[cfg(test)]
@@ -261,6 +288,37 @@ mod tests {
             crate::ExitCode::NotFound
         );
         assert!(Layout::open(dir.path()).is_ok());
+    }
+
+    #[test]
+    fn concurrent_tags_are_all_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        std::thread::scope(|scope| {
+            for thread in 0..8 {
+                let root = &root;
+                scope.spawn(move || {
+                    for n in 0..20 {
+                        let l = Layout::open_or_create(root).unwrap();
+                        let m = format!("{{\"schemaVersion\":2,\"n\":\"{thread}-{n}\"}}");
+                        let d = Digest::of(m.as_bytes());
+                        l.put_blob_bytes(&d, m.as_bytes()).unwrap();
+                        l.set_tag(
+                            &format!("t{thread}-{n}"),
+                            Descriptor::new(OCI_MANIFEST, &d, m.len() as u64),
+                        )
+                        .unwrap();
+                    }
+                });
+            }
+        });
+        let l = Layout::open(&root).unwrap();
+        assert_eq!(l.manifests().unwrap().len(), 8 * 20);
+        for thread in 0..8 {
+            for n in 0..20 {
+                assert!(l.resolve(Some(&format!("t{thread}-{n}")), None).is_ok());
+            }
+        }
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod redact;
 pub mod reference;
 pub mod registry;
 pub mod results;
+pub mod shared_file;
 pub mod store;
 pub mod timestamp;
 pub mod transfer;

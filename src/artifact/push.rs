@@ -249,6 +249,7 @@ fn missing(path: &Path, e: std::io::Error) -> Error {
 /// so `oras pull` recreates it under its name.
 fn pack_dir(dir: &Path, title: &str, opts: &DirOptions) -> Result<PackedLayer> {
     let tree = walk::walk(dir, &opts.walk, &mut |w| tracing::warn!("{w}"))?;
+    crate::bundle::secrets::warn(&tree);
     let mut prefixed = Vec::with_capacity(tree.entries.len() + 1);
     prefixed.push(SourceEntry {
         rel: title.to_string(),

@@ -14,6 +14,7 @@ pub mod pack;
 pub mod pargunzip;
 pub mod pargz;
 pub mod read_into;
+pub mod secrets;
 pub mod walk;
 pub mod writer;
 

@@ -40,11 +40,15 @@ pub fn require_tag(target: &Target, example: &str) -> Result<()> {
     }
 }
 
-/// Prints extracted paths on stdout (`--show-listing`).
+/// Prints extracted paths on stdout (`--show-listing`), one a line, each
+/// escaped as error messages escape names (`{:?}` is this escaping in
+/// quotes): a newline in a name prints as `\n` and cannot forge a line of
+/// its own, control characters (terminal escape sequences) as `\u{1b}`,
+/// a backslash as `\\`. Ordinary names print as they are.
 pub fn print_listing(paths: &[String]) -> Result<()> {
     let mut out = std::io::stdout().lock();
     for path in paths {
-        writeln!(out, "{path}").map_err(|e| Error::io("writing", "stdout", e))?;
+        writeln!(out, "{}", path.escape_debug()).map_err(|e| Error::io("writing", "stdout", e))?;
     }
     Ok(())
 }

@@ -69,6 +69,7 @@ pub async fn run(
         }
     };
     let tree = walked.map_err(|e| Error::Internal(format!("walking thread failed: {e}")))??;
+    crate::bundle::secrets::warn(&tree);
     tracing::debug!(
         "walked {} entries in {:.2?}",
         tree.entries.len(),

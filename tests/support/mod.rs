@@ -136,6 +136,42 @@ pub fn ocistep() -> assert_cmd::Command {
     cmd
 }
 
+/// `ocistep --push-source-bundle DIR --image IMAGE`.
+pub fn push_bundle(dir: &Path, image: &str) -> assert_cmd::assert::Assert {
+    ocistep()
+        .arg("--push-source-bundle")
+        .arg(dir)
+        .args(["--image", image])
+        .assert()
+}
+
+/// `ocistep --push-artifact --file DIR --image IMAGE`: a directory pushed
+/// as a one-layer artifact of a test artifact type.
+pub fn push_artifact_dir(dir: &Path, image: &str) -> assert_cmd::assert::Assert {
+    ocistep()
+        .args([
+            "--push-artifact",
+            "--artifact-type",
+            "application/vnd.example.test",
+        ])
+        .arg("--file")
+        .arg(dir)
+        .args(["--image", image])
+        .assert()
+}
+
+/// The `ocistep` binary as a [`std::process::Command`], isolated like
+/// [`ocistep`], for tests that start runs without waiting for them or set
+/// up the process themselves (e.g. its umask).
+pub fn ocistep_process() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocistep"));
+    for var in SCRUBBED_ENV {
+        cmd.env_remove(var);
+    }
+    cmd.env("HOME", fresh_home());
+    cmd
+}
+
 /// The external program `name` (see [`require_tool`]) as a
 /// [`std::process::Command`], isolated like [`ocistep`]: fresh `HOME`,
 /// [`SCRUBBED_ENV`] removed.
