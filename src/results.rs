@@ -122,8 +122,8 @@ pub fn write(path: Option<&Path>, value: &str) -> Result<()> {
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir).map_err(|e| Error::io("creating result directory", dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .map_err(|e| Error::io("creating result file in", dir, e))?;
+    // The umask decides who reads it: a later step may run as another user.
+    let mut tmp = crate::shared_file::temp_file_in(dir)?;
     tmp.write_all(value.as_bytes())
         .map_err(|e| Error::io("writing result file", path, e))?;
     tmp.persist(path)
@@ -152,6 +152,16 @@ mod tests {
         write(Some(&p), "sha256:abc").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"sha256:abc");
         write(None, "ignored").unwrap();
+        // Readable by whom the umask allows, not only this user.
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let umask = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Umask:"))
+            .map(|m| u32::from_str_radix(m.trim(), 8).unwrap())
+            .unwrap();
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&p).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o666 & !umask);
     }
 
     #[test]

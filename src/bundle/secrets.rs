@@ -10,8 +10,8 @@
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd};
 
-use crate::bundle::ignore_rules::IGNORE_FILE_NAME;
 use crate::bundle::beneath;
+use crate::bundle::ignore_rules::IGNORE_FILE_NAME;
 use crate::bundle::walk::{FileAt, SourceKind, SourceTree};
 
 /// How much of a candidate file is read: credential stores are a few
