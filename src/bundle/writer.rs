@@ -405,15 +405,16 @@ fn perform(dest: &Beneath, job: Job, open: &mut Option<Open>) -> Result<()> {
 }
 
 /// The error for a failure to write `rel` beneath `dest`: a symlink or a
-/// file met on its way, or a directory gone that the extraction made, means
-/// another process changed the target while it was written; anything else
-/// is a local I/O error.
+/// file met on its way, a directory gone that the extraction made, or an
+/// entry where it made none, means another process changed the target while
+/// it was written; anything else is a local I/O error.
 pub(crate) fn written_error(dest: &Beneath, rel: &str, e: std::io::Error) -> Error {
-    if beneath::is_swapped(&e) || e.kind() == std::io::ErrorKind::NotFound {
+    use std::io::ErrorKind::{AlreadyExists, NotFound};
+    if beneath::is_swapped(&e) || matches!(e.kind(), NotFound | AlreadyExists) {
         Error::UnsafeArchive(format!(
-            "{:?} was removed, or replaced by a symlink or a file, while the pull wrote to it: \
-             another process is changing the target directory; nothing was written through a \
-             symlink, and the pull was stopped",
+            "{:?} was removed, replaced (by a symlink or a file) or created by another process \
+             while the pull wrote to it; nothing was written through a symlink, and the pull \
+             was stopped: make sure nothing else writes to the target directory during a pull",
             dest.shown(rel)
         ))
     } else {
