@@ -147,12 +147,7 @@ fn concurrent_pulls_share_one_cache() {
     let src = tmp.path().join("src");
     write(&src, "big.bin", &support::tree::pseudo_random(8 << 20, 3));
     let image = format!("{}/app:big", reg.host());
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(&src)
-        .args(["--image", &image])
-        .assert()
-        .success();
+    support::push_bundle(&src, &image).success();
     let cache = tmp.path().join("cache");
     let bin = env!("CARGO_BIN_EXE_ocistep");
     let children: Vec<_> = (0..4)

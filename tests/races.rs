@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use support::ocistep;
+use support::{ocistep, push_bundle};
 use support::tree::write;
 
 /// What the outside file holds: as long as the file it takes the place of,
@@ -169,12 +169,7 @@ fn a_pull_never_writes_through_a_directory_swapped_for_a_symlink() {
     }
     let layout = dir.path().join("layout");
     let image = format!("oci:{}:v1", layout.display());
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(&src)
-        .args(["--image", &image])
-        .assert()
-        .success();
+    push_bundle(&src, &image).success();
     let outside = dir.path().join("outside");
     std::fs::create_dir(&outside).unwrap();
     let target = dir.path().join("target");
