@@ -21,6 +21,7 @@ pub mod progress;
 pub mod reference;
 pub mod registry;
 pub mod results;
+pub mod signals;
 pub mod store;
 pub mod timestamp;
 pub mod transfer;
