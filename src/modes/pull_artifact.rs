@@ -52,7 +52,9 @@ pub async fn run(
     );
 
     let staging = Staging::new(dir)?;
-    let mut written = write_files(ctx, &store, &planned, &staging, &mut budget).await?;
+    let mut written = write_files(ctx, &store, &planned, &staging, &mut budget)
+        .await
+        .map_err(install::archive_fault)?;
     for (layer, paths) in planned.iter().zip(written.iter_mut()) {
         if let PlannedKind::Unpack(compression) = layer.kind {
             *paths = unpack_layer(
@@ -64,7 +66,8 @@ pub async fn run(
                 staging.path(),
                 &mut budget,
             )
-            .await?;
+            .await
+            .map_err(install::archive_fault)?;
         }
     }
     let listing: Vec<String> = written.into_iter().flatten().collect();

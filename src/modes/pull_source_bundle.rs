@@ -74,7 +74,8 @@ pub async fn run(
                 extracted
             }
         })
-        .await?;
+        .await
+        .map_err(install::archive_fault)?;
     staging.commit(args.overwrite)?;
     tracing::info!(
         "extracted {} entries ({} bytes) into {} in {:.2?}",
