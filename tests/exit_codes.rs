@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use support::faults::FaultProxy;
 use support::tree::{gzip, layout_with_layer, pseudo_random, sample_tree, snapshot, write};
-use support::{fresh_home, ocistep, Registry, SCRUBBED_ENV};
+use support::{ocistep, Registry};
 
 use ocistep::manifest::OCI_LAYER_GZIP;
 
@@ -31,12 +31,7 @@ fn push(src: &Path, image: &str) -> String {
 }
 
 fn pull(image: &str, target: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(target)
-        .args(["--image", image])
-        .args(extra)
-        .assert()
+    support::pull_bundle(target, image, extra)
 }
 
 /// The blob files of the cache at `cache`.
@@ -75,13 +70,16 @@ fn offline_with_a_corrupted_cached_blob_asks_nothing_and_exits_5() {
     }
     assert_eq!(corrupted.len(), 1);
     let target = tmp.path().join("w2");
-    let out = pull(
-        &through_proxy,
-        &target,
-        &["--cache-dir", cache_arg, "--offline"],
-    )
-    .code(5);
-    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    let offline = |code: i32| {
+        let out = pull(
+            &through_proxy,
+            &target,
+            &["--cache-dir", cache_arg, "--offline"],
+        )
+        .code(code);
+        String::from_utf8_lossy(&out.get_output().stderr).into_owned()
+    };
+    let stderr = offline(5);
     assert!(
         stderr.contains(&corrupted[0].display().to_string()),
         "{stderr}"
@@ -94,37 +92,23 @@ fn offline_with_a_corrupted_cached_blob_asks_nothing_and_exits_5() {
     let digest = pinned.rsplit_once('@').unwrap().1.replace("sha256:", "");
     let manifest = cache.join("blobs/sha256").join(&digest);
     std::fs::write(&manifest, b"{}").unwrap();
-    let out = pull(
-        &through_proxy,
-        &target,
-        &["--cache-dir", cache_arg, "--offline"],
-    )
-    .code(5);
-    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    let stderr = offline(5);
     assert!(stderr.contains(&manifest.display().to_string()), "{stderr}");
     // Missing altogether now: not found.
-    pull(
-        &through_proxy,
-        &target,
-        &["--cache-dir", cache_arg, "--offline"],
-    )
-    .code(4);
+    offline(4);
     assert_eq!(proxy.hits(), Vec::new(), "no request at all");
 }
 
 /// ocistep pulling `image` into `target`, started in the background.
 fn spawn_pull(image: &str, target: &Path) -> std::process::Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocistep"));
-    for var in SCRUBBED_ENV {
-        cmd.env_remove(var);
-    }
-    cmd.env("HOME", fresh_home())
+    support::ocistep_command()
         .arg("--pull-source-bundle")
         .arg(target)
         .args(["--image", image, "-q"])
         .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    cmd.spawn().unwrap()
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 #[test]

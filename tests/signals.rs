@@ -8,27 +8,24 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use support::faults::{Fault, FaultProxy, Rule};
 use support::tree::{pseudo_random, sample_tree, snapshot, write};
-use support::{fresh_home, ocistep, Registry, SCRUBBED_ENV};
+use support::{ocistep, Registry};
 
 const STAGING_PREFIX: &str = ".ocistep-staging-";
 
 /// ocistep with `args`, started in the background with its stderr in
 /// `log`.
 fn spawn(args: &[&str], log: &Path) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocistep"));
-    for var in SCRUBBED_ENV {
-        cmd.env_remove(var);
-    }
-    cmd.env("HOME", fresh_home())
+    support::ocistep_command()
         .args(args)
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap());
-    cmd.spawn().expect("start ocistep")
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("start ocistep")
 }
 
 /// Sends `signal` to `child` and returns its exit code (within 20 s).
@@ -255,23 +252,8 @@ fn sigterm_mid_push_cancels_its_upload_session() {
         "{:#?}",
         proxy.hits()
     );
-    assert_eq!(upload_data_left(&reg, "pushed"), Vec::<PathBuf>::new());
+    assert_eq!(reg.upload_data_left("pushed"), Vec::<PathBuf>::new());
     assert_eq!(proxy.count("PUT", "/manifests/"), 0, "no tag was written");
-}
-
-/// The data files of upload sessions still open in `repo` (distribution's
-/// filesystem layout).
-fn upload_data_left(reg: &Registry, repo: &str) -> Vec<PathBuf> {
-    let uploads = reg
-        .storage_dir()
-        .join(format!("docker/registry/v2/repositories/{repo}/_uploads"));
-    std::fs::read_dir(&uploads)
-        .map(|dir| {
-            dir.map(|e| e.unwrap().path().join("data"))
-                .filter(|data| data.exists())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[test]

@@ -136,6 +136,27 @@ pub fn ocistep() -> assert_cmd::Command {
     cmd
 }
 
+/// The `ocistep` binary as a [`std::process::Command`], isolated like
+/// [`ocistep`], for runs started in the background (signalled, raced).
+pub fn ocistep_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocistep"));
+    for var in SCRUBBED_ENV {
+        cmd.env_remove(var);
+    }
+    cmd.env("HOME", fresh_home());
+    cmd
+}
+
+/// `ocistep --pull-source-bundle TARGET --image IMAGE EXTRA...`, run.
+pub fn pull_bundle(target: &Path, image: &str, extra: &[&str]) -> assert_cmd::assert::Assert {
+    ocistep()
+        .arg("--pull-source-bundle")
+        .arg(target)
+        .args(["--image", image])
+        .args(extra)
+        .assert()
+}
+
 /// The external program `name` (see [`require_tool`]) as a
 /// [`std::process::Command`], isolated like [`ocistep`]: fresh `HOME`,
 /// [`SCRUBBED_ENV`] removed.
