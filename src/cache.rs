@@ -49,6 +49,38 @@ impl Cache {
         Some(FetchedManifest::new(bytes, None))
     }
 
+    /// A cached manifest by digest for `image`. A miss is `None` online;
+    /// with `--offline` it is an error naming the entry (exit 4 when
+    /// missing, 5 when corrupted), since the registry may not be asked.
+    pub fn manifest_by_digest(
+        &self,
+        digest: &Digest,
+        image: &str,
+    ) -> Result<Option<FetchedManifest>> {
+        let path = self.layout.blob_path(digest);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(_) if self.offline => {
+                return Err(self.offline_missing(&format!("manifest {digest} of {image}"), &path))
+            }
+            Err(_) => return Ok(None),
+        };
+        let actual = Digest::of(&bytes);
+        if &actual != digest {
+            self.evict(digest);
+            if self.offline {
+                return Err(offline_corrupt(
+                    &format!("manifest of {image}"),
+                    &path,
+                    digest,
+                    &actual.to_string(),
+                ));
+            }
+            return Ok(None);
+        }
+        Ok(Some(FetchedManifest::new(bytes, None)))
+    }
+
     /// The manifest last seen for `reference` (`registry/repo:tag`).
     pub fn manifest_for_tag(&self, reference: &str) -> Option<FetchedManifest> {
         let desc = self.layout.resolve(Some(reference), None).ok()?;
@@ -58,44 +90,84 @@ impl Cache {
     }
 
     /// Stores a manifest, and remembers it for `tag_reference` when given.
-    pub fn put_manifest(
-        &self,
-        fetched: &FetchedManifest,
-        tag_reference: Option<&str>,
-    ) -> Result<()> {
-        self.layout
-            .put_blob_bytes(&fetched.digest, &fetched.bytes)?;
-        if let Some(reference) = tag_reference {
-            self.layout.set_tag(reference, fetched.descriptor())?;
+    /// A cache that cannot be written (a full disk) gets a warning: the
+    /// run goes on without it.
+    pub fn put_manifest(&self, fetched: &FetchedManifest, tag_reference: Option<&str>) {
+        let stored = self
+            .layout
+            .put_blob_bytes(&fetched.digest, &fetched.bytes)
+            .and_then(|()| match tag_reference {
+                Some(reference) => self.layout.set_tag(reference, fetched.descriptor()),
+                None => Ok(()),
+            });
+        if let Err(e) = stored {
+            self.warn_unwritable(&e);
         }
-        Ok(())
     }
 
     /// The path of a cached blob whose content matches `desc`, checked now;
-    /// a corrupted or wrong-sized entry is removed and `None` returned.
-    pub fn verified_blob(&self, desc: &Descriptor) -> Option<PathBuf> {
-        let digest = desc.parsed_digest().ok()?;
+    /// a corrupted or wrong-sized entry is removed. A miss is `None`
+    /// online; with `--offline` it is an error naming the entry (exit 4
+    /// when missing, 5 when corrupted), since the registry may not be
+    /// asked.
+    pub fn verified_blob(&self, desc: &Descriptor) -> Result<Option<PathBuf>> {
+        let digest = desc.parsed_digest()?;
         let path = self.layout.blob_path(&digest);
-        let file = std::fs::File::open(&path).ok()?;
+        let Ok(file) = std::fs::File::open(&path) else {
+            if self.offline {
+                return Err(self.offline_missing(&format!("blob {digest}"), &path));
+            }
+            return Ok(None);
+        };
         match HashingReader::new(std::io::BufReader::with_capacity(256 * 1024, file))
             .drain_and_finish()
         {
-            Ok((actual, size)) if actual == digest && size == desc.size => Some(path),
-            _ => {
-                tracing::warn!("cached blob {digest} is corrupted; fetching it again");
+            Ok((actual, size)) if actual == digest && size == desc.size => Ok(Some(path)),
+            read => {
                 self.evict(&digest);
-                None
+                if self.offline {
+                    let actual = match read {
+                        Ok((actual, size)) => format!("{actual} ({size} bytes)"),
+                        Err(e) => format!("an unreadable file ({e})"),
+                    };
+                    return Err(offline_corrupt("cached blob", &path, &digest, &actual));
+                }
+                tracing::warn!("cached blob {digest} is corrupted; fetching it again");
+                Ok(None)
             }
         }
     }
 
     /// A writer for a blob being downloaded; [`BlobWriter::commit`] makes it
-    /// visible once its digest has been verified.
-    pub fn blob_writer(&self, digest: &Digest) -> Result<BlobWriter> {
+    /// visible once its digest has been verified. `None` (with a warning)
+    /// when the cache cannot take a new entry.
+    pub fn blob_writer(&self, digest: &Digest) -> Option<BlobWriter> {
         let dest = self.layout.blob_path(digest);
         let dir = dest.parent().map(Path::to_path_buf).unwrap_or_default();
-        let file = shared_file::temp_file_in(&dir)?;
-        Ok(BlobWriter { file, dest })
+        match shared_file::temp_file_in(&dir) {
+            Ok(file) => Some(BlobWriter {
+                file,
+                dest,
+                cache: self.layout.root().to_path_buf(),
+                failed: false,
+            }),
+            Err(e) => {
+                self.warn_unwritable(&e);
+                None
+            }
+        }
+    }
+
+    fn warn_unwritable(&self, e: &Error) {
+        warn_unwritable(self.layout.root(), e);
+    }
+
+    /// The `--offline` error for an entry the cache does not hold.
+    fn offline_missing(&self, what: &str, path: &Path) -> Error {
+        Error::NotFound(format!(
+            "{what} is not in the cache ({}) and --offline forbids asking the registry; pull once without --offline to cache it",
+            path.display()
+        ))
     }
 
     /// The layer a tree with this fingerprint packed to before.
@@ -125,26 +197,65 @@ impl Cache {
     }
 }
 
-/// A blob on its way into the cache.
+/// The `--offline` error for a corrupted entry (removed already).
+fn offline_corrupt(what: &str, path: &Path, expected: &Digest, actual: &str) -> Error {
+    Error::DigestMismatch {
+        what: format!(
+            "{what} {} (the corrupted entry was removed; --offline forbids fetching it again, so pull once without --offline)",
+            path.display()
+        ),
+        expected: expected.to_string(),
+        actual: actual.to_string(),
+    }
+}
+
+/// Warns that the cache at `root` cannot be written and the run goes on
+/// without caching.
+fn warn_unwritable(root: &Path, e: &Error) {
+    tracing::warn!(
+        "the cache {} cannot be written ({e}); going on without caching (free space there, or pass another --cache-dir)",
+        root.display()
+    );
+}
+
+/// A blob on its way into the cache. A write that fails (a full disk)
+/// gets a warning and the entry is dropped: the download goes on.
 pub struct BlobWriter {
     file: tempfile::NamedTempFile,
     dest: PathBuf,
+    cache: PathBuf,
+    failed: bool,
 }
 
 impl BlobWriter {
     /// Appends a chunk.
-    pub fn write(&mut self, chunk: &[u8]) -> Result<()> {
-        self.file
-            .write_all(chunk)
-            .map_err(|e| Error::io("writing cache entry", self.file.path(), e))
+    pub fn write(&mut self, chunk: &[u8]) {
+        if self.failed {
+            return;
+        }
+        if let Err(e) = self.file.write_all(chunk) {
+            self.failed = true;
+            warn_unwritable(
+                &self.cache,
+                &Error::io("writing cache entry", self.file.path(), e),
+            );
+            // Gives the space back now rather than at the end.
+            let _ = self.file.as_file().set_len(0);
+        }
     }
 
-    /// Renames the verified blob into place (another run may have won the race: fine).
-    pub fn commit(self) -> Result<()> {
-        self.file
-            .persist(&self.dest)
-            .map_err(|e| Error::io("storing cache entry", &self.dest, e.error))?;
-        Ok(())
+    /// Renames the verified blob into place (another run may have won the
+    /// race: fine); nothing when a write failed.
+    pub fn commit(self) {
+        if self.failed {
+            return;
+        }
+        if let Err(e) = self.file.persist(&self.dest) {
+            warn_unwritable(
+                &self.cache,
+                &Error::io("storing cache entry", &self.dest, e.error),
+            );
+        }
     }
 }
 
@@ -160,13 +271,21 @@ mod tests {
         let data = b"blob content";
         let digest = Digest::of(data);
         let mut w = cache.blob_writer(&digest).unwrap();
-        w.write(data).unwrap();
-        w.commit().unwrap();
+        w.write(data);
+        w.commit();
         let desc = Descriptor::new(OCI_LAYER_GZIP, &digest, data.len() as u64);
-        assert!(cache.verified_blob(&desc).is_some());
+        assert!(cache.verified_blob(&desc).unwrap().is_some());
         std::fs::write(cache.layout.blob_path(&digest), b"blob c0ntent").unwrap();
-        assert!(cache.verified_blob(&desc).is_none());
+        assert!(cache.verified_blob(&desc).unwrap().is_none());
         assert!(!cache.layout.blob_path(&digest).exists());
+
+        let offline = Cache::open(dir.path(), true).unwrap();
+        let e = offline.verified_blob(&desc).unwrap_err();
+        assert_eq!(e.exit_code(), crate::ExitCode::NotFound, "{e}");
+        std::fs::write(cache.layout.blob_path(&digest), b"blob c0ntent").unwrap();
+        let e = offline.verified_blob(&desc).unwrap_err();
+        assert_eq!(e.exit_code(), crate::ExitCode::DigestMismatch, "{e}");
+        assert!(e.to_string().contains("without --offline"), "{e}");
     }
 
     #[test]
@@ -178,7 +297,7 @@ mod tests {
                 .to_vec(),
             None,
         );
-        cache.put_manifest(&m, Some("reg.example/app:v1")).unwrap();
+        cache.put_manifest(&m, Some("reg.example/app:v1"));
         assert_eq!(cache.manifest(&m.digest).unwrap().bytes, m.bytes);
         assert_eq!(
             cache.manifest_for_tag("reg.example/app:v1").unwrap().digest,

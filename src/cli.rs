@@ -16,6 +16,7 @@ use crate::modes::{self, Context};
 use crate::platform::Platform;
 use crate::reference::Target;
 use crate::registry::{credentials, retry::RetryPolicy, ClientOptions, RegistryClient};
+use crate::signals;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -482,7 +483,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(p) => Platform::parse(p)?,
         None => Platform::host(),
     };
-    crate::deadline::block_on(runtime, cli.registry.deadline, async {
+    let mode = async {
         if let Some(dir) = &cli.mode.push_source_bundle {
             modes::push_source_bundle::run(&ctx, dir, &target, &cli.push, &annotations).await
         } else if let Some(dir) = &cli.mode.pull_source_bundle {
@@ -511,7 +512,24 @@ pub fn run(cli: Cli) -> Result<()> {
         } else {
             Err(Error::Usage("no mode given; see --help".to_string()))
         }
-    })
+    };
+    // A push gets time to cancel its upload session; everything else is
+    // dropped at once, which removes what it staged.
+    let grace = if cli.mode.push_source_bundle.is_some() {
+        signals::PUSH_GRACE
+    } else {
+        Duration::ZERO
+    };
+    let mode = crate::deadline::within(cli.registry.deadline, mode);
+    let result = runtime.block_on(signals::run_until_stopped(mode, grace));
+    match &result {
+        // Threads still packing or walking are not waited for.
+        Err(Error::Stopped(_)) => runtime.shutdown_timeout(Duration::from_millis(100)),
+        // Past a deadline, they get a moment to see that the run is over.
+        Err(_) => runtime.shutdown_timeout(crate::deadline::GRACE),
+        Ok(_) => {}
+    }
+    result
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 
 /// How long work still running on blocking threads (extraction, packing)
 /// is given to see that the run was given up, once the deadline passed.
-const GRACE: Duration = Duration::from_secs(1);
+pub const GRACE: Duration = Duration::from_secs(1);
 
 /// Parses a duration: whole seconds (`90`), or a number with a unit
 /// (`90s`, `15m`, `2h`). Zero is refused.
@@ -41,20 +41,17 @@ pub fn parse(text: &str) -> std::result::Result<Duration, String> {
     Ok(Duration::from_secs(seconds))
 }
 
-/// Runs `work` on `runtime` to its end, or until `limit` has passed: then
-/// the work is dropped (which cancels its requests and removes its staging
-/// directories) and the run fails with exit code 8, naming the deadline.
-pub fn block_on<T>(
-    runtime: tokio::runtime::Runtime,
+/// Runs `work`, giving it up once `limit` has passed (exit 8). The caller
+/// then gives threads still working on its behalf [`GRACE`] to stop (see
+/// [`tokio::runtime::Runtime::shutdown_timeout`]).
+pub async fn within<T>(
     limit: Option<Duration>,
     work: impl Future<Output = Result<T>>,
 ) -> Result<T> {
     let Some(limit) = limit else {
-        return runtime.block_on(work);
+        return work.await;
     };
-    let outcome = runtime.block_on(async { tokio::time::timeout(limit, work).await });
-    runtime.shutdown_timeout(GRACE);
-    outcome.unwrap_or_else(|_| {
+    tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
         Err(Error::Unreachable(format!(
             "the run did not finish within --deadline {}s and was stopped; a registry may be \
              answering too slowly (see --timeout and --min-rate): raise --deadline, or try again later",
@@ -86,11 +83,12 @@ mod tests {
             .build()
             .unwrap();
         let started = std::time::Instant::now();
-        let e = block_on(runtime, Some(Duration::from_millis(100)), async {
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            Ok(())
-        })
-        .unwrap_err();
+        let e = runtime
+            .block_on(within(Some(Duration::from_millis(100)), async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                Ok(())
+            }))
+            .unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(5));
         assert_eq!(e.exit_code(), crate::ExitCode::Unreachable);
         assert!(e.to_string().contains("--deadline"), "{e}");

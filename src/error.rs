@@ -6,6 +6,8 @@
 
 use std::path::PathBuf;
 
+use crate::signals::Signal;
+
 /// Process exit codes, documented in the README. Each kind of failure a
 /// pipeline may want to react to has its own code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +40,12 @@ pub enum ExitCode {
     /// Some of several inputs (the children of an index) are missing or
     /// unreadable; the message lists each one.
     MissingInputs = 12,
+    /// Stopped by SIGHUP (128 + 1).
+    SigHup = 129,
+    /// Stopped by SIGINT (128 + 2).
+    SigInt = 130,
+    /// Stopped by SIGTERM (128 + 15).
+    SigTerm = 143,
 }
 
 /// Everything that can go wrong in ocistep.
@@ -98,6 +106,10 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A stop signal ended the run before it finished (what it had
+    /// started was cleaned up).
+    #[error("stopped by {}", .0.name())]
+    Stopped(crate::signals::Signal),
     /// Anything else.
     #[error("{0}")]
     Internal(String),
@@ -118,6 +130,11 @@ impl Error {
             Error::TargetConflict(_) => ExitCode::TargetConflict,
             Error::BadContent(_) => ExitCode::BadContent,
             Error::MissingInputs(_) => ExitCode::MissingInputs,
+            Error::Stopped(signal) => match signal {
+                Signal::Term => ExitCode::SigTerm,
+                Signal::Int => ExitCode::SigInt,
+                Signal::Hup => ExitCode::SigHup,
+            },
             Error::Io { .. } | Error::Internal(_) => ExitCode::Internal,
         }
     }

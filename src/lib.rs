@@ -24,6 +24,7 @@ pub mod reference;
 pub mod registry;
 pub mod results;
 pub mod shared_file;
+pub mod signals;
 pub mod store;
 pub mod timestamp;
 pub mod transfer;

@@ -4,6 +4,12 @@ use clap::Parser;
 
 fn main() {
     few_malloc_arenas();
+    // Before any other thread starts, so that all of them leave the stop
+    // signals to the thread that waits for them.
+    if let Err(e) = ocistep::signals::watch() {
+        eprintln!("error: {e}");
+        std::process::exit(e.exit_code() as i32);
+    }
     let cli = ocistep::cli::Cli::parse();
     let json = cli.output.log_format == ocistep::logging::LogFormat::Json;
     if let Err(e) = ocistep::cli::run(cli) {

@@ -352,7 +352,7 @@ impl Store {
                     }
                     hasher.update(&chunk);
                     if let Some(entry) = cache_entry.as_mut() {
-                        entry.write(&chunk)?;
+                        entry.write(&chunk);
                     }
                     if consumer_open && tx.send(Ok(chunk)).await.is_err() {
                         consumer_open = false;
@@ -375,7 +375,7 @@ impl Store {
         let (actual, size) = hasher.finish();
         digest::verify(&what, &digest, Some(desc.size), &actual, size)?;
         if let Some(entry) = cache_entry {
-            entry.commit()?;
+            entry.commit();
         }
         consumed
     }
@@ -395,14 +395,14 @@ impl Store {
                         None,
                     ));
                 };
-                if let Some(path) = cache.verified_blob(desc) {
+                if let Some(path) = cache.verified_blob(desc)? {
                     tracing::debug!("blob {digest} from the cache");
                     return Ok((BlobStream::File(open_file(&path, digest).await?), None));
                 }
-                let entry = cache.blob_writer(digest)?;
+                let entry = cache.blob_writer(digest);
                 Ok((
                     BlobStream::Http(client.get_blob(image, digest).await?),
-                    Some(entry),
+                    entry,
                 ))
             }
             Store::Layout { layout, .. } => Ok((

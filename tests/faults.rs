@@ -40,12 +40,7 @@ fn push(src: &Path, image: &str, digest_file: &Path, extra: &[&str]) -> assert_c
 }
 
 fn pull(target: &Path, image: &str, extra: &[&str]) -> assert_cmd::assert::Assert {
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(target)
-        .args(["--image", image])
-        .args(extra)
-        .assert()
+    support::pull_bundle(target, image, extra)
 }
 
 /// The layer digest of the bundle at `repo:tag`, read from the registry.
@@ -686,7 +681,7 @@ fn a_push_streams_its_layer_while_packing_unless_told_not_to() {
         assert_eq!(requests, sequence, "{tag}: {requests:#?}");
     }
     assert_eq!(
-        upload_data_left(&reg, "streamed"),
+        reg.upload_data_left("streamed"),
         Vec::<PathBuf>::new(),
         "the session of the layer the registry had is cancelled"
     );
@@ -897,25 +892,10 @@ fn a_large_streamed_layer_sends_its_last_part_with_the_closing_put() {
         "{requests:#?}"
     );
     assert_eq!(
-        upload_data_left(&reg, "refused"),
+        reg.upload_data_left("refused"),
         Vec::<PathBuf>::new(),
         "the refused session is cancelled, its data gone"
     );
-}
-
-/// The data files of upload sessions still open in `repo` (distribution's
-/// filesystem layout; a cancelled session may keep a stub of hash state).
-fn upload_data_left(reg: &Registry, repo: &str) -> Vec<PathBuf> {
-    let uploads = reg
-        .storage_dir()
-        .join(format!("docker/registry/v2/repositories/{repo}/_uploads"));
-    std::fs::read_dir(&uploads)
-        .map(|dir| {
-            dir.map(|e| e.unwrap().path().join("data"))
-                .filter(|data| data.exists())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[test]
@@ -1021,7 +1001,7 @@ fn a_stream_that_fails_falls_back_to_a_monolithic_upload() {
         // the registry's purge removes that session.
         if name == "stalled" {
             assert_eq!(
-                upload_data_left(&reg, name),
+                reg.upload_data_left(name),
                 Vec::<PathBuf>::new(),
                 "{name}: upload data left behind"
             );

@@ -454,7 +454,7 @@ fn missing_tools_fail_loudly_with_an_install_hint() {
 }
 
 #[test]
-fn ocistep_command_is_isolated() {
+fn ocistep_process_is_isolated() {
     // Building the command resolves the binary Cargo built for these tests.
     let _cmd = support::ocistep();
     assert!(std::path::Path::new(env!("CARGO_BIN_EXE_ocistep")).is_file());

@@ -15,12 +15,7 @@ use support::{ocistep, require_tool, Registry};
 const GZ: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
 fn pull(image: &str, target: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(target)
-        .args(["--image", image])
-        .args(extra)
-        .assert()
+    support::pull_bundle(target, image, extra)
 }
 
 fn refused(layer: Vec<u8>, extra: &[&str], expect_in_message: &str) {

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use support::{ocistep, push_bundle};
 use support::tree::write;
+use support::{ocistep, push_bundle};
 
 /// What the outside file holds: as long as the file it takes the place of,
 /// so only the identity check can tell them apart.

@@ -12,7 +12,7 @@ use crate::artifact::title::{self, Title};
 use crate::artifact::{ANNOTATION_CONTENT_DIGEST, ANNOTATION_FILE_MODE, ANNOTATION_UNPACK};
 use crate::bundle::beneath::Beneath;
 use crate::bundle::extract::{self, ExtractLimits, ExtractStats};
-use crate::bundle::install::STAGING_PREFIX;
+use crate::bundle::install::StagingDir;
 use crate::bundle::writer::written_error;
 use crate::bundle::{decompress, Compression};
 use crate::digest::{self, Digest, HashingReader};
@@ -200,12 +200,9 @@ pub fn remove_partial(root: &Path, title: &Title) -> Result<()> {
 }
 
 /// A scratch directory for one unpacked layer, next to the staging
-/// directory (so moving out of it is a rename), removed when dropped.
-pub fn scratch_dir(target: &Path) -> Result<tempfile::TempDir> {
-    tempfile::Builder::new()
-        .prefix(STAGING_PREFIX)
-        .tempdir_in(target)
-        .map_err(|e| Error::io("creating a scratch directory in", target, e))
+/// directory (so moving out of it is a rename), locked and removed like it.
+pub fn scratch_dir(target: &Path) -> Result<StagingDir> {
+    StagingDir::create_in(target)
 }
 
 /// Unpacks a tar layer into `scratch` (empty) with the safety checks and

@@ -9,7 +9,7 @@ use futures_util::future::join_all;
 
 use crate::artifact::pull::{self as artifact, Planned, PlannedKind};
 use crate::bundle::extract::ExtractLimits;
-use crate::bundle::install::Staging;
+use crate::bundle::install::{self, Staging};
 use crate::bundle::Compression;
 use crate::cli::{ArtifactArgs, PullArgs};
 use crate::error::{Error, Result};
@@ -18,6 +18,7 @@ use crate::platform::Platform;
 use crate::progress::{Progress, ProgressReader};
 use crate::reference::Target;
 use crate::results::{self, Outcome};
+use crate::signals::StopReader;
 use crate::store::Store;
 
 /// Runs the mode.
@@ -31,6 +32,7 @@ pub async fn run(
     platform: &Platform,
 ) -> Result<()> {
     let started = std::time::Instant::now();
+    install::remove_stale(dir);
     let store = Store::for_reading(target, &ctx.client)?;
     let top = store.get_manifest().await?;
     let fetched = store.resolve_platform(top.clone(), platform).await?;
@@ -50,7 +52,9 @@ pub async fn run(
     );
 
     let staging = Staging::new(dir)?;
-    let mut written = write_files(ctx, &store, &planned, staging.path(), &mut budget).await?;
+    let mut written = write_files(ctx, &store, &planned, &staging, &mut budget)
+        .await
+        .map_err(install::archive_fault)?;
     for (layer, paths) in planned.iter().zip(written.iter_mut()) {
         if let PlannedKind::Unpack(compression) = layer.kind {
             *paths = unpack_layer(
@@ -62,7 +66,8 @@ pub async fn run(
                 staging.path(),
                 &mut budget,
             )
-            .await?;
+            .await
+            .map_err(install::archive_fault)?;
         }
     }
     let listing: Vec<String> = written.into_iter().flatten().collect();
@@ -148,9 +153,10 @@ async fn write_files(
     ctx: &Context,
     store: &Store,
     planned: &[Planned],
-    root: &Path,
+    staging: &Staging,
     budget: &mut Budget,
 ) -> Result<Vec<Vec<String>>> {
+    let root = staging.path();
     let files = planned
         .iter()
         .filter(|l| matches!(l.kind, PlannedKind::File { .. }));
@@ -171,12 +177,14 @@ async fn write_files(
                 .restarting(|_| {
                     let (bar, title, root) =
                         (progress.clone(), layer.title.clone(), root.to_path_buf());
+                    let worker = staging.worker();
                     async move {
                         // A previous attempt may have left part of the file.
                         artifact::remove_partial(&root, &title)?;
                         store
                             .stream_blob(&layer.desc, move |reader| {
-                                let mut reader = ProgressReader::new(reader, bar);
+                                let _worker = worker;
+                                let mut reader = StopReader(ProgressReader::new(reader, bar));
                                 artifact::write_file(&mut reader, &root, &title, mode)?;
                                 Ok(vec![title.as_str()])
                             })
@@ -216,10 +224,12 @@ async fn unpack_layer(
             // Every attempt unpacks into a scratch directory of its own.
             let scratch = artifact::scratch_dir(target)?;
             let scratch_path = scratch.path().to_path_buf();
+            let worker = scratch.worker();
             let tar_digest = tar_digest.clone();
             let unpacked = store
                 .stream_blob(&layer.desc, move |reader| {
-                    let mut reader = ProgressReader::new(reader, bar);
+                    let _worker = worker;
+                    let mut reader = StopReader(ProgressReader::new(reader, bar));
                     artifact::unpack(
                         &mut reader,
                         compression,

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::bundle::extract::{self, ExtractLimits, ExtractStats};
 use crate::bundle::format;
-use crate::bundle::install::Staging;
+use crate::bundle::install::{self, Staging};
 use crate::cli::PullArgs;
 use crate::error::{Error, Result};
 use crate::modes::{print_listing, prune, Context};
@@ -14,6 +14,7 @@ use crate::platform::Platform;
 use crate::progress::{Progress, ProgressReader};
 use crate::reference::Target;
 use crate::results::{self, Outcome};
+use crate::signals::StopReader;
 use crate::store::Store;
 
 /// Runs the mode.
@@ -26,6 +27,7 @@ pub async fn run(
     platform: &Platform,
 ) -> Result<()> {
     let started = std::time::Instant::now();
+    install::remove_stale(dir);
     let store = Store::for_reading(target, &ctx.client)?;
     let top = store.get_manifest().await?;
     let fetched = store.resolve_platform(top.clone(), platform).await?;
@@ -48,6 +50,7 @@ pub async fn run(
                 staging.reset()
             };
             let path = staging.path().to_path_buf();
+            let worker = staging.worker();
             let compression = info.compression;
             let progress = Progress::bytes(info.layer.size, "downloading", ctx.progress);
             let bar = progress.clone();
@@ -57,8 +60,9 @@ pub async fn run(
                 reset?;
                 let extracted = store
                     .stream_blob(layer, move |reader| {
+                        let _worker = worker;
                         let mut listing = Vec::new();
-                        let mut reader = ProgressReader::new(reader, bar);
+                        let mut reader = StopReader(ProgressReader::new(reader, bar));
                         let stats =
                             extract::unpack(&mut reader, compression, &path, &limits, &mut |e| {
                                 listing.push(e.path.to_string())
@@ -70,7 +74,8 @@ pub async fn run(
                 extracted
             }
         })
-        .await?;
+        .await
+        .map_err(install::archive_fault)?;
     staging.commit(args.overwrite)?;
     tracing::info!(
         "extracted {} entries ({} bytes) into {} in {:.2?}",

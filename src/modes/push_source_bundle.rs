@@ -21,6 +21,7 @@ use crate::reference::Target;
 use crate::registry::api::{Feed, Streamed};
 use crate::registry::BlobSource;
 use crate::results::{self, Outcome};
+use crate::signals;
 use crate::store::Store;
 use crate::timestamp;
 
@@ -345,7 +346,7 @@ async fn pack_layer(
         location = &mut upload => {
             // The PATCH is done before the packing: the config goes out
             // while the last blocks are compressed.
-            if let (true, Some(store)) = (patched(&location), stream_to) {
+            if let (true, Some(store), None) = (patched(&location), stream_to, signals::received()) {
                 config = Some(upload_config(store, &mut diff_id_rx, source_timestamp).await);
             }
             (packing.await, location)
@@ -364,6 +365,12 @@ async fn pack_layer(
             }
         }
     };
+    if let Some(signal) = signals::received() {
+        // The feed ended the PATCH on the signal: the session it leaves is
+        // cancelled whatever the packing came to.
+        cancel().await;
+        return Err(Error::Stopped(signal));
+    }
     let packed = packed.map_err(|e| Error::Internal(format!("packing thread failed: {e}")))?;
     let (packed, sent) = match packed {
         Ok(packed) => packed,

@@ -9,6 +9,7 @@ use tokio::sync::mpsc::Sender;
 
 use crate::bundle::walk::{SourceEntry, SourceKind};
 use crate::registry::api::Feed;
+use crate::signals;
 
 /// Compressed chunks (up to about 1 MiB each) queued for a streamed upload.
 pub const STREAM_CHUNKS_IN_FLIGHT: usize = 8;
@@ -66,6 +67,11 @@ impl StreamFeed {
         let Some(sender) = &self.sender else {
             return;
         };
+        if signals::received().is_some() {
+            // Stopping: the PATCH ends here, so its session can be cancelled.
+            self.sender = None;
+            return;
+        }
         if ending && self.sent >= EARLY_END_AFTER {
             let _ = send_within(sender, Feed::EndOfPatch, self.patience);
             self.sender = None;
@@ -84,7 +90,7 @@ impl StreamFeed {
 }
 
 /// Queues `chunk` for a streamed upload, waiting at most `patience` for
-/// room; false when the stream is gone or stalled.
+/// room; false when the stream is gone or stalled, or a stop signal came.
 fn send_within(sender: &Sender<Feed>, chunk: Feed, patience: Duration) -> bool {
     let started = Instant::now();
     let mut chunk = chunk;
@@ -92,7 +98,7 @@ fn send_within(sender: &Sender<Feed>, chunk: Feed, patience: Duration) -> bool {
         match sender.try_send(chunk) {
             Ok(()) => return true,
             Err(tokio::sync::mpsc::error::TrySendError::Full(back))
-                if started.elapsed() < patience =>
+                if started.elapsed() < patience && signals::received().is_none() =>
             {
                 chunk = back;
                 std::thread::sleep(Duration::from_millis(2));

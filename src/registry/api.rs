@@ -49,7 +49,7 @@ impl RegistryClient {
             cache.put_manifest(
                 &fetched,
                 image.digest.is_none().then(|| image.to_string()).as_deref(),
-            )?;
+            );
         }
         Ok(fetched)
     }
@@ -61,7 +61,7 @@ impl RegistryClient {
             return Ok(None);
         };
         if let Some(digest) = &image.digest {
-            return Ok(cache.manifest(digest));
+            return cache.manifest_by_digest(digest, &image.to_string());
         }
         if !cache.offline() {
             return Ok(None);

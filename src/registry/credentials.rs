@@ -141,7 +141,7 @@ pub fn lookup(registry: &str, files: &[PathBuf]) -> Result<Credentials> {
                 Err(CredentialRetrievalError::NoCredentialConfigured) => continue,
                 Err(CredentialRetrievalError::HelperFailure { helper, .. }) => {
                     return Err(Error::Auth(format!(
-                        "credential helper docker-credential-{helper} failed for {registry} (config {}); check that it is installed and logged in",
+                        "credential helper {helper} failed for {registry} (config {}); check that it is installed and logged in",
                         file.display()
                     )));
                 }

@@ -66,6 +66,16 @@ pub enum Fault {
         /// Body bytes that get through before the close.
         after_bytes: usize,
     },
+    /// Relay the response headers and `after_bytes` of the body, wait
+    /// `millis`, then relay the rest and close the connection: a download
+    /// that is under way and stalls, so a client can be interrupted in the
+    /// middle of it.
+    StallMidBody {
+        /// Body bytes that get through before the stall.
+        after_bytes: usize,
+        /// The stall in milliseconds.
+        millis: u64,
+    },
     /// Wait this long, then forward the request normally.
     Stall {
         /// The delay in milliseconds.
@@ -96,14 +106,16 @@ pub enum Fault {
 
 impl fmt::Display for Fault {
     /// A short label, as logged in [`FaultProxy::hits`]: `status 503`,
-    /// `reset before response`, `reset mid-body`, `truncated body`, `stall`,
-    /// `stall before body`, `trickle`, `echo authorization 401`.
+    /// `reset before response`, `reset mid-body`, `truncated body`,
+    /// `stall mid-body`, `stall`, `stall before body`, `trickle`,
+    /// `echo authorization 401`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Fault::Status { code, .. } => write!(f, "status {code}"),
             Fault::ResetBeforeResponse => f.write_str("reset before response"),
             Fault::ResetMidBody { .. } => f.write_str("reset mid-body"),
             Fault::TruncateBody { .. } => f.write_str("truncated body"),
+            Fault::StallMidBody { .. } => f.write_str("stall mid-body"),
             Fault::Stall { .. } => f.write_str("stall"),
             Fault::StallBeforeBody { .. } => f.write_str("stall before body"),
             Fault::Trickle { .. } => f.write_str("trickle"),
@@ -567,6 +579,17 @@ fn handle(
             let response = forward(state, request, &body)?;
             write_response(writer, state, &response, false, Some(after_bytes))?;
             writer.shutdown(Shutdown::Write)?;
+            Ok(false)
+        }
+        Some(Fault::StallMidBody {
+            after_bytes,
+            millis,
+        }) => {
+            let response = forward(state, request, &body)?;
+            write_response(writer, state, &response, false, Some(after_bytes))?;
+            state.sleep(millis);
+            writer.write_all(&response.body[after_bytes.min(response.body.len())..])?;
+            writer.flush()?;
             Ok(false)
         }
         Some(Fault::Stall { millis }) => {

@@ -161,8 +161,8 @@ pub fn push_artifact_dir(dir: &Path, image: &str) -> assert_cmd::assert::Assert 
 }
 
 /// The `ocistep` binary as a [`std::process::Command`], isolated like
-/// [`ocistep`], for tests that start runs without waiting for them or set
-/// up the process themselves (e.g. its umask).
+/// [`ocistep`], for runs started in the background (signalled, raced) or
+/// set up by the test itself (e.g. its umask).
 pub fn ocistep_process() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocistep"));
     for var in SCRUBBED_ENV {
@@ -170,6 +170,16 @@ pub fn ocistep_process() -> Command {
     }
     cmd.env("HOME", fresh_home());
     cmd
+}
+
+/// `ocistep --pull-source-bundle TARGET --image IMAGE EXTRA...`, run.
+pub fn pull_bundle(target: &Path, image: &str, extra: &[&str]) -> assert_cmd::assert::Assert {
+    ocistep()
+        .arg("--pull-source-bundle")
+        .arg(target)
+        .args(["--image", image])
+        .args(extra)
+        .assert()
 }
 
 /// The external program `name` (see [`require_tool`]) as a

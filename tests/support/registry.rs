@@ -323,6 +323,22 @@ impl Registry {
         self.storage_dir.clone()
     }
 
+    /// The data files of upload sessions still open in `repo`
+    /// (distribution's filesystem layout; a cancelled session may keep a
+    /// stub of hash state, but no data).
+    pub fn upload_data_left(&self, repo: &str) -> Vec<PathBuf> {
+        let uploads = self
+            .storage_dir
+            .join(format!("docker/registry/v2/repositories/{repo}/_uploads"));
+        std::fs::read_dir(&uploads)
+            .map(|dir| {
+                dir.map(|e| e.unwrap().path().join("data"))
+                    .filter(|data| data.exists())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Everything the registry logged so far (stdout and stderr).
     ///
     /// A request's access-log line is written just after its response was
