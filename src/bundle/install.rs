@@ -241,7 +241,14 @@ impl StagingDir {
                 .prefix(STAGING_PREFIX)
                 .tempdir_in(parent)
                 .map_err(|e| Error::io("creating a staging directory in", parent, e))?;
-            let fd = open_dir(dir.path()).map_err(|e| Error::io("opening", dir.path(), e))?;
+            let fd = match open_dir(dir.path()) {
+                Ok(fd) => fd,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let _ = dir.keep();
+                    continue;
+                }
+                Err(e) => return Err(Error::io("opening", dir.path(), e)),
+            };
             match try_lock(&fd) {
                 Some(true) if same_file(&fd, dir.path()) => {
                     return Ok(StagingDir {
