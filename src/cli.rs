@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use clap::{Args, Parser};
 
-use crate::bundle::extract::{ExtractLimits, DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES};
-use crate::bundle::Compression;
+use crate::archive::extract::{ExtractLimits, DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES};
+use crate::compress::Compression;
 use crate::error::{Error, Result};
-use crate::index::IndexFormat;
 use crate::logging::{self, LogFormat};
 use crate::modes::{self, Context};
-use crate::platform::Platform;
-use crate::reference::Target;
+use crate::oci::index::IndexFormat;
+use crate::oci::platform::Platform;
+use crate::oci::reference::Target;
 use crate::registry::{credentials, retry::RetryPolicy, ClientOptions, RegistryClient};
 use crate::signals;
 

@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use ocistep::digest::Digest;
-use ocistep::layout::Layout;
-use ocistep::manifest::{Descriptor, ImageManifest, ANNOTATION_TITLE, OCI_MANIFEST};
+use ocistep::oci::digest::Digest;
+use ocistep::oci::manifest::{Descriptor, ImageManifest, ANNOTATION_TITLE, OCI_MANIFEST};
+use ocistep::store::layout::Layout;
 use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
 use serde_json::{json, Value};

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use ocistep::digest::Digest;
+use ocistep::oci::digest::Digest;
 use serde_json::{json, Value};
 use support::images::{
     blobs_of, inspect_raw, push_platform_image, try_inspect_raw, PushFormat, PushedImage,

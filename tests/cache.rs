@@ -174,7 +174,7 @@ fn concurrent_pulls_share_one_cache() {
         let name = path.file_name().unwrap().to_str().unwrap().to_string();
         assert_eq!(name.len(), 64, "stray file {name}");
         assert_eq!(
-            ocistep::digest::Digest::of(&std::fs::read(&path).unwrap()).hex(),
+            ocistep::oci::digest::Digest::of(&std::fs::read(&path).unwrap()).hex(),
             name
         );
     }

@@ -45,7 +45,7 @@ fn index_copies_registry_to_layout_to_registry_unchanged() {
     assert_eq!(std::fs::read_to_string(&copied).unwrap(), digest);
     let raw = run_ok(support::tool("skopeo").args(["inspect", "--raw", &layout]));
     assert_eq!(
-        ocistep::digest::Digest::of(raw.as_bytes()).to_string(),
+        ocistep::oci::digest::Digest::of(raw.as_bytes()).to_string(),
         digest
     );
 

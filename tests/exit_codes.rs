@@ -13,7 +13,7 @@ use support::faults::FaultProxy;
 use support::tree::{gzip, layout_with_layer, pseudo_random, sample_tree, snapshot, write};
 use support::{ocistep, Registry};
 
-use ocistep::manifest::OCI_LAYER_GZIP;
+use ocistep::oci::manifest::OCI_LAYER_GZIP;
 
 /// Pushes the tree at `src` as `image`; returns `repo@digest`.
 fn push(src: &Path, image: &str) -> String {

@@ -13,8 +13,8 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ocistep::bundle::install::STAGING_PREFIX;
-use ocistep::digest::Digest;
+use ocistep::archive::staging::STAGING_PREFIX;
+use ocistep::oci::digest::Digest;
 use support::faults::{Fault, FaultProxy, Rule};
 use support::tree::{all_paths, pseudo_random, sample_tree, snapshot, write};
 use support::{http_request_with, ocistep, run_ok, tool, Registry, RegistryOptions};

@@ -144,7 +144,7 @@ fn a_tampered_layer_is_a_digest_mismatch_and_leaves_nothing() {
     let blob = layouts
         .path()
         .join("blobs/sha256")
-        .join(ocistep::digest::Digest::of(&layer).hex());
+        .join(ocistep::oci::digest::Digest::of(&layer).hex());
     std::fs::write(&blob, &forged).unwrap();
     let jail = Jail::new();
     pull(

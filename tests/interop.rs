@@ -6,7 +6,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use ocistep::digest::Digest;
+use ocistep::oci::digest::Digest;
 use support::tree::{pseudo_random, sample_tree, snapshot};
 use support::{ocistep, require_tool, Registry};
 
@@ -49,7 +49,7 @@ fn skopeo_inspect_sees_an_oci_manifest_with_artifact_type() {
     ]));
     let manifest: serde_json::Value = serde_json::from_str(&raw).unwrap();
     assert_eq!(
-        ocistep::digest::Digest::of(raw.as_bytes()).to_string(),
+        ocistep::oci::digest::Digest::of(raw.as_bytes()).to_string(),
         digest,
         "result digest is the digest of the stored bytes"
     );

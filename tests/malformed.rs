@@ -13,11 +13,11 @@ use support::jail::Jail;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ocistep::digest::Digest;
-use ocistep::layout::Layout;
-use ocistep::manifest::{Descriptor, OCI_INDEX, OCI_MANIFEST};
-use ocistep::platform::Platform;
-use ocistep::reference::Target;
+use ocistep::oci::digest::Digest;
+use ocistep::oci::manifest::{Descriptor, OCI_INDEX, OCI_MANIFEST};
+use ocistep::oci::platform::Platform;
+use ocistep::oci::reference::Target;
+use ocistep::store::layout::Layout;
 use serde_json::{json, Value};
 use support::ocistep;
 use support::tree::{gzip, layout_with_layer, raw_tar};
@@ -474,7 +474,7 @@ fn manifests_that_are_not_json_objects_are_refused() {
 #[test]
 fn an_empty_document_media_type_is_no_media_type() {
     let fx = Fixture::new();
-    let empty = ocistep::manifest::FetchedManifest::new(
+    let empty = ocistep::oci::manifest::FetchedManifest::new(
         serde_json::to_vec(&fx.manifest_with(|m| {
             m.insert("mediaType".into(), json!(""));
         }))
@@ -482,7 +482,7 @@ fn an_empty_document_media_type_is_no_media_type() {
         Some("application/json".into()),
     );
     assert_eq!(empty.media_type, OCI_MANIFEST);
-    let index = ocistep::manifest::FetchedManifest::new(
+    let index = ocistep::oci::manifest::FetchedManifest::new(
         serde_json::to_vec(&json!({ "schemaVersion": 2, "mediaType": "", "manifests": [] }))
             .unwrap(),
         None,
@@ -492,7 +492,7 @@ fn an_empty_document_media_type_is_no_media_type() {
         "an index with an empty mediaType was taken for a {:?}",
         index.media_type
     );
-    let probe = ocistep::manifest::FetchedManifest::new(br#"["", 5]"#.to_vec(), None);
+    let probe = ocistep::oci::manifest::FetchedManifest::new(br#"["", 5]"#.to_vec(), None);
     assert!(
         !probe.media_type.is_empty(),
         "an array gave the media type \"\""

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
-use ocistep::digest::Digest;
+use ocistep::oci::digest::Digest;
 use support::images::{self, PushFormat, TestPlatform};
 use support::{ocistep, run_ok, tree, Registry};
 

@@ -7,9 +7,9 @@ mod support;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use ocistep::digest::Digest;
-use ocistep::layout::Layout;
-use ocistep::manifest::ANNOTATION_REF_NAME;
+use ocistep::oci::digest::Digest;
+use ocistep::oci::manifest::ANNOTATION_REF_NAME;
+use ocistep::store::layout::Layout;
 use serde_json::Value;
 use support::images::{inspect_raw, platform_layout, TestPlatform};
 use support::{ocistep, require_tool, run_ok, tool, Registry};

@@ -90,7 +90,7 @@ fn zstd_bundle_round_trips_and_is_deterministic() {
     .unwrap();
     assert_eq!(
         config["rootfs"]["diff_ids"][0],
-        ocistep::digest::Digest::of(&tar).as_str(),
+        ocistep::oci::digest::Digest::of(&tar).as_str(),
         "diff_id is the digest of the uncompressed tar"
     );
 

@@ -11,8 +11,8 @@ use std::io::Cursor;
 use std::path::{Component, Path, PathBuf};
 
 use libfuzzer_sys::fuzz_target;
-use ocistep::bundle::extract::{unpack, ExtractLimits};
-use ocistep::bundle::Compression;
+use ocistep::archive::extract::{unpack, ExtractLimits};
+use ocistep::compress::Compression;
 use ocistep::Error;
 
 const LIMITS: ExtractLimits = ExtractLimits {

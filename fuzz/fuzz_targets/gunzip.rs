@@ -11,8 +11,8 @@ use std::io::{Read, Write};
 
 use flate2::read::MultiGzDecoder;
 use libfuzzer_sys::fuzz_target;
-use ocistep::bundle::pargunzip::ParallelGzReader;
-use ocistep::bundle::pargz::ParallelGzWriter;
+use ocistep::compress::pargunzip::ParallelGzReader;
+use ocistep::compress::pargz::ParallelGzWriter;
 
 /// Reads to the end, giving up past 8 MiB.
 fn read_all(mut reader: impl Read) -> Option<Vec<u8>> {

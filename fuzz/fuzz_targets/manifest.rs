@@ -9,10 +9,11 @@
 
 use libfuzzer_sys::fuzz_target;
 use ocistep::bundle::format;
-use ocistep::manifest::{
+use ocistep::oci::manifest::{
     FetchedManifest, ImageManifest, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST,
 };
-use ocistep::{index, transfer};
+use ocistep::oci::index;
+use ocistep::store::copy as transfer;
 
 /// The `Content-Type` the registry answered with (first byte of the input).
 fn media_type(selector: u8) -> Option<String> {

@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ocistep::platform::Platform;
+use ocistep::oci::platform::Platform;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

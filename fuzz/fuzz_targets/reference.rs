@@ -5,8 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ocistep::digest::Digest;
-use ocistep::reference::{is_valid_tag, Target};
+use ocistep::oci::digest::Digest;
+use ocistep::oci::reference::{is_valid_tag, Target};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(s) = std::str::from_utf8(data) else {

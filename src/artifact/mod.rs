@@ -97,7 +97,7 @@ pub fn check_media_type(mt: &str, flag: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::digest::Digest;
+    use crate::oci::digest::Digest;
 
     #[test]
     fn empty_config_digest_is_the_one_oci_defines() {

@@ -8,16 +8,16 @@ use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use crate::archive::beneath::Beneath;
+use crate::archive::extract::{self, ExtractLimits, ExtractStats};
+use crate::archive::staging::StagingDir;
+use crate::archive::writer::written_error;
 use crate::artifact::title::{self, Title};
 use crate::artifact::{ANNOTATION_CONTENT_DIGEST, ANNOTATION_FILE_MODE, ANNOTATION_UNPACK};
-use crate::bundle::beneath::Beneath;
-use crate::bundle::extract::{self, ExtractLimits, ExtractStats};
-use crate::bundle::install::StagingDir;
-use crate::bundle::writer::written_error;
-use crate::bundle::{decompress, Compression};
-use crate::digest::{self, Digest, HashingReader};
+use crate::compress::{decompress, Compression};
 use crate::error::{Error, Result};
-use crate::manifest::{Descriptor, ImageManifest, ANNOTATION_TITLE};
+use crate::oci::digest::{self, Digest, HashingReader};
+use crate::oci::manifest::{Descriptor, ImageManifest, ANNOTATION_TITLE};
 
 /// Most bytes allowed after a tar archive's end marker (record padding).
 const MAX_TRAILING_BYTES: u64 = 1 << 20;
@@ -336,7 +336,7 @@ pub fn place_unpacked(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::OCI_MANIFEST;
+    use crate::oci::manifest::OCI_MANIFEST;
 
     fn layer(title: Option<&str>, media_type: &str, extra: &[(&str, &str)]) -> Descriptor {
         let mut d = Descriptor::new(media_type, &Digest::of(media_type.as_bytes()), 1);

@@ -7,17 +7,17 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::archive::pack::{self, PackOptions, PackedLayer};
+use crate::archive::walk::{self, SourceEntry, SourceKind, SourceTree, WalkOptions};
 use crate::artifact::title::{self, Title};
 use crate::artifact::{
     FileSpec, ANNOTATION_CONTENT_DIGEST, ANNOTATION_FILE_MODE, ANNOTATION_UNPACK,
     DEFAULT_FILE_MEDIA_TYPE, EMPTY_CONFIG, EMPTY_CONFIG_MEDIA_TYPE,
 };
 use crate::bundle::format;
-use crate::bundle::pack::{self, PackOptions, PackedLayer};
-use crate::bundle::walk::{self, SourceEntry, SourceKind, SourceTree, WalkOptions};
-use crate::digest::{Digest, HashingReader};
 use crate::error::{Error, Result};
-use crate::manifest::{Descriptor, ImageManifest, ANNOTATION_TITLE, OCI_MANIFEST};
+use crate::oci::digest::{Digest, HashingReader};
+use crate::oci::manifest::{Descriptor, ImageManifest, ANNOTATION_TITLE, OCI_MANIFEST};
 
 /// A blob ready to upload: its descriptor and where its bytes are.
 #[derive(Debug)]
@@ -249,7 +249,7 @@ fn missing(path: &Path, e: std::io::Error) -> Error {
 /// so `oras pull` recreates it under its name.
 fn pack_dir(dir: &Path, title: &str, opts: &DirOptions) -> Result<PackedLayer> {
     let tree = walk::walk(dir, &opts.walk, &mut |w| tracing::warn!("{w}"))?;
-    crate::bundle::secrets::warn(&tree);
+    crate::archive::secrets::warn(&tree);
     let mut prefixed = Vec::with_capacity(tree.entries.len() + 1);
     prefixed.push(SourceEntry {
         rel: title.to_string(),
@@ -277,7 +277,7 @@ fn hash_file(path: &Path) -> Result<(Digest, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::OCI_LAYER_GZIP;
+    use crate::oci::manifest::OCI_LAYER_GZIP;
 
     fn spec(p: &Path, mt: Option<&str>) -> FileSpec {
         FileSpec {

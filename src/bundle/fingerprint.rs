@@ -7,10 +7,10 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::bundle::pack::PackOptions;
-use crate::bundle::walk::{FileStamp, SourceEntry, SourceKind};
-use crate::bundle::Compression;
-use crate::digest::Digest;
+use crate::archive::pack::PackOptions;
+use crate::archive::walk::{FileStamp, SourceEntry, SourceKind};
+use crate::compress::Compression;
+use crate::oci::digest::Digest;
 
 /// Bumped whenever the packed bytes for the same tree would change (a new
 /// libdeflate may deflate differently, so its version is part of it).
@@ -83,7 +83,7 @@ pub fn fingerprint(entries: &[SourceEntry], opts: &PackOptions) -> Digest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bundle::walk::{walk, WalkOptions};
+    use crate::archive::walk::{walk, WalkOptions};
 
     #[test]
     fn any_write_changes_the_fingerprint() {

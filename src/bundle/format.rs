@@ -10,10 +10,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::bundle::Compression;
-use crate::digest::Digest;
+use crate::compress::Compression;
 use crate::error::{Error, Result};
-use crate::manifest::{
+use crate::oci::digest::Digest;
+use crate::oci::manifest::{
     Descriptor, ImageManifest, ANNOTATION_CREATED, ANNOTATION_TITLE, DOCKER_LAYER_GZIP, OCI_CONFIG,
     OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_MANIFEST,
 };

@@ -9,10 +9,10 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use crate::bundle::extract::{self, ExtractLimits, DEFAULT_MAX_BYTES};
-use crate::bundle::Compression;
+use crate::archive::extract::{self, ExtractLimits, DEFAULT_MAX_BYTES};
+use crate::compress::Compression;
 use crate::error::{Error, Result};
-use crate::layout::Layout;
+use crate::store::layout::Layout;
 
 /// File name endings recognised as image tarballs.
 const TARBALL_SUFFIXES: &[&str] = &[".tar", ".tar.gz", ".tgz"];

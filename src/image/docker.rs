@@ -13,11 +13,11 @@ use std::path::{Component, Path, PathBuf};
 use flate2::GzBuilder;
 use serde::Deserialize;
 
-use crate::digest::{self, Digest, HashingReader, HashingWriter};
 use crate::error::{Error, Result};
 use crate::image::archive::is_gzip;
-use crate::layout::Layout;
-use crate::manifest::{Descriptor, ImageManifest, DOCKER_LAYER_GZIP, DOCKER_MANIFEST};
+use crate::oci::digest::{self, Digest, HashingReader, HashingWriter};
+use crate::oci::manifest::{Descriptor, ImageManifest, DOCKER_LAYER_GZIP, DOCKER_MANIFEST};
+use crate::store::layout::Layout;
 
 /// Docker image config media type.
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
@@ -147,7 +147,7 @@ fn store_layer(
     if is_gzip(path)? {
         return link_layer(path, layout);
     }
-    if starts_with(path, &crate::bundle::decompress::ZSTD_MAGIC)? {
+    if starts_with(path, &crate::compress::decompress::ZSTD_MAGIC)? {
         return Err(Error::BadContent(format!(
             "layer {name} of the docker archive is zstd-compressed; only uncompressed and gzip layers are supported"
         )));

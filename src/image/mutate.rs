@@ -13,8 +13,8 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use crate::cli::PushImageArgs;
-use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::oci::digest::Digest;
 use crate::timestamp;
 
 /// What to change; empty means the image is pushed byte for byte.

@@ -9,15 +9,15 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 
-use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::mutate::Mutations;
 use crate::image::source::Selection;
-use crate::index::{self, IndexChild, IndexFormat};
-use crate::manifest::{Descriptor, FetchedManifest};
+use crate::oci::digest::Digest;
+use crate::oci::index::{self, IndexChild, IndexFormat};
+use crate::oci::manifest::{Descriptor, FetchedManifest};
 use crate::registry::BlobSource;
+use crate::store::copy::{copy_blob, index_children, CopyStats};
 use crate::store::Store;
-use crate::transfer::{copy_blob, index_children, CopyStats};
 use futures_util::future::try_join_all;
 
 /// The largest image config read to mutate it.

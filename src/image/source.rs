@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::image::archive::{self, Found, Unpacked};
 use crate::image::docker;
-use crate::layout::Layout;
-use crate::manifest::{Descriptor, ANNOTATION_REF_NAME};
-use crate::platform::Platform;
-use crate::reference::LayoutRef;
+use crate::oci::manifest::{Descriptor, ANNOTATION_REF_NAME};
+use crate::oci::platform::Platform;
+use crate::oci::reference::LayoutRef;
+use crate::store::layout::Layout;
 use crate::store::Store;
 
 /// What to push from the layout.
@@ -166,8 +166,8 @@ fn name(desc: &Descriptor) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::digest::Digest;
-    use crate::manifest::OCI_MANIFEST;
+    use crate::oci::digest::Digest;
+    use crate::oci::manifest::OCI_MANIFEST;
 
     fn add(layout: &Layout, tag: &str, platform: Option<&str>) {
         let bytes = format!(r#"{{"schemaVersion":2,"tag":"{tag}"}}"#);

@@ -14,14 +14,14 @@ use serde::Serialize;
 
 use crate::cli::AssembleArgs;
 use crate::error::{Error, Result};
-use crate::index::{self, IndexChild};
-use crate::manifest::{Descriptor, FetchedManifest};
 use crate::modes::{require_tag, Context};
-use crate::platform::Platform;
-use crate::reference::Target;
+use crate::oci::index::{self, IndexChild};
+use crate::oci::manifest::{Descriptor, FetchedManifest};
+use crate::oci::platform::Platform;
+use crate::oci::reference::Target;
 use crate::results::{self, Outcome};
+use crate::store::copy::{copy_manifest, index_children};
 use crate::store::Store;
-use crate::transfer::{copy_manifest, index_children};
 
 /// The largest image config read to learn a platform.
 const MAX_CONFIG_BYTES: u64 = 4 << 20;
@@ -156,7 +156,7 @@ pub async fn run(
             digest: c.descriptor.digest.clone(),
             size: c.descriptor.size,
             reference: dst.pinned(
-                &crate::digest::Digest::parse(&c.descriptor.digest).expect("verified digest"),
+                &crate::oci::digest::Digest::parse(&c.descriptor.digest).expect("verified digest"),
             ),
         })
         .collect();

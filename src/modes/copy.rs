@@ -4,10 +4,10 @@
 
 use crate::error::Result;
 use crate::modes::Context;
-use crate::reference::Target;
+use crate::oci::reference::Target;
 use crate::results::{self, Outcome};
+use crate::store::copy::copy_manifest;
 use crate::store::Store;
-use crate::transfer::copy_manifest;
 
 /// Runs the mode.
 pub async fn run(ctx: &Context, src: &Target, dst: &Target) -> Result<()> {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::io::Write;
 
 use crate::error::{Error, Result};
-use crate::reference::Target;
+use crate::oci::reference::Target;
 use crate::registry::RegistryClient;
 
 /// What every mode shares in one run.
@@ -56,7 +56,7 @@ pub fn print_listing(paths: &[String]) -> Result<()> {
 /// `--prune`: deletes the pulled manifest after a successful pull, but never
 /// a multi-platform index, which other platforms' nodes may still need. A
 /// refused delete is a warning: the pull itself succeeded.
-pub async fn prune(store: &crate::store::Store, top: &crate::manifest::FetchedManifest) {
+pub async fn prune(store: &crate::store::Store, top: &crate::oci::manifest::FetchedManifest) {
     if top.is_index() {
         tracing::warn!(
             "--prune skipped: {} is a multi-platform index that other platforms may still pull; delete it once all have",

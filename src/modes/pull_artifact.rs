@@ -7,16 +7,16 @@ use std::path::Path;
 
 use futures_util::future::join_all;
 
+use crate::archive::extract::ExtractLimits;
+use crate::archive::staging::{self, Staging};
 use crate::artifact::pull::{self as artifact, Planned, PlannedKind};
-use crate::bundle::extract::ExtractLimits;
-use crate::bundle::install::{self, Staging};
-use crate::bundle::Compression;
 use crate::cli::{ArtifactArgs, PullArgs};
+use crate::compress::Compression;
 use crate::error::{Error, Result};
 use crate::modes::{print_listing, prune, Context};
-use crate::platform::Platform;
+use crate::oci::platform::Platform;
+use crate::oci::reference::Target;
 use crate::progress::{Progress, ProgressReader};
-use crate::reference::Target;
 use crate::results::{self, Outcome};
 use crate::signals::StopReader;
 use crate::store::Store;
@@ -32,7 +32,7 @@ pub async fn run(
     platform: &Platform,
 ) -> Result<()> {
     let started = std::time::Instant::now();
-    install::remove_stale(dir);
+    staging::remove_stale(dir);
     let store = Store::for_reading(target, &ctx.client)?;
     let top = store.get_manifest().await?;
     let fetched = store.resolve_platform(top.clone(), platform).await?;
@@ -54,7 +54,7 @@ pub async fn run(
     let staging = Staging::new(dir)?;
     let mut written = write_files(ctx, &store, &planned, &staging, &mut budget)
         .await
-        .map_err(install::archive_fault)?;
+        .map_err(staging::archive_fault)?;
     for (layer, paths) in planned.iter().zip(written.iter_mut()) {
         if let PlannedKind::Unpack(compression) = layer.kind {
             *paths = unpack_layer(
@@ -67,7 +67,7 @@ pub async fn run(
                 &mut budget,
             )
             .await
-            .map_err(install::archive_fault)?;
+            .map_err(staging::archive_fault)?;
         }
     }
     let listing: Vec<String> = written.into_iter().flatten().collect();

@@ -4,15 +4,15 @@
 
 use std::path::Path;
 
-use crate::bundle::extract::{self, ExtractLimits, ExtractStats};
+use crate::archive::extract::{self, ExtractLimits, ExtractStats};
+use crate::archive::staging::{self, Staging};
 use crate::bundle::format;
-use crate::bundle::install::{self, Staging};
 use crate::cli::PullArgs;
 use crate::error::{Error, Result};
 use crate::modes::{print_listing, prune, Context};
-use crate::platform::Platform;
+use crate::oci::platform::Platform;
+use crate::oci::reference::Target;
 use crate::progress::{Progress, ProgressReader};
-use crate::reference::Target;
 use crate::results::{self, Outcome};
 use crate::signals::StopReader;
 use crate::store::Store;
@@ -27,7 +27,7 @@ pub async fn run(
     platform: &Platform,
 ) -> Result<()> {
     let started = std::time::Instant::now();
-    install::remove_stale(dir);
+    staging::remove_stale(dir);
     let store = Store::for_reading(target, &ctx.client)?;
     let top = store.get_manifest().await?;
     let fetched = store.resolve_platform(top.clone(), platform).await?;
@@ -75,7 +75,7 @@ pub async fn run(
             }
         })
         .await
-        .map_err(install::archive_fault)?;
+        .map_err(staging::archive_fault)?;
     staging.commit(args.overwrite)?;
     tracing::info!(
         "extracted {} entries ({} bytes) into {} in {:.2?}",

@@ -7,16 +7,16 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
+use crate::archive::pack::PackOptions;
+use crate::archive::walk::WalkOptions;
 use crate::artifact::push::{self as artifact, Blob, Content, DirOptions};
 use crate::artifact::{check_media_type, FileSpec};
-use crate::bundle::pack::PackOptions;
-use crate::bundle::walk::WalkOptions;
 use crate::cli::{ArtifactArgs, PushArgs};
 use crate::error::{Error, Result};
-use crate::manifest::OCI_MANIFEST;
 use crate::modes::{require_tag, Context};
+use crate::oci::manifest::OCI_MANIFEST;
+use crate::oci::reference::Target;
 use crate::progress::Progress;
-use crate::reference::Target;
 use crate::registry::BlobSource;
 use crate::results::{self, Outcome};
 use crate::store::Store;
@@ -124,7 +124,7 @@ async fn upload(ctx: &Context, store: &Store, blob: &Blob) -> Result<()> {
     let title = blob
         .desc
         .annotations
-        .get(crate::manifest::ANNOTATION_TITLE)
+        .get(crate::oci::manifest::ANNOTATION_TITLE)
         .map(String::as_str)
         .unwrap_or("config");
     if uploaded {

@@ -12,7 +12,7 @@ use crate::image::mutate::Mutations;
 use crate::image::push::push;
 use crate::image::source::{Form, ImageSource};
 use crate::modes::{require_tag, Context};
-use crate::reference::Target;
+use crate::oci::reference::Target;
 use crate::results::{self, Outcome};
 use crate::store::Store;
 

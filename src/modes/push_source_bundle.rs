@@ -6,18 +6,18 @@ use std::path::Path;
 
 use bytes::Bytes;
 
+use crate::archive::pack::{self, PackEvent, PackOptions};
+use crate::archive::walk::{self, SourceTree, WalkOptions};
 use crate::bundle::fingerprint::{fingerprint, PackedRecord};
 use crate::bundle::format;
-use crate::bundle::pack::{self, PackEvent, PackOptions};
-use crate::bundle::walk::{self, SourceTree, WalkOptions};
 use crate::cli::{PushArgs, StreamUpload};
-use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::manifest::OCI_MANIFEST;
 use crate::modes::stream_feed::{self, StreamFeed, KEEP_UP_PATIENCE, STREAM_CHUNKS_IN_FLIGHT};
 use crate::modes::{require_tag, Context};
+use crate::oci::digest::Digest;
+use crate::oci::manifest::OCI_MANIFEST;
+use crate::oci::reference::Target;
 use crate::progress::Progress;
-use crate::reference::Target;
 use crate::registry::api::{Feed, Streamed};
 use crate::registry::BlobSource;
 use crate::results::{self, Outcome};
@@ -70,7 +70,7 @@ pub async fn run(
         }
     };
     let tree = walked.map_err(|e| Error::Internal(format!("walking thread failed: {e}")))??;
-    crate::bundle::secrets::warn(&tree);
+    crate::archive::secrets::warn(&tree);
     tracing::debug!(
         "walked {} entries in {:.2?}",
         tree.entries.len(),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::mpsc::Sender;
 
-use crate::bundle::walk::{SourceEntry, SourceKind};
+use crate::archive::walk::{SourceEntry, SourceKind};
 use crate::registry::api::Feed;
 use crate::signals;
 
@@ -175,10 +175,10 @@ mod tests {
             rel: "f".to_string(),
             kind: SourceKind::File {
                 path: "/f".into(),
-                at: crate::bundle::walk::FileAt::Tree("f".into()),
+                at: crate::archive::walk::FileAt::Tree("f".into()),
                 size,
                 executable: false,
-                stamp: crate::bundle::walk::FileStamp::default(),
+                stamp: crate::archive::walk::FileStamp::default(),
             },
         };
         // 512 + 32256 (padded to 32256) = 32768 bytes of tar.

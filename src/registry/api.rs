@@ -7,10 +7,10 @@ use reqwest::{Response, StatusCode};
 use serde::Deserialize;
 
 use super::session::{Access, RegistryClient};
-use crate::digest::{self, Digest};
 use crate::error::{Error, Result};
-use crate::manifest::{FetchedManifest, MANIFEST_ACCEPT};
-use crate::reference::ImageRef;
+use crate::oci::digest::{self, Digest};
+use crate::oci::manifest::{FetchedManifest, MANIFEST_ACCEPT};
+use crate::oci::reference::ImageRef;
 use crate::registry::upload::BlobSource;
 
 /// The largest manifest ocistep accepts (the distribution default is 4 MiB).

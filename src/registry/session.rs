@@ -20,9 +20,9 @@ use super::credentials::{self, Credentials, Secret};
 use super::rate::MinRate;
 use super::retry::{is_transient_error, is_transient_status, retry_after, RetryPolicy};
 use super::token;
-use crate::cache::Cache;
 use crate::error::{Error, Result};
-use crate::reference::ImageRef;
+use crate::oci::reference::ImageRef;
+use crate::store::cache::Cache;
 
 /// What a request needs the registry to allow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

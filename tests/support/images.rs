@@ -11,9 +11,9 @@
 
 use std::path::{Path, PathBuf};
 
-use ocistep::digest::Digest;
-use ocistep::layout::Layout;
-use ocistep::manifest::{Descriptor, DOCKER_MANIFEST, OCI_MANIFEST};
+use ocistep::oci::digest::Digest;
+use ocistep::oci::manifest::{Descriptor, DOCKER_MANIFEST, OCI_MANIFEST};
+use ocistep::store::layout::Layout;
 
 use super::{run_ok, tool};
 

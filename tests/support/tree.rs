@@ -6,9 +6,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use ocistep::bundle::format;
-use ocistep::digest::Digest;
-use ocistep::layout::Layout;
-use ocistep::manifest::{Descriptor, OCI_MANIFEST};
+use ocistep::oci::digest::Digest;
+use ocistep::oci::manifest::{Descriptor, OCI_MANIFEST};
+use ocistep::store::layout::Layout;
 
 /// One entry of a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]

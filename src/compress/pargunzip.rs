@@ -13,9 +13,9 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use flate2::bufread::GzDecoder;
 use libdeflater::Decompressor;
 
-use crate::bundle::gzip_member::{self, HEADER_LEN};
-use crate::bundle::job_threads::JobThreads;
-use crate::bundle::pargz::BLOCK_SIZE;
+use crate::compress::gzip_member::{self, HEADER_LEN};
+use crate::compress::job_threads::JobThreads;
+use crate::compress::pargz::BLOCK_SIZE;
 
 /// Largest member taken whole: a block stored uncompressed plus framing fits
 /// well within it. A bigger recorded size is read as a stream.
@@ -300,7 +300,7 @@ impl<R: Read> BufRead for Input<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bundle::pargz::ParallelGzWriter;
+    use crate::compress::pargz::ParallelGzWriter;
     use std::io::Write;
 
     /// Text-like and random-looking bytes, so both deflated and stored

@@ -5,8 +5,8 @@ use std::io::{self, Read, Write};
 
 use sha2::{Digest as _, Sha256};
 
-use crate::bundle::read_into::{ReadFn, ReadInto};
 use crate::error::{Error, Result};
+use crate::read_into::{ReadFn, ReadInto};
 
 /// A content digest in the `sha256:<64 hex>` form.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

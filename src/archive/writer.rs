@@ -7,7 +7,7 @@
 //! validated, and its parent directories created and checked, by the
 //! extractor before the path is handed over. Files are created beneath the
 //! target's open handle, never through a symlink (see
-//! [`beneath`](crate::bundle::beneath)), with `O_CREAT | O_EXCL`, which
+//! [`beneath`](crate::archive::beneath)), with `O_CREAT | O_EXCL`, which
 //! never reuses something already there: a directory another process swaps
 //! for a symlink meanwhile fails the write rather than redirecting it.
 //!
@@ -31,7 +31,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::SystemTime;
 
-use crate::bundle::beneath::{self, Beneath};
+use crate::archive::beneath::{self, Beneath};
 use crate::error::{Error, Result};
 
 /// Most bytes of file content sent to a writer in one message.

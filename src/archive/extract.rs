@@ -20,14 +20,14 @@
 //!   bombs before they fill the disk or the memory.
 //!
 //! Every path is created, inspected or removed beneath an open handle on the
-//! target, never through a symlink (see [`beneath`](crate::bundle::beneath)):
+//! target, never through a symlink (see [`beneath`](crate::archive::beneath)):
 //! should another process swap a directory of the target for a symlink while
 //! the extraction runs, the next write there fails rather than leaving the
 //! target.
 //!
 //! Every check above, and the creation of directories, happens on the
 //! calling thread, in archive order. Only then is a regular file handed to
-//! a small pool of writer threads ([`crate::bundle::writer`]) that create
+//! a small pool of writer threads ([`crate::archive::writer`]) that create
 //! it with `O_EXCL` and fill it, so file creation overlaps decompression.
 //! Symlinks and hard links are made on the calling thread once every file
 //! before them is complete, and directory times once all files are.
@@ -48,9 +48,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tar::EntryType;
 
-use crate::bundle::beneath::Beneath;
-use crate::bundle::writer::{written_error, WriterPool, CHUNK};
-use crate::bundle::{decompress, Compression};
+use crate::archive::beneath::Beneath;
+use crate::archive::writer::{written_error, WriterPool, CHUNK};
+use crate::compress::{decompress, Compression};
 use crate::error::{Error, Result};
 
 /// Default for [`ExtractLimits::max_bytes`]: 10 GiB of file content.
@@ -1866,7 +1866,7 @@ mod tests {
     /// A file that passes every check of the archive, and only fails when
     /// a writer writes it (as if the disk were full).
     fn unwritable_name() -> String {
-        format!("d/{}", crate::bundle::writer::DISK_FULL_NAME)
+        format!("d/{}", crate::archive::writer::DISK_FULL_NAME)
     }
 
     #[test]
@@ -1932,7 +1932,7 @@ mod tests {
         let target = parent.path().join("target");
         fs::create_dir(&target).unwrap();
         fs::write(target.join("keep"), "k").unwrap();
-        let staging = crate::bundle::install::Staging::new(&target).unwrap();
+        let staging = crate::archive::staging::Staging::new(&target).unwrap();
         let mut tar = RawTar::default();
         tar.file("new", b"n", 0o644)
             .file(&unwritable_name(), b"x", 0o644);
@@ -1963,7 +1963,7 @@ mod tests {
     #[test]
     fn a_file_larger_than_the_write_budget_extracts() {
         let fx = fixture();
-        let big = pattern(crate::bundle::writer::BUDGET + 3 * CHUNK + 123);
+        let big = pattern(crate::archive::writer::BUDGET + 3 * CHUNK + 123);
         let mut tar = RawTar::default();
         tar.file("small", b"s", 0o644)
             .file("dir/big", &big, 0o755)

@@ -1,7 +1,7 @@
 //! Collecting the entries of a source bundle from a directory tree.
 //!
 //! Everything under the root is included unless an ignore rule says
-//! otherwise (see [`ignore_rules`](crate::bundle::ignore_rules)): hidden
+//! otherwise (see [`ignore_rules`](crate::archive::ignore_rules)): hidden
 //! files and `.gitignore` files are not special.
 //!
 //! Directories are listed on several threads, which take them from one
@@ -25,8 +25,8 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 
 use rustix::fs::{Access, AtFlags, FileType, Mode, OFlags};
 
-pub use crate::bundle::ignore_rules::IGNORE_FILE_NAME;
-use crate::bundle::ignore_rules::{NestedRules, Rules};
+pub use crate::archive::ignore_rules::IGNORE_FILE_NAME;
+use crate::archive::ignore_rules::{NestedRules, Rules};
 use crate::error::{Error, Result};
 
 /// Threads walking a tree, whatever the number of cores: listing waits on

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::manifest::{Descriptor, FetchedManifest, ANNOTATION_REF_NAME, OCI_INDEX};
+use crate::oci::digest::Digest;
+use crate::oci::manifest::{Descriptor, FetchedManifest, ANNOTATION_REF_NAME, OCI_INDEX};
 use crate::shared_file;
 
 /// The file in a layout that runs lock (`flock`) while they read, change
@@ -126,7 +126,7 @@ impl Layout {
             _ => Error::io("reading", &path, e),
         })?;
         let fetched = FetchedManifest::new(bytes, Some(desc.media_type.clone()));
-        crate::digest::verify(
+        crate::oci::digest::verify(
             &format!("manifest {} in {}", digest, self.root.display()),
             &digest,
             Some(desc.size),
@@ -266,7 +266,7 @@ fn index_bytes(index: &Index) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::OCI_MANIFEST;
+    use crate::oci::manifest::OCI_MANIFEST;
 
     #[test]
     fn tags_replace_and_resolve() {

@@ -6,8 +6,8 @@
 
 use std::io::{self, Read};
 
-use crate::bundle::pargunzip::ParallelGzReader;
-use crate::bundle::Compression;
+use crate::compress::pargunzip::ParallelGzReader;
+use crate::compress::Compression;
 
 /// The four bytes every zstd frame starts with.
 pub const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];

@@ -10,9 +10,9 @@
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd};
 
-use crate::bundle::beneath;
-use crate::bundle::ignore_rules::IGNORE_FILE_NAME;
-use crate::bundle::walk::{FileAt, SourceKind, SourceTree};
+use crate::archive::beneath;
+use crate::archive::ignore_rules::IGNORE_FILE_NAME;
+use crate::archive::walk::{FileAt, SourceKind, SourceTree};
 
 /// How much of a candidate file is read: credential stores are a few
 /// hundred bytes; a `.git/config` with many branches a few KiB.
@@ -262,7 +262,7 @@ fn docker_auth(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bundle::walk::SourceEntry;
+    use crate::archive::walk::SourceEntry;
 
     fn found(rel: &str, text: &str) -> Option<String> {
         Store::of(rel)?.credential_in(text)

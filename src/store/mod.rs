@@ -1,20 +1,24 @@
 //! Where images are read from and written to: a registry repository or an
 //! OCI layout on disk. Modes talk to a [`Store`] and work the same on both.
 
+pub mod cache;
+pub mod copy;
+pub mod layout;
+
 use std::io::Read;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::cache::BlobWriter;
-use crate::digest::{self, Digest, StreamHasher};
 use crate::error::{Error, Result};
-use crate::index;
-use crate::layout::Layout;
-use crate::manifest::{Descriptor, FetchedManifest};
-use crate::platform::Platform;
-use crate::reference::{ImageRef, LayoutRef, Target};
+use crate::oci::digest::{self, Digest, StreamHasher};
+use crate::oci::index;
+use crate::oci::manifest::{Descriptor, FetchedManifest};
+use crate::oci::platform::Platform;
+use crate::oci::reference::{ImageRef, LayoutRef, Target};
 use crate::registry::{BlobSource, RegistryClient};
+use crate::store::cache::BlobWriter;
+use crate::store::layout::Layout;
 
 /// A registry repository or a layout, with the reference the user gave.
 pub enum Store {
@@ -286,7 +290,7 @@ impl Store {
         if !fetched.is_index() {
             return Ok(fetched);
         }
-        let children = crate::transfer::index_children(&fetched)?;
+        let children = crate::store::copy::index_children(&fetched)?;
         match platform.select(&children, index::child_platform) {
             Some(child) => self.get_child(child).await,
             None => {

@@ -17,13 +17,13 @@ use std::path::Path;
 use rustix::fs::{Mode, OFlags};
 use tar::{EntryType, Header};
 
-use crate::bundle::beneath;
-use crate::bundle::pargz::ParallelGzWriter;
-use crate::bundle::read_into::{read_then_write, ReadFn, ReadInto};
-use crate::bundle::walk::{self, FileAt, FileStamp, SourceEntry, SourceKind, SourceTree};
-use crate::bundle::Compression;
-use crate::digest::{Digest, HashingWriter};
+use crate::archive::beneath;
+use crate::archive::walk::{self, FileAt, FileStamp, SourceEntry, SourceKind, SourceTree};
+use crate::compress::pargz::ParallelGzWriter;
+use crate::compress::Compression;
 use crate::error::{Error, Result};
+use crate::oci::digest::{Digest, HashingWriter};
+use crate::read_into::{read_then_write, ReadFn, ReadInto};
 
 /// Buffer size of the spool file writer and of the file content reads.
 const BUFFER_SIZE: usize = 256 * 1024;
@@ -93,7 +93,7 @@ pub struct PackedLayer {
     pub uncompressed_size: u64,
 }
 
-/// Writes the entries of `tree` (from [`walk`](crate::bundle::walk::walk))
+/// Writes the entries of `tree` (from [`walk`](crate::archive::walk::walk))
 /// as a compressed tar into a new temporary file in `spool_dir`, in one
 /// pass.
 ///
@@ -656,8 +656,8 @@ fn read_retrying(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bundle::read_into::Plain;
-    use crate::bundle::walk::{walk, WalkOptions};
+    use crate::archive::walk::{walk, WalkOptions};
+    use crate::read_into::Plain;
     use flate2::read::MultiGzDecoder;
     use std::fs;
     use std::os::unix::fs::{symlink, PermissionsExt};
@@ -795,7 +795,7 @@ mod tests {
         // Fixed gzip header: no name, mtime 0, OS "unknown", the member size.
         assert_eq!(&compressed[..10], &[0x1f, 0x8b, 8, 4, 0, 0, 0, 0, 0, 255]);
         assert_eq!(
-            crate::bundle::gzip_member::recorded_size(&compressed),
+            crate::compress::gzip_member::recorded_size(&compressed),
             Some(compressed.len())
         );
     }
@@ -1211,7 +1211,7 @@ mod tests {
         let bytes = fs::read(layer.file.path()).unwrap();
         assert_eq!(
             bytes[..4],
-            crate::bundle::decompress::ZSTD_MAGIC,
+            crate::compress::decompress::ZSTD_MAGIC,
             "zstd magic"
         );
         assert_eq!(Digest::of(&bytes), layer.digest);

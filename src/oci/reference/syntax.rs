@@ -212,7 +212,9 @@ mod tests {
     /// allows (ours leaves tag checks to the caller).
     fn ours(s: &str) -> Option<(String, String, Option<String>, Option<String>)> {
         let p = parse(s).ok()?;
-        if p.tag.is_some_and(|t| !crate::reference::is_valid_tag(t)) {
+        if p.tag
+            .is_some_and(|t| !crate::oci::reference::is_valid_tag(t))
+        {
             return None;
         }
         let tag = match (p.tag, p.digest) {

@@ -9,7 +9,7 @@ use futures_util::future::{try_join_all, BoxFuture};
 use futures_util::FutureExt;
 
 use crate::error::{Error, Result};
-use crate::manifest::{Descriptor, FetchedManifest};
+use crate::oci::manifest::{Descriptor, FetchedManifest};
 use crate::progress::Progress;
 use crate::registry::BlobSource;
 use crate::store::Store;
@@ -139,7 +139,7 @@ pub fn index_children(manifest: &FetchedManifest) -> Result<Vec<Descriptor>> {
         #[serde(default)]
         manifests: Vec<Descriptor>,
     }
-    let index: Index = crate::manifest::parse_object(&manifest.bytes)
+    let index: Index = crate::oci::manifest::parse_object(&manifest.bytes)
         .map_err(|e| Error::BadContent(format!("index {} is not valid: {e}", manifest.digest)))?;
     Ok(index.manifests)
 }

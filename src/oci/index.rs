@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::manifest::{Descriptor, DOCKER_MANIFEST_LIST, OCI_INDEX};
-use crate::platform::Platform;
+use crate::oci::manifest::{Descriptor, DOCKER_MANIFEST_LIST, OCI_INDEX};
+use crate::oci::platform::Platform;
 
 /// Which kind of index to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -101,8 +101,8 @@ fn sort_key(c: &IndexChild) -> (bool, &str, &str, &str, &str, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::digest::Digest;
-    use crate::manifest::OCI_MANIFEST;
+    use crate::oci::digest::Digest;
+    use crate::oci::manifest::OCI_MANIFEST;
 
     fn child(p: &str, seed: &[u8]) -> IndexChild {
         IndexChild {

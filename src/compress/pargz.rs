@@ -12,9 +12,9 @@ use std::sync::mpsc::{self, Receiver};
 
 use libdeflater::{CompressionLvl, Compressor};
 
-use crate::bundle::gzip_member;
-use crate::bundle::job_threads::JobThreads;
-use crate::bundle::read_into::{ReadFn, ReadInto};
+use crate::compress::gzip_member;
+use crate::compress::job_threads::JobThreads;
+use crate::read_into::{ReadFn, ReadInto};
 
 /// Uncompressed bytes per block.
 pub const BLOCK_SIZE: usize = 1 << 20;

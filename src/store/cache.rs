@@ -12,11 +12,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::bundle::fingerprint::PackedRecord;
-use crate::digest::{Digest, HashingReader};
 use crate::error::{Error, Result};
-use crate::layout::Layout;
-use crate::manifest::{Descriptor, FetchedManifest};
+use crate::oci::digest::{Digest, HashingReader};
+use crate::oci::manifest::{Descriptor, FetchedManifest};
 use crate::shared_file;
+use crate::store::layout::Layout;
 
 /// The cache directory and whether tags may be resolved from it alone.
 #[derive(Debug, Clone)]
@@ -262,7 +262,7 @@ impl BlobWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::OCI_LAYER_GZIP;
+    use crate::oci::manifest::OCI_LAYER_GZIP;
 
     #[test]
     fn corrupted_entries_are_evicted() {

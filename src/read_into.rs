@@ -1,6 +1,6 @@
 //! Writers that let a reader fill their own buffer, so file contents reach
 //! the compressor's block without a copy through an intermediate buffer
-//! (the hashing writer's part is beside it, in [`crate::digest`]).
+//! (the hashing writer's part is beside it, in [`crate::oci::digest`]).
 
 use std::io::{self, Write};
 
@@ -53,7 +53,7 @@ impl<W: Write> ReadInto for Plain<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::digest::HashingWriter;
+    use crate::oci::digest::HashingWriter;
 
     #[test]
     fn hashing_writer_hashes_what_was_read_into_it() {
