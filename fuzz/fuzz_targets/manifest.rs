@@ -1,5 +1,5 @@
 //! Manifests and indexes as a registry or a layout may serve them:
-//! `FetchedManifest::new` + `image_manifest`, `transfer::index_children`,
+//! `FetchedManifest::new` + `image_manifest`, `index::index_children`,
 //! `index::child_platform` and `bundle::format::inspect` never panic; a
 //! fetched manifest always has a media type; only a JSON object is accepted
 //! as a manifest; and a manifest that parses serialises back to the same
@@ -13,7 +13,6 @@ use ocistep::oci::manifest::{
     FetchedManifest, ImageManifest, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST,
 };
 use ocistep::oci::index;
-use ocistep::store::copy as transfer;
 
 /// The `Content-Type` the registry answered with (first byte of the input).
 fn media_type(selector: u8) -> Option<String> {
@@ -43,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(descriptor.size, bytes.len() as u64);
     assert_eq!(descriptor.parsed_digest().unwrap(), fetched.digest);
 
-    if let Ok(children) = transfer::index_children(&fetched) {
+    if let Ok(children) = index::index_children(&fetched) {
         for child in &children {
             let _ = child.parsed_digest();
             if let Some(p) = index::child_platform(child) {

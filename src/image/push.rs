@@ -13,10 +13,11 @@ use crate::error::{Error, Result};
 use crate::image::mutate::Mutations;
 use crate::image::source::Selection;
 use crate::oci::digest::Digest;
+use crate::oci::index::index_children;
 use crate::oci::index::{self, IndexChild, IndexFormat};
 use crate::oci::manifest::{Descriptor, FetchedManifest};
 use crate::registry::BlobSource;
-use crate::store::copy::{copy_blob, index_children, CopyStats};
+use crate::store::copy::{copy_blob, CopyStats};
 use crate::store::Store;
 use futures_util::future::try_join_all;
 

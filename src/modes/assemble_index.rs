@@ -15,12 +15,13 @@ use serde::Serialize;
 use crate::cli::AssembleArgs;
 use crate::error::{Error, Result};
 use crate::modes::{require_tag, Context};
+use crate::oci::index::index_children;
 use crate::oci::index::{self, IndexChild};
 use crate::oci::manifest::{Descriptor, FetchedManifest};
 use crate::oci::platform::Platform;
 use crate::oci::reference::Target;
 use crate::results::{self, Outcome};
-use crate::store::copy::{copy_manifest, index_children};
+use crate::store::copy::copy_manifest;
 use crate::store::Store;
 
 /// The largest image config read to learn a platform.

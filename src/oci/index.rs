@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::oci::manifest::{Descriptor, DOCKER_MANIFEST_LIST, OCI_INDEX};
+use crate::error::{Error, Result};
+use crate::oci::manifest::{Descriptor, FetchedManifest, DOCKER_MANIFEST_LIST, OCI_INDEX};
 use crate::oci::platform::Platform;
 
 /// Which kind of index to write.
@@ -96,6 +97,18 @@ fn sort_key(c: &IndexChild) -> (bool, &str, &str, &str, &str, &str) {
         p.os_version.as_deref().unwrap_or(""),
         c.descriptor.digest.as_str(),
     )
+}
+
+/// The `manifests` of an index or manifest list.
+pub fn index_children(manifest: &FetchedManifest) -> Result<Vec<Descriptor>> {
+    #[derive(serde::Deserialize)]
+    struct Index {
+        #[serde(default)]
+        manifests: Vec<Descriptor>,
+    }
+    let index: Index = crate::oci::manifest::parse_object(&manifest.bytes)
+        .map_err(|e| Error::BadContent(format!("index {} is not valid: {e}", manifest.digest)))?;
+    Ok(index.manifests)
 }
 
 #[cfg(test)]

@@ -495,7 +495,7 @@ async fn read_capped(mut resp: Response, limit: usize, what: &str) -> Result<(Ve
     while let Some(chunk) = resp.chunk().await.map_err(|e| {
         Error::Interrupted(format!(
             "{what}: connection failed while reading: {}",
-            super::session::error_chain(&e)
+            super::error_chain::error_chain(&e)
         ))
     })? {
         if out.len() + chunk.len() > limit {

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod credentials;
+pub mod error_chain;
 pub mod rate;
 pub mod retry;
 pub mod session;

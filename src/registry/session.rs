@@ -17,6 +17,7 @@ use rustls::pki_types::CertificateDer;
 use tokio::sync::Mutex;
 
 use super::credentials::{self, Credentials, Secret};
+use super::error_chain::error_chain;
 use super::rate::MinRate;
 use super::retry::{is_transient_error, is_transient_status, retry_after, RetryPolicy};
 use super::token;
@@ -624,22 +625,6 @@ pub fn is_loopback(host: &str) -> bool {
         || bare
             .parse::<std::net::Ipv4Addr>()
             .is_ok_and(|ip| ip.is_loopback())
-}
-
-/// An error with its causes, e.g. "error sending request: connection refused",
-/// with secrets redacted (the URL of a redirect may carry a token).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let c = cause.to_string();
-        if !s.contains(&c) {
-            s.push_str(": ");
-            s.push_str(&c);
-        }
-        source = cause.source();
-    }
-    crate::redact::redact(&s).into_owned()
 }
 
 #[cfg(test)]

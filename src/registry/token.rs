@@ -147,11 +147,11 @@ pub async fn fetch_token(
                     super::api::describe(status, &body)
                 )));
             }
-            Err(e) if is_transient_error(&e) => (super::session::error_chain(&e), None),
+            Err(e) if is_transient_error(&e) => (super::error_chain::error_chain(&e), None),
             Err(e) => {
                 return Err(Error::Unreachable(format!(
                     "cannot reach the token service {realm}: {}",
-                    super::session::error_chain(&e)
+                    super::error_chain::error_chain(&e)
                 )))
             }
         };

@@ -104,7 +104,7 @@ pub fn copy_manifest<'a>(
         // registries' transfer slots allow; the first failure stops the rest.
         let parts = if manifest.is_index() {
             try_join_all(
-                index_children(manifest)?
+                crate::oci::index::index_children(manifest)?
                     .into_iter()
                     .map(|child| async move {
                         let child_manifest = src.get_child(&child).await?;
@@ -130,16 +130,4 @@ pub fn copy_manifest<'a>(
         Ok(stats)
     }
     .boxed()
-}
-
-/// The `manifests` of an index or manifest list.
-pub fn index_children(manifest: &FetchedManifest) -> Result<Vec<Descriptor>> {
-    #[derive(serde::Deserialize)]
-    struct Index {
-        #[serde(default)]
-        manifests: Vec<Descriptor>,
-    }
-    let index: Index = crate::oci::manifest::parse_object(&manifest.bytes)
-        .map_err(|e| Error::BadContent(format!("index {} is not valid: {e}", manifest.digest)))?;
-    Ok(index.manifests)
 }

@@ -290,7 +290,7 @@ impl Store {
         if !fetched.is_index() {
             return Ok(fetched);
         }
-        let children = crate::store::copy::index_children(&fetched)?;
+        let children = crate::oci::index::index_children(&fetched)?;
         match platform.select(&children, index::child_platform) {
             Some(child) => self.get_child(child).await,
             None => {
@@ -448,7 +448,7 @@ impl BlobStream {
             BlobStream::Http(resp) => resp.chunk().await.map_err(|e| {
                 Error::Interrupted(format!(
                     "download interrupted: {}",
-                    crate::registry::session::error_chain(&e)
+                    crate::registry::error_chain::error_chain(&e)
                 ))
             }),
             BlobStream::File(s) => s
