@@ -5,17 +5,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Parser};
+use clap::{Args, Parser, ValueEnum};
 
-use crate::archive::extract::{ExtractLimits, DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES};
 use crate::compress::Compression;
 use crate::error::{Error, Result};
+use crate::image::mutate::Mutations;
 use crate::logging::{self, LogFormat};
 use crate::modes::{self, Context};
 use crate::oci::index::IndexFormat;
 use crate::oci::platform::Platform;
 use crate::oci::reference::Target;
 use crate::registry::{credentials, retry::RetryPolicy, ClientOptions, RegistryClient};
+use crate::settings::{
+    ArtifactSettings, AssembleSettings, PullSettings, PushSettings, StreamUpload,
+};
 use crate::signals;
 
 const EXAMPLES: &str = "\
@@ -171,8 +174,8 @@ pub struct RegistryArgs {
 }
 
 /// When a source bundle's layer is uploaded while it is packed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum StreamUpload {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StreamUploadArg {
     /// All of it into a new repository (which cannot have the layer); into
     /// an existing one while the registry keeps up with the packing, the
     /// rest after a HEAD shows the registry lacks the layer.
@@ -182,6 +185,70 @@ pub enum StreamUpload {
     Always,
     /// None: packed first, then a HEAD, then the upload.
     Never,
+}
+
+impl From<StreamUploadArg> for StreamUpload {
+    fn from(arg: StreamUploadArg) -> Self {
+        match arg {
+            StreamUploadArg::Auto => StreamUpload::Auto,
+            StreamUploadArg::Always => StreamUpload::Always,
+            StreamUploadArg::Never => StreamUpload::Never,
+        }
+    }
+}
+
+/// Layer compression of the pushing modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompressionArg {
+    /// tar+gzip, read by every runtime (Tekton bundles and older runtimes need it).
+    Gzip,
+    /// tar+zstd, for registries and runtimes that accept it.
+    Zstd,
+}
+
+impl From<CompressionArg> for Compression {
+    fn from(arg: CompressionArg) -> Self {
+        match arg {
+            CompressionArg::Gzip => Compression::Gzip,
+            CompressionArg::Zstd => Compression::Zstd,
+        }
+    }
+}
+
+/// Which kind of index `--assemble-index` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IndexFormatArg {
+    /// `application/vnd.oci.image.index.v1+json` (the default).
+    Oci,
+    /// `application/vnd.docker.distribution.manifest.list.v2+json`, for old clients.
+    Docker,
+}
+
+impl From<IndexFormatArg> for IndexFormat {
+    fn from(arg: IndexFormatArg) -> Self {
+        match arg {
+            IndexFormatArg::Oci => IndexFormat::Oci,
+            IndexFormatArg::Docker => IndexFormat::Docker,
+        }
+    }
+}
+
+/// The log format on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormatArg {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(arg: LogFormatArg) -> Self {
+        match arg {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        }
+    }
 }
 
 /// Flags of the pushing modes.
@@ -212,26 +279,17 @@ pub struct PushArgs {
         value_name = "WHEN",
         num_args = 0..=1,
         require_equals = true,
-        default_value_t = StreamUpload::Auto,
+        default_value_t = StreamUploadArg::Auto,
         default_missing_value = "always",
         help_heading = "Push"
     )]
-    pub stream_upload: StreamUpload,
+    pub stream_upload: StreamUploadArg,
     /// Layer compression of the pushed layers (pulls read both).
-    #[arg(long, value_enum, value_name = "ALGORITHM", default_value_t = Compression::Gzip, help_heading = "Push")]
-    pub compression: Compression,
+    #[arg(long, value_enum, value_name = "ALGORITHM", default_value_t = CompressionArg::Gzip, help_heading = "Push")]
+    pub compression: CompressionArg,
     /// Compression level: gzip 1 (fast) to 9 (small), default 6; zstd 1 to 19, default 3.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32), help_heading = "Push")]
     pub compression_level: Option<u32>,
-}
-
-impl PushArgs {
-    /// The compression and its level (the algorithm's default when none is
-    /// given); a level out of the algorithm's range is a usage error.
-    pub fn pack_compression(&self) -> Result<(Compression, u32)> {
-        let level = self.compression.level(self.compression_level)?;
-        Ok((self.compression, level))
-    }
 }
 
 /// Flags of `--assemble-index`.
@@ -249,8 +307,8 @@ pub struct AssembleArgs {
     #[arg(long, value_name = "PLATFORMS", help_heading = "Assemble index")]
     pub require_platforms: Option<String>,
     /// Index format.
-    #[arg(long, value_enum, default_value_t = IndexFormat::Oci, help_heading = "Assemble index")]
-    pub index_format: IndexFormat,
+    #[arg(long, value_enum, default_value_t = IndexFormatArg::Oci, help_heading = "Assemble index")]
+    pub index_format: IndexFormatArg,
 }
 
 /// Flags of `--push-image`.
@@ -358,8 +416,8 @@ pub struct ResultArgs {
 #[derive(Debug, Args)]
 pub struct OutputArgs {
     /// Log format on stderr.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, help_heading = "Output")]
-    pub log_format: LogFormat,
+    #[arg(long, value_enum, default_value_t = LogFormatArg::Text, help_heading = "Output")]
+    pub log_format: LogFormatArg,
     /// More detail (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count, help_heading = "Output")]
     pub verbose: u8,
@@ -436,14 +494,6 @@ impl Cli {
         })
     }
 
-    /// Extraction limits from the flags.
-    pub fn extract_limits(&self) -> ExtractLimits {
-        ExtractLimits {
-            max_bytes: self.pull.max_extract_size.unwrap_or(DEFAULT_MAX_BYTES),
-            max_entries: self.pull.max_entries.unwrap_or(DEFAULT_MAX_ENTRIES),
-        }
-    }
-
     /// Result file paths, with empty values dropped.
     pub fn result_files(&self) -> modes::ResultFiles {
         modes::ResultFiles {
@@ -459,7 +509,8 @@ impl Cli {
 
 /// Parses the command line, sets up logging and runs the selected mode.
 pub fn run(cli: Cli) -> Result<()> {
-    logging::init(cli.output.log_format, cli.output.verbose, cli.output.quiet);
+    let log_format = LogFormat::from(cli.output.log_format);
+    logging::init(log_format, cli.output.verbose, cli.output.quiet);
     let target = match cli.image.as_deref() {
         Some(image) => Target::parse(image)?,
         None if cli.mode.copy.is_some() => Target::parse("oci:.")?,
@@ -475,7 +526,7 @@ pub fn run(cli: Cli) -> Result<()> {
         .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
     let ctx = Context {
         client: Arc::new(cli.registry_client()?),
-        progress: !cli.output.quiet && cli.output.log_format == LogFormat::Text,
+        progress: !cli.output.quiet && log_format == LogFormat::Text,
         results: cli.result_files(),
     };
     let annotations = parse_annotations(&cli.annotation)?;
@@ -485,30 +536,33 @@ pub fn run(cli: Cli) -> Result<()> {
     };
     let mode = async {
         if let Some(dir) = &cli.mode.push_source_bundle {
-            modes::push_source_bundle::run(&ctx, dir, &target, &cli.push, &annotations).await
+            let push = PushSettings::new(&cli.push)?;
+            modes::push_source_bundle::run(&ctx, dir, &target, &push, &annotations).await
         } else if let Some(dir) = &cli.mode.pull_source_bundle {
-            let limits = cli.extract_limits();
-            modes::pull_source_bundle::run(&ctx, dir, &target, &cli.pull, limits, &platform).await
+            let pull = PullSettings::new(&cli.pull);
+            modes::pull_source_bundle::run(&ctx, dir, &target, &pull, &platform).await
         } else if cli.mode.assemble_index {
-            modes::assemble_index::run(&ctx, &target, &cli.assemble, &annotations).await
+            let assemble = AssembleSettings::new(&cli.assemble);
+            modes::assemble_index::run(&ctx, &target, &assemble, &annotations).await
         } else if let Some([src, dst]) = cli.mode.copy.as_deref() {
             modes::copy::run(&ctx, &Target::parse(src)?, &Target::parse(dst)?).await
         } else if let Some(dir) = &cli.mode.push_image {
-            modes::push_image::run(&ctx, dir, &target, &cli.push_image_args, &annotations).await
+            let args = &cli.push_image_args;
+            let mutations = Mutations::new(
+                &args.label,
+                args.image_timestamp.as_deref(),
+                args.image_timestamp_file.as_deref(),
+                &annotations,
+            )?;
+            modes::push_image::run(&ctx, dir, &target, &mutations).await
         } else if cli.mode.push_artifact {
-            modes::push_artifact::run(&ctx, &target, &cli.artifact, &cli.push, &annotations).await
+            let artifact = ArtifactSettings::new(&cli.artifact);
+            let push = PushSettings::new(&cli.push)?;
+            modes::push_artifact::run(&ctx, &target, &artifact, &push, &annotations).await
         } else if let Some(dir) = &cli.mode.pull_artifact {
-            let limits = cli.extract_limits();
-            modes::pull_artifact::run(
-                &ctx,
-                dir,
-                &target,
-                &cli.artifact,
-                &cli.pull,
-                limits,
-                &platform,
-            )
-            .await
+            let artifact = ArtifactSettings::new(&cli.artifact);
+            let pull = PullSettings::new(&cli.pull);
+            modes::pull_artifact::run(&ctx, dir, &target, &artifact, &pull, &platform).await
         } else {
             Err(Error::Usage("no mode given; see --help".to_string()))
         }

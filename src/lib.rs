@@ -20,6 +20,7 @@ pub mod read_into;
 pub mod redact;
 pub mod registry;
 pub mod results;
+pub mod settings;
 pub mod shared_file;
 pub mod signals;
 pub mod store;

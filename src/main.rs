@@ -11,7 +11,7 @@ fn main() {
         std::process::exit(e.exit_code() as i32);
     }
     let cli = ocistep::cli::Cli::parse();
-    let json = cli.output.log_format == ocistep::logging::LogFormat::Json;
+    let json = cli.output.log_format == ocistep::cli::LogFormatArg::Json;
     if let Err(e) = ocistep::cli::run(cli) {
         let message = e.to_string();
         let message = ocistep::redact::redact(&message);

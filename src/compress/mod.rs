@@ -9,10 +9,9 @@ pub mod pargunzip;
 pub mod pargz;
 
 /// Compression of a tar layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Compression {
     /// Plain tar (read on pull; never chosen for a push).
-    #[value(skip)]
     None,
     /// tar+gzip, read by every runtime (Tekton bundles and older runtimes need it).
     #[default]

@@ -12,7 +12,6 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::cli::PushImageArgs;
 use crate::error::{Error, Result};
 use crate::oci::digest::Digest;
 use crate::timestamp;
@@ -29,18 +28,18 @@ pub struct Mutations {
 }
 
 impl Mutations {
-    /// Reads `--label`, `--image-timestamp` / `--image-timestamp-file` and the
-    /// already parsed `--annotation` values.
-    pub fn from_flags(
-        args: &PushImageArgs,
+    /// The changes asked for: `labels` (`key=value`), a creation time
+    /// given as `timestamp` or read from `timestamp_file`, and the already
+    /// parsed annotations. Empty values mean "not given", as Tekton passes
+    /// unset parameters.
+    pub fn new(
+        labels: &[String],
+        timestamp: Option<&str>,
+        timestamp_file: Option<&Path>,
         annotations: &BTreeMap<String, String>,
     ) -> Result<Self> {
-        // Empty values mean "not given", as Tekton passes unset params.
-        let value = args.image_timestamp.as_deref().filter(|v| !v.is_empty());
-        let file = args
-            .image_timestamp_file
-            .as_deref()
-            .filter(|f| !f.as_os_str().is_empty());
+        let value = timestamp.filter(|v| !v.is_empty());
+        let file = timestamp_file.filter(|f| !f.as_os_str().is_empty());
         let created = match (value, file) {
             (Some(value), _) => Some(parse_time("--image-timestamp", value)?),
             (None, Some(file)) => Some(read_time_file(file)?),
@@ -48,7 +47,7 @@ impl Mutations {
         };
         Ok(Mutations {
             annotations: annotations.clone(),
-            labels: parse_labels(&args.label)?,
+            labels: parse_labels(labels)?,
             created,
         })
     }

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use futures_util::future::join_all;
 use serde::Serialize;
 
-use crate::cli::AssembleArgs;
 use crate::error::{Error, Result};
 use crate::modes::{require_tag, Context};
 use crate::oci::index::index_children;
@@ -21,6 +20,7 @@ use crate::oci::manifest::{Descriptor, FetchedManifest};
 use crate::oci::platform::Platform;
 use crate::oci::reference::Target;
 use crate::results::{self, Outcome};
+use crate::settings::AssembleSettings;
 use crate::store::copy::copy_manifest;
 use crate::store::Store;
 
@@ -87,11 +87,11 @@ pub fn parse_entries(values: &[String]) -> Result<Vec<Entry>> {
 pub async fn run(
     ctx: &Context,
     target: &Target,
-    args: &AssembleArgs,
+    args: &AssembleSettings,
     annotations: &BTreeMap<String, String>,
 ) -> Result<()> {
     require_tag(target, "app:v1")?;
-    let entries = parse_entries(&args.platform_image)?;
+    let entries = parse_entries(&args.platform_images)?;
     let outcomes = join_all(entries.iter().map(|e| resolve(ctx, e))).await;
 
     let mut resolved = Vec::new();

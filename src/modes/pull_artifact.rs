@@ -10,7 +10,6 @@ use futures_util::future::join_all;
 use crate::archive::extract::ExtractLimits;
 use crate::archive::staging::{self, Staging};
 use crate::artifact::pull::{self as artifact, Planned, PlannedKind};
-use crate::cli::{ArtifactArgs, PullArgs};
 use crate::compress::Compression;
 use crate::error::{Error, Result};
 use crate::modes::{print_listing, prune, Context};
@@ -18,6 +17,7 @@ use crate::oci::platform::Platform;
 use crate::oci::reference::Target;
 use crate::progress::{Progress, ProgressReader};
 use crate::results::{self, Outcome};
+use crate::settings::{ArtifactSettings, PullSettings};
 use crate::signals::StopReader;
 use crate::store::Store;
 
@@ -26,9 +26,8 @@ pub async fn run(
     ctx: &Context,
     dir: &Path,
     target: &Target,
-    args: &ArtifactArgs,
-    pull: &PullArgs,
-    limits: ExtractLimits,
+    args: &ArtifactSettings,
+    pull: &PullSettings,
     platform: &Platform,
 ) -> Result<()> {
     let started = std::time::Instant::now();
@@ -38,8 +37,8 @@ pub async fn run(
     let fetched = store.resolve_platform(top.clone(), platform).await?;
     let manifest = fetched.image_manifest()?;
     let what = format!("{target} ({})", fetched.digest);
-    let planned = artifact::plan(&manifest, &args.media_type, &what)?;
-    let mut budget = Budget::new(limits, &planned)?;
+    let planned = artifact::plan(&manifest, &args.media_types, &what)?;
+    let mut budget = Budget::new(pull.limits, &planned)?;
     tracing::info!(
         "pulling {what}: {} of {} layers{}",
         planned.len(),

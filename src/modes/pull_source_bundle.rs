@@ -4,16 +4,16 @@
 
 use std::path::Path;
 
-use crate::archive::extract::{self, ExtractLimits, ExtractStats};
+use crate::archive::extract::{self, ExtractStats};
 use crate::archive::staging::{self, Staging};
 use crate::bundle::format;
-use crate::cli::PullArgs;
 use crate::error::{Error, Result};
 use crate::modes::{print_listing, prune, Context};
 use crate::oci::platform::Platform;
 use crate::oci::reference::Target;
 use crate::progress::{Progress, ProgressReader};
 use crate::results::{self, Outcome};
+use crate::settings::PullSettings;
 use crate::signals::StopReader;
 use crate::store::Store;
 
@@ -22,10 +22,10 @@ pub async fn run(
     ctx: &Context,
     dir: &Path,
     target: &Target,
-    args: &PullArgs,
-    limits: ExtractLimits,
+    args: &PullSettings,
     platform: &Platform,
 ) -> Result<()> {
+    let limits = args.limits;
     let started = std::time::Instant::now();
     staging::remove_stale(dir);
     let store = Store::for_reading(target, &ctx.client)?;

@@ -7,11 +7,8 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use crate::archive::pack::PackOptions;
-use crate::archive::walk::WalkOptions;
 use crate::artifact::push::{self as artifact, Blob, Content, DirOptions};
 use crate::artifact::{check_media_type, FileSpec};
-use crate::cli::{ArtifactArgs, PushArgs};
 use crate::error::{Error, Result};
 use crate::modes::{require_tag, Context};
 use crate::oci::manifest::OCI_MANIFEST;
@@ -19,24 +16,24 @@ use crate::oci::reference::Target;
 use crate::progress::Progress;
 use crate::registry::BlobSource;
 use crate::results::{self, Outcome};
+use crate::settings::{ArtifactSettings, PushSettings};
 use crate::store::Store;
-use crate::timestamp;
 
 /// Runs the mode.
 pub async fn run(
     ctx: &Context,
     target: &Target,
-    args: &ArtifactArgs,
-    push: &PushArgs,
+    args: &ArtifactSettings,
+    push: &PushSettings,
     annotations: &BTreeMap<String, String>,
 ) -> Result<()> {
     require_tag(target, "app:v1")?;
-    let artifact_type = args.artifact_type.as_deref().filter(|t| !t.is_empty());
+    let artifact_type = args.artifact_type.as_deref();
     if let Some(t) = artifact_type {
         check_media_type(t, "--artifact-type")?;
     }
     let files = args
-        .file
+        .files
         .iter()
         .map(|f| FileSpec::parse(f))
         .collect::<Result<Vec<_>>>()?;
@@ -46,27 +43,9 @@ pub async fn run(
             "--push-artifact needs at least one --file PATH[:MEDIATYPE]".to_string(),
         ));
     }
-    let mtime = push
-        .source_timestamp
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .map(timestamp::parse_flag)
-        .transpose()?
-        .unwrap_or(0);
     let dir_opts = DirOptions {
-        walk: WalkOptions {
-            ignore_files: push.ignore_file.clone(),
-            excludes: push.exclude.clone(),
-            dereference_symlinks: push.dereference_symlinks,
-        },
-        pack: {
-            let (compression, compression_level) = push.pack_compression()?;
-            PackOptions {
-                mtime,
-                compression,
-                compression_level,
-            }
-        },
+        walk: push.walk.clone(),
+        pack: push.pack_options(),
     };
     let started = std::time::Instant::now();
     let (config, layers, manifest) = tokio::task::spawn_blocking({

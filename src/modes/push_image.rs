@@ -3,10 +3,8 @@
 //! annotations and a creation time applied. Blobs the target has are not
 //! uploaded again; without mutations the pushed digest equals the layout's.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::cli::PushImageArgs;
 use crate::error::{Error, Result};
 use crate::image::mutate::Mutations;
 use crate::image::push::push;
@@ -17,18 +15,11 @@ use crate::results::{self, Outcome};
 use crate::store::Store;
 
 /// Runs the mode.
-pub async fn run(
-    ctx: &Context,
-    dir: &Path,
-    target: &Target,
-    args: &PushImageArgs,
-    annotations: &BTreeMap<String, String>,
-) -> Result<()> {
-    let mutations = Mutations::from_flags(args, annotations)?;
+pub async fn run(ctx: &Context, dir: &Path, target: &Target, mutations: &Mutations) -> Result<()> {
     let source = open(dir).await?;
     let dst = Store::for_writing(target, &ctx.client)?;
     require_tag(target, "app:v1-linux-arm64")?;
-    let pushed = push(&source.store(), &dst, &source.selection, &mutations).await?;
+    let pushed = push(&source.store(), &dst, &source.selection, mutations).await?;
     let pinned = dst.pinned(&pushed.digest);
     tracing::info!(
         "pushed {} as {pinned} ({} blobs uploaded, {} already present)",

@@ -7,10 +7,9 @@ use std::path::Path;
 use bytes::Bytes;
 
 use crate::archive::pack::{self, PackEvent, PackOptions};
-use crate::archive::walk::{self, SourceTree, WalkOptions};
+use crate::archive::walk::{self, SourceTree};
 use crate::bundle::fingerprint::{fingerprint, PackedRecord};
 use crate::bundle::format;
-use crate::cli::{PushArgs, StreamUpload};
 use crate::error::{Error, Result};
 use crate::modes::stream_feed::{self, StreamFeed, KEEP_UP_PATIENCE, STREAM_CHUNKS_IN_FLIGHT};
 use crate::modes::{require_tag, Context};
@@ -21,36 +20,23 @@ use crate::progress::Progress;
 use crate::registry::api::{Feed, Streamed};
 use crate::registry::BlobSource;
 use crate::results::{self, Outcome};
+use crate::settings::{PushSettings, StreamUpload};
 use crate::signals;
 use crate::store::Store;
-use crate::timestamp;
 
 /// Runs the mode.
 pub async fn run(
     ctx: &Context,
     dir: &Path,
     target: &Target,
-    args: &PushArgs,
+    args: &PushSettings,
     annotations: &BTreeMap<String, String>,
 ) -> Result<()> {
     require_tag(target, "app:v1-src")?;
-    let source_timestamp = args
-        .source_timestamp
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .map(timestamp::parse_flag)
-        .transpose()?;
-    let walk_opts = WalkOptions {
-        ignore_files: args.ignore_file.clone(),
-        excludes: args.exclude.clone(),
-        dereference_symlinks: args.dereference_symlinks,
-    };
-    let (compression, compression_level) = args.pack_compression()?;
-    let pack_opts = PackOptions {
-        mtime: source_timestamp.unwrap_or(0),
-        compression,
-        compression_level,
-    };
+    let source_timestamp = args.source_timestamp;
+    let walk_opts = args.walk.clone();
+    let compression = args.compression;
+    let pack_opts = args.pack_options();
     let root = dir.to_path_buf();
     let started = std::time::Instant::now();
     let mut walking = tokio::task::spawn_blocking(move || {

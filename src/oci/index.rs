@@ -10,7 +10,7 @@ use crate::oci::manifest::{Descriptor, FetchedManifest, DOCKER_MANIFEST_LIST, OC
 use crate::oci::platform::Platform;
 
 /// Which kind of index to write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IndexFormat {
     /// `application/vnd.oci.image.index.v1+json` (the default).
     Oci,

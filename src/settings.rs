@@ -1,0 +1,155 @@
+//! The flags of one run, resolved once into the plain settings each mode
+//! takes. Empty values mean absent (Tekton passes unset parameters as
+//! `""`); timestamps, compression levels and extraction limits are parsed
+//! and checked here, only for the mode that runs. Nothing below the modes
+//! knows the command line.
+
+use crate::archive::extract::{ExtractLimits, DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES};
+use crate::archive::pack::PackOptions;
+use crate::archive::walk::WalkOptions;
+use crate::cli::{ArtifactArgs, AssembleArgs, PullArgs, PushArgs};
+use crate::compress::Compression;
+use crate::error::Result;
+use crate::oci::index::IndexFormat;
+use crate::timestamp;
+
+/// When a source bundle's layer is uploaded while it is packed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamUpload {
+    /// All of it into a new repository (which cannot have the layer); into
+    /// an existing one while the registry keeps up with the packing, the
+    /// rest after a HEAD shows the registry lacks the layer.
+    Auto,
+    /// All of it, whatever the repository holds.
+    Always,
+    /// None: packed first, then a HEAD, then the upload.
+    Never,
+}
+
+/// How the pushing modes pack what they push.
+#[derive(Debug, Clone)]
+pub struct PushSettings {
+    /// Every entry's mtime, the config's `created` and the `created`
+    /// annotation, in seconds since the epoch.
+    pub source_timestamp: Option<u64>,
+    /// What the walk of a pushed directory leaves out, and how it treats
+    /// symlinks that leave the tree.
+    pub walk: WalkOptions,
+    /// When a bundle's layer is uploaded.
+    pub stream_upload: StreamUpload,
+    /// The layer compression.
+    pub compression: Compression,
+    /// Its level, checked against the algorithm's range.
+    pub compression_level: u32,
+}
+
+impl PushSettings {
+    /// Resolves the push flags.
+    pub fn new(args: &PushArgs) -> Result<Self> {
+        let source_timestamp = args
+            .source_timestamp
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(timestamp::parse_flag)
+            .transpose()?;
+        let compression = Compression::from(args.compression);
+        Ok(PushSettings {
+            source_timestamp,
+            walk: WalkOptions {
+                ignore_files: args.ignore_file.clone(),
+                excludes: args.exclude.clone(),
+                dereference_symlinks: args.dereference_symlinks,
+            },
+            stream_upload: StreamUpload::from(args.stream_upload),
+            compression,
+            compression_level: compression.level(args.compression_level)?,
+        })
+    }
+
+    /// How a layer is packed: every mtime the source timestamp (or 0).
+    pub fn pack_options(&self) -> PackOptions {
+        PackOptions {
+            mtime: self.source_timestamp.unwrap_or(0),
+            compression: self.compression,
+            compression_level: self.compression_level,
+        }
+    }
+}
+
+/// How the pulling modes write what they pull.
+#[derive(Debug, Clone, Copy)]
+pub struct PullSettings {
+    /// Delete the pulled manifest from the registry afterwards.
+    pub prune: bool,
+    /// Print every extracted entry on stdout.
+    pub show_listing: bool,
+    /// Replace entries of the target that the pull also holds.
+    pub overwrite: bool,
+    /// What an extraction may expand to.
+    pub limits: ExtractLimits,
+}
+
+impl PullSettings {
+    /// Resolves the pull flags.
+    pub fn new(args: &PullArgs) -> Self {
+        PullSettings {
+            prune: args.prune,
+            show_listing: args.show_listing,
+            overwrite: args.overwrite,
+            limits: ExtractLimits {
+                max_bytes: args.max_extract_size.unwrap_or(DEFAULT_MAX_BYTES),
+                max_entries: args.max_entries.unwrap_or(DEFAULT_MAX_ENTRIES),
+            },
+        }
+    }
+}
+
+/// What `--assemble-index` builds.
+#[derive(Debug, Clone)]
+pub struct AssembleSettings {
+    /// The `--platform-image` values, each possibly holding several entries.
+    pub platform_images: Vec<String>,
+    /// Build the index from the images that exist.
+    pub allow_missing: bool,
+    /// Platforms the index must cover (comma-separated).
+    pub require_platforms: Option<String>,
+    /// OCI index or Docker manifest list.
+    pub index_format: IndexFormat,
+}
+
+impl AssembleSettings {
+    /// Resolves the `--assemble-index` flags.
+    pub fn new(args: &AssembleArgs) -> Self {
+        AssembleSettings {
+            platform_images: args.platform_image.clone(),
+            allow_missing: args.allow_missing,
+            require_platforms: args.require_platforms.clone(),
+            index_format: IndexFormat::from(args.index_format),
+        }
+    }
+}
+
+/// What an artifact holds, or which of its layers a pull writes.
+#[derive(Debug, Clone)]
+pub struct ArtifactSettings {
+    /// The manifest's `artifactType`.
+    pub artifact_type: Option<String>,
+    /// `PATH[:MEDIATYPE]` of each layer, in order.
+    pub files: Vec<String>,
+    /// `PATH:MEDIATYPE` of the config blob.
+    pub config: Option<String>,
+    /// The layer media types a pull writes (all when empty).
+    pub media_types: Vec<String>,
+}
+
+impl ArtifactSettings {
+    /// Resolves the artifact flags.
+    pub fn new(args: &ArtifactArgs) -> Self {
+        ArtifactSettings {
+            artifact_type: args.artifact_type.clone().filter(|t| !t.is_empty()),
+            files: args.file.clone(),
+            config: args.config.clone(),
+            media_types: args.media_type.clone(),
+        }
+    }
+}
