@@ -4,7 +4,6 @@
 //! Like git's index it relies on the kernel's change time and inode: any
 //! write to a file changes its ctime, which no tool can set back.
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::archive::pack::PackOptions;
@@ -28,19 +27,6 @@ fn format(compression: Compression) -> String {
         ),
         Compression::None => "ocistep-pack/1 gnu-tar plain".to_string(),
     }
-}
-
-/// What a fingerprint stands for: the packed layer's identity.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PackedRecord {
-    /// Digest of the compressed layer.
-    pub digest: String,
-    /// Its size.
-    pub size: u64,
-    /// Digest of the uncompressed tar.
-    pub diff_id: String,
-    /// Entries packed.
-    pub entries: u64,
 }
 
 /// The fingerprint of `entries` packed with `opts`, from the sizes, modes

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use crate::archive::pack::{self, PackEvent, PackOptions};
 use crate::archive::walk::{self, SourceTree};
-use crate::bundle::fingerprint::{fingerprint, PackedRecord};
+use crate::bundle::fingerprint::fingerprint;
 use crate::bundle::format;
 use crate::error::{Error, Result};
 use crate::modes::stream_feed::{self, StreamFeed, KEEP_UP_PATIENCE, STREAM_CHUNKS_IN_FLIGHT};
@@ -22,6 +22,7 @@ use crate::registry::BlobSource;
 use crate::results::{self, Outcome};
 use crate::settings::{PushSettings, StreamUpload};
 use crate::signals;
+use crate::store::cache::PackedRecord;
 use crate::store::Store;
 
 /// Runs the mode.

@@ -11,12 +11,27 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::bundle::fingerprint::PackedRecord;
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result};
 use crate::oci::digest::{Digest, HashingReader};
 use crate::oci::manifest::{Descriptor, FetchedManifest};
 use crate::shared_file;
 use crate::store::layout::Layout;
+
+/// The layer a tree packed to, remembered under the tree's fingerprint
+/// (what the tree looked like: paths, sizes, inodes and times).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackedRecord {
+    /// Digest of the compressed layer.
+    pub digest: String,
+    /// Its size.
+    pub size: u64,
+    /// Digest of the uncompressed tar.
+    pub diff_id: String,
+    /// Entries packed.
+    pub entries: u64,
+}
 
 /// The cache directory and whether tags may be resolved from it alone.
 #[derive(Debug, Clone)]
