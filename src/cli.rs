@@ -76,6 +76,7 @@ pub struct Cli {
     )]
     pub image: Option<String>,
 
+    /// How to reach registries.
     #[command(flatten)]
     pub registry: RegistryArgs,
 
@@ -87,24 +88,31 @@ pub struct Cli {
     #[arg(long, value_name = "KEY=VALUE", global = true)]
     pub annotation: Vec<String>,
 
+    /// Flags of the pushing modes.
     #[command(flatten)]
     pub push: PushArgs,
 
+    /// Flags of `--assemble-index`.
     #[command(flatten)]
     pub assemble: AssembleArgs,
 
+    /// Flags of `--push-image`.
     #[command(flatten)]
     pub push_image_args: PushImageArgs,
 
+    /// Flags of the pulling modes.
     #[command(flatten)]
     pub pull: PullArgs,
 
+    /// Flags of the artifact modes.
     #[command(flatten)]
     pub artifact: ArtifactArgs,
 
+    /// Where results are written.
     #[command(flatten)]
     pub results: ResultArgs,
 
+    /// Logging.
     #[command(flatten)]
     pub output: OutputArgs,
 }

@@ -4,6 +4,8 @@
 //! The binary in `main.rs` is a thin wrapper around [`cli::run`]; everything
 //! else lives in this library so the tests use the same code.
 
+#![deny(missing_docs)]
+
 pub mod archive;
 pub mod artifact;
 pub mod bundle;
