@@ -10,4 +10,3 @@ pub mod pack;
 pub mod secrets;
 pub mod staging;
 pub mod walk;
-pub mod writer;

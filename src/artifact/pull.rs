@@ -9,9 +9,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::archive::beneath::Beneath;
+use crate::archive::extract::writer::written_error;
 use crate::archive::extract::{self, ExtractLimits, ExtractStats};
 use crate::archive::staging::StagingDir;
-use crate::archive::writer::written_error;
 use crate::artifact::title::{self, Title};
 use crate::artifact::{ANNOTATION_CONTENT_DIGEST, ANNOTATION_FILE_MODE, ANNOTATION_UNPACK};
 use crate::compress::{decompress, Compression};
