@@ -3,6 +3,7 @@
 //! digest verification into a staging directory (files with their mode,
 //! directory layers unpacked safely) and move the result into DIR.
 
+use std::io::Read;
 use std::path::Path;
 
 use futures_util::future::join_all;
@@ -172,23 +173,18 @@ async fn write_files(
             };
             let _slots = store.transfer_slots(store).await;
             store
-                .retry_policy()
-                .restarting(|_| {
+                .stream_blob_restarting(&layer.desc, |_| {
+                    // A previous attempt may have left part of the file.
+                    artifact::remove_partial(root, &layer.title)?;
                     let (bar, title, root) =
                         (progress.clone(), layer.title.clone(), root.to_path_buf());
                     let worker = staging.worker();
-                    async move {
-                        // A previous attempt may have left part of the file.
-                        artifact::remove_partial(&root, &title)?;
-                        store
-                            .stream_blob(&layer.desc, move |reader| {
-                                let _worker = worker;
-                                let mut reader = StopReader(ProgressReader::new(reader, bar));
-                                artifact::write_file(&mut reader, &root, &title, mode)?;
-                                Ok(vec![title.as_str()])
-                            })
-                            .await
-                    }
+                    Ok(move |reader: &mut dyn Read| {
+                        let _worker = worker;
+                        let mut reader = StopReader(ProgressReader::new(reader, bar));
+                        artifact::write_file(&mut reader, &root, &title, mode)?;
+                        Ok(vec![title.as_str()])
+                    })
                 })
                 .await
         }
@@ -215,33 +211,30 @@ async fn unpack_layer(
 ) -> Result<Vec<String>> {
     let limits = budget.remaining();
     let tar_digest = artifact::tar_digest(&layer.desc);
-    let (scratch, stats, entries) = store
-        .retry_policy()
-        .restarting(|_| async {
-            let progress = Progress::bytes(layer.desc.size, "downloading", ctx.progress);
-            let bar = progress.clone();
+    let mut scratch = None;
+    let (stats, entries) = store
+        .stream_blob_restarting(&layer.desc, |_| {
             // Every attempt unpacks into a scratch directory of its own.
-            let scratch = artifact::scratch_dir(target)?;
-            let scratch_path = scratch.path().to_path_buf();
-            let worker = scratch.worker();
+            let dir = scratch.insert(artifact::scratch_dir(target)?);
+            let (scratch_path, worker) = (dir.path().to_path_buf(), dir.worker());
+            let progress = Progress::bytes(layer.desc.size, "downloading", ctx.progress);
             let tar_digest = tar_digest.clone();
-            let unpacked = store
-                .stream_blob(&layer.desc, move |reader| {
-                    let _worker = worker;
-                    let mut reader = StopReader(ProgressReader::new(reader, bar));
-                    artifact::unpack(
-                        &mut reader,
-                        compression,
-                        &scratch_path,
-                        &limits,
-                        tar_digest.as_ref(),
-                    )
-                })
-                .await;
-            progress.finish();
-            unpacked.map(|(stats, entries)| (scratch, stats, entries))
+            Ok(move |reader: &mut dyn Read| {
+                let _worker = worker;
+                let mut reader = StopReader(ProgressReader::new(reader, progress.clone()));
+                let unpacked = artifact::unpack(
+                    &mut reader,
+                    compression,
+                    &scratch_path,
+                    &limits,
+                    tar_digest.as_ref(),
+                );
+                progress.finish();
+                unpacked
+            })
         })
         .await?;
+    let scratch = scratch.ok_or_else(|| Error::Internal("no scratch directory".into()))?;
     budget.bytes_used += stats.bytes;
     budget.entries_used += stats.entries;
     artifact::place_unpacked(scratch.path(), &entries, root, &layer.title)

@@ -2,6 +2,7 @@
 //! layer through digest verification into a staging directory, then move
 //! it into DIR. Optionally list what was extracted and prune the bundle.
 
+use std::io::Read;
 use std::path::Path;
 
 use crate::archive::extract::{self, ExtractStats};
@@ -40,39 +41,27 @@ pub async fn run(
     );
 
     let mut staging = Staging::new(dir)?;
+    let compression = info.compression;
     let (stats, listing) = store
-        .retry_policy()
-        .restarting(|attempt| {
+        .stream_blob_restarting(&info.layer, |attempt| {
             // An attempt cut short leaves part of the tree: start afresh.
-            let reset = if attempt == 1 {
-                Ok(())
-            } else {
-                staging.reset()
-            };
+            if attempt > 1 {
+                staging.reset()?;
+            }
             let path = staging.path().to_path_buf();
             let worker = staging.worker();
-            let compression = info.compression;
             let progress = Progress::bytes(info.layer.size, "downloading", ctx.progress);
-            let bar = progress.clone();
-            let store = &store;
-            let layer = &info.layer;
-            async move {
-                reset?;
-                let extracted = store
-                    .stream_blob(layer, move |reader| {
-                        let _worker = worker;
-                        let mut listing = Vec::new();
-                        let mut reader = StopReader(ProgressReader::new(reader, bar));
-                        let stats =
-                            extract::unpack(&mut reader, compression, &path, &limits, &mut |e| {
-                                listing.push(e.path.to_string())
-                            })?;
-                        Ok::<(ExtractStats, Vec<String>), Error>((stats, listing))
-                    })
-                    .await;
+            Ok(move |reader: &mut dyn Read| {
+                let _worker = worker;
+                let mut listing = Vec::new();
+                let mut reader = StopReader(ProgressReader::new(reader, progress.clone()));
+                let extracted =
+                    extract::unpack(&mut reader, compression, &path, &limits, &mut |e| {
+                        listing.push(e.path.to_string())
+                    });
                 progress.finish();
-                extracted
-            }
+                Ok::<(ExtractStats, Vec<String>), Error>((extracted?, listing))
+            })
         })
         .await
         .map_err(staging::archive_fault)?;

@@ -321,6 +321,28 @@ impl Store {
         }
     }
 
+    /// [`Store::stream_blob`], started over after a transfer cut short while
+    /// attempts remain (the retry policy's restarts): `attempt` makes each
+    /// try's consumer, given the try's number from 1, after undoing what an
+    /// earlier try left behind.
+    pub async fn stream_blob_restarting<T, F, C>(
+        &self,
+        desc: &Descriptor,
+        mut attempt: F,
+    ) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnMut(u32) -> Result<C>,
+        C: FnOnce(&mut dyn Read) -> Result<T> + Send + 'static,
+    {
+        self.retry_policy()
+            .restarting(|n| {
+                let consume = attempt(n);
+                async move { self.stream_blob(desc, consume?).await }
+            })
+            .await
+    }
+
     /// Streams a blob into `consume` (run on a blocking thread) while hashing
     /// it. The digest and size are checked when the stream ends; a mismatch
     /// wins over whatever `consume` returned, since its input was not genuine.
