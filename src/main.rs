@@ -29,10 +29,9 @@ fn main() {
 /// (downloads, compressed blocks, inflated members, file contents on their
 /// way to the writers) then leave several MiB behind in each arena. A single
 /// arena, though, makes the threads that walk a tree (many small
-/// allocations each) wait on its lock: a push of an unchanged 13,000-file
-/// tree took 0.090 s with one arena, 0.056 s with four or more. Four arenas
-/// (one per walking thread) keep both: peak RSS of a 2 GiB pull 28–35 MiB
-/// (one arena: 22–32 MiB).
+/// allocations each) wait on its lock. Four arenas, one per walking thread,
+/// keep the walk fast and the memory of a large pull small (see
+/// docs/performance.md).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn few_malloc_arenas() {
     // SAFETY: mallopt only changes allocator settings, and runs before any

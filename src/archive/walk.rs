@@ -447,8 +447,6 @@ fn root_cause(err: &io::Error) -> String {
 /// question to the kernel: for its owner a file's owner bits decide, even
 /// under an ACL. (A filesystem that decides elsewhere, such as NFS mapping
 /// root to nobody, then fails the push when the file is packed instead.)
-/// On a 13,000-file tree of one's own, a push of it unchanged took 45 ms
-/// rather than 49–51 ms, and 62 ms of CPU rather than 70.
 fn check_readable<P: rustix::path::Arg>(
     dir: BorrowedFd<'_>,
     name: P,

@@ -159,9 +159,9 @@ pub async fn run(
 }
 
 /// Deletes a spool file that is no longer needed, and leaves the freeing of
-/// its cached pages to a thread of its own while the push goes on: for a
-/// layer of 40 MB that alone takes about 6 ms. Should the process end
-/// first, the kernel frees them as it exits.
+/// its cached pages to a thread of its own while the push goes on, since
+/// freeing the pages of a large layer takes a noticeable while. Should the
+/// process end first, the kernel frees them as it exits.
 fn discard_spool(file: tempfile::NamedTempFile) {
     let (file, path) = file.into_parts();
     if let Err(e) = path.close() {
