@@ -171,6 +171,9 @@ pub struct RegistryArgs {
     pub timeout: u64,
     /// Slowest transfer accepted, in bytes per second (suffixes K, M), averaged
     /// over --timeout seconds of waiting; slower counts as a stall. 0: no minimum.
+    // The default, 60 KiB in the default 60 s window, would take 28 hours
+    // over a 100 MB layer; real registries, even across continents or
+    // behind a busy proxy, send orders of magnitude faster.
     #[arg(long, value_name = "BYTES_PER_SEC", default_value = "1K", value_parser = parse_size, help_heading = "Registry")]
     pub min_rate: u64,
     /// Longest the whole run may take (90s, 15m, 2h); past it the run stops with exit code 8.

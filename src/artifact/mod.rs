@@ -29,9 +29,6 @@ use crate::error::{Error, Result};
 pub const EMPTY_CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
 /// Content of the empty config.
 pub const EMPTY_CONFIG: &[u8] = b"{}";
-/// Digest of [`EMPTY_CONFIG`].
-pub const EMPTY_CONFIG_DIGEST: &str =
-    "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
 /// Media type of a file layer given without one.
 pub const DEFAULT_FILE_MEDIA_TYPE: &str = "application/octet-stream";
 /// Annotation marking a tar+gzip layer to be unpacked into a directory (ORAS).
@@ -101,7 +98,10 @@ mod tests {
 
     #[test]
     fn empty_config_digest_is_the_one_oci_defines() {
-        assert_eq!(Digest::of(EMPTY_CONFIG).to_string(), EMPTY_CONFIG_DIGEST);
+        assert_eq!(
+            Digest::of(EMPTY_CONFIG).to_string(),
+            "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+        );
     }
 
     #[test]

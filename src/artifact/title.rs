@@ -54,11 +54,6 @@ impl Title {
         self.components.join("/")
     }
 
-    /// The relative path.
-    pub fn to_path(&self) -> PathBuf {
-        self.components.iter().collect()
-    }
-
     /// The parent path, `None` for a single component.
     pub fn parent(&self) -> Option<PathBuf> {
         (self.components.len() > 1).then(|| {

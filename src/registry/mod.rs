@@ -11,7 +11,7 @@ pub mod tls;
 pub mod token;
 pub mod upload;
 
-pub use session::{Access, ClientOptions, RegistryClient, DEFAULT_MAX_TRANSFERS};
+pub use session::{ClientOptions, RegistryClient, DEFAULT_MAX_TRANSFERS};
 pub use upload::BlobSource;
 
 /// Installs rustls' ring provider once per process (the TLS stack is built

@@ -16,12 +16,6 @@ use reqwest::Response;
 
 use crate::error::{Error, Result};
 
-/// Bytes per second below which a transfer counts as stalled, unless told
-/// otherwise: 60 KiB in the default 60 s window. A link that slow would
-/// take 28 hours over a 100 MB layer; real registries, even across
-/// continents or behind a busy proxy, send orders of magnitude faster.
-pub const DEFAULT_MIN_RATE: u64 = 1024;
-
 /// The rule: at least `bytes_per_sec × window` bytes in every `window` of
 /// waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,9 +3,9 @@
 //!
 //! Every write goes to a temporary file in the same directory and is renamed
 //! into place, so readers never see a partial blob or index; files get the
-//! mode the umask allows (see [`crate::shared_file`]). Changes to
-//! `index.json` are made under an exclusive lock on [`INDEX_LOCK`], so
-//! concurrent runs tagging into one layout all keep their tags.
+//! mode the umask allows. Changes to `index.json` are made under an
+//! exclusive lock on [`INDEX_LOCK`], so concurrent runs tagging into one
+//! layout all keep their tags.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

@@ -185,7 +185,7 @@ impl Store {
     }
 
     /// Slots for moving one blob from `src` to this store: one per registry
-    /// involved (see [`RegistryClient::transfer_slot`]), none for layouts.
+    /// involved, none for layouts.
     /// Always taken source first, and a run writes to one destination, so
     /// two transfers never wait on each other's slots.
     pub async fn transfer_slots(&self, src: &Store) -> Vec<tokio::sync::OwnedSemaphorePermit> {

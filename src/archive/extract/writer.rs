@@ -7,7 +7,7 @@
 //! validated, and its parent directories created and checked, by the
 //! extractor before the path is handed over. Files are created beneath the
 //! target's open handle, never through a symlink (see
-//! [`beneath`](crate::archive::beneath)), with `O_CREAT | O_EXCL`, which
+//! [`crate::archive::beneath`]), with `O_CREAT | O_EXCL`, which
 //! never reuses something already there: a directory another process swaps
 //! for a symlink meanwhile fails the write rather than redirecting it.
 //!
