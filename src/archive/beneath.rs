@@ -71,6 +71,32 @@ fn refuse_symlink(fd: OwnedFd, flags: OFlags) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// Opens `rel` beneath `root`, following symlinks only while they stay
+/// beneath it (`openat2` with `RESOLVE_BENEATH`): for files a tree may
+/// link within itself, such as its ignore files. A link that leaves the
+/// root fails (`EXDEV`). Without `openat2`, no symlink is followed at all.
+pub fn open_following_beneath(
+    root: BorrowedFd<'_>,
+    rel: &str,
+    flags: OFlags,
+) -> io::Result<OwnedFd> {
+    rel.split('/').try_for_each(check_component)?;
+    if !NO_OPENAT2.load(Ordering::Relaxed) {
+        let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+        for _ in 0..OPENAT2_ATTEMPTS {
+            match rustix::fs::openat2(root, rel, flags | OFlags::CLOEXEC, Mode::empty(), resolve) {
+                Err(Errno::AGAIN | Errno::INTR) => continue,
+                Err(Errno::NOSYS) => {
+                    NO_OPENAT2.store(true, Ordering::Relaxed);
+                    break;
+                }
+                other => return other.map_err(io::Error::from),
+            }
+        }
+    }
+    open_by_components(root, rel, flags, Mode::empty())
+}
+
 /// [`open_beneath`] without `openat2`: each directory on the way is opened
 /// with `O_NOFOLLOW | O_DIRECTORY` relative to the one before, and the last
 /// component with `O_NOFOLLOW`.
@@ -385,6 +411,17 @@ mod tests {
         }
         assert!(!dir.path().join("made").exists());
         assert_eq!(fs::read(dir.path().join("secret")).unwrap(), b"outside");
+    }
+
+    #[test]
+    fn following_beneath_takes_links_inside_the_root_only() {
+        let (_dir, root) = tree();
+        let fd = open_following_beneath(root.fd(), "a/inner/file", OFlags::RDONLY).unwrap();
+        assert_eq!(read(fd), "inside");
+        for rel in ["leak", "a/up/secret"] {
+            let err = open_following_beneath(root.fd(), rel, OFlags::RDONLY).unwrap_err();
+            assert!(is_swapped(&err), "{rel}: {err}");
+        }
     }
 
     #[test]

@@ -87,22 +87,39 @@ pub struct NestedRules {
 }
 
 impl NestedRules {
-    /// The rules in effect below `dir`: those of its own `.shpignore`, if it
-    /// has one, in front of `parent`'s.
+    /// The rules in effect below `dir`: those of its own `.shpignore`, in
+    /// front of `parent`'s. `ignore_file` is what reading that file gave:
+    /// `None` when there is none. One that cannot be read is an error: the
+    /// rules it holds may be what keeps secrets out.
     pub fn for_directory(
         dir: &Path,
-        has_ignore_file: bool,
+        ignore_file: Option<std::io::Result<Vec<u8>>>,
         parent: Option<&Arc<NestedRules>>,
     ) -> std::result::Result<Option<Arc<NestedRules>>, ignore::Error> {
-        let file = dir.join(IGNORE_FILE_NAME);
-        // Only a file (or a link to one) counts. One that cannot be read is
-        // an error: the rules it holds may be what keeps secrets out.
-        if !has_ignore_file || !file.is_file() {
+        let Some(read) = ignore_file else {
             return Ok(parent.cloned());
-        }
+        };
+        let file = dir.join(IGNORE_FILE_NAME);
+        let in_file = |err: ignore::Error| ignore::Error::WithPath {
+            path: file.clone(),
+            err: Box::new(err),
+        };
+        let text = read
+            .and_then(|bytes| {
+                String::from_utf8(bytes).map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error())
+                })
+            })
+            .map_err(|e| in_file(ignore::Error::Io(e)))?;
         let mut builder = GitignoreBuilder::new(dir);
-        if let Some(e) = builder.add(&file) {
-            return Err(e);
+        // Git ignores a byte-order mark at the start, as the ignore crate does.
+        for (i, line) in text.trim_start_matches('\u{feff}').lines().enumerate() {
+            if let Err(err) = builder.add_line(Some(file.clone()), line) {
+                return Err(in_file(ignore::Error::WithLineNumber {
+                    line: i as u64 + 1,
+                    err: Box::new(err),
+                }));
+            }
         }
         Ok(Some(Arc::new(NestedRules {
             matcher: builder.build()?,

@@ -30,6 +30,7 @@ use std::sync::{Arc, OnceLock};
 
 use rustix::fs::{Access, AtFlags, FileType, Mode, OFlags};
 
+use crate::archive::beneath;
 pub use crate::archive::ignore_rules::IGNORE_FILE_NAME;
 use crate::archive::ignore_rules::{NestedRules, Rules};
 use crate::error::{Error, Result};
@@ -177,6 +178,7 @@ pub fn walk(root: &Path, opts: &WalkOptions, warn: &mut dyn FnMut(String)) -> Re
 /// Lists every directory below `base`, on several threads (see
 /// [`queue::list_in_parallel`]).
 fn walk_tree(base: &Path, root: &Arc<OwnedFd>, rules: &Rules, opts: &WalkOptions) -> Found {
+    let root_fd = root.as_fd();
     let root = Pending {
         parent: Arc::clone(root),
         name: c".".to_owned(),
@@ -185,13 +187,19 @@ fn walk_tree(base: &Path, root: &Arc<OwnedFd>, rules: &Rules, opts: &WalkOptions
         rules: None,
     };
     queue::list_in_parallel(root, |dir, found| {
-        list_directory(dir, rules, opts, found);
+        list_directory(root_fd, dir, rules, opts, found);
     })
 }
 
 /// Lists one directory into `found`: its entries that no rule leaves out,
 /// and the subdirectories among them to list next.
-fn list_directory(dir: &Pending, rules: &Rules, opts: &WalkOptions, found: &mut Found) {
+fn list_directory(
+    root: BorrowedFd<'_>,
+    dir: &Pending,
+    rules: &Rules,
+    opts: &WalkOptions,
+    found: &mut Found,
+) {
     let (handle, names) = match read_directory(dir) {
         Ok(listing) => listing,
         Err(e) => {
@@ -204,7 +212,10 @@ fn list_directory(dir: &Pending, rules: &Rules, opts: &WalkOptions, found: &mut 
     let has_ignore_file = names
         .iter()
         .any(|(name, _)| name.to_bytes() == IGNORE_FILE_NAME.as_bytes());
-    let nested = match NestedRules::for_directory(&dir.path, has_ignore_file, dir.rules.as_ref()) {
+    let ignore_file = has_ignore_file
+        .then(|| read_ignore_file(root, &dir.rel))
+        .flatten();
+    let nested = match NestedRules::for_directory(&dir.path, ignore_file, dir.rules.as_ref()) {
         Ok(nested) => nested,
         Err(e) => {
             found.errors.push((dir.rel.clone(), walk_error(&e)));
@@ -368,6 +379,26 @@ fn changed_while_walking(rel: &str) -> Error {
         "{rel} changed while the tree was walked (it is not what its directory listed); stop \
          whatever writes to the source directory and try again"
     ))
+}
+
+/// The `.shpignore` of the directory at `dir_rel`, read beneath the root: a
+/// symlink to a file inside the tree counts, one that leaves the tree is an
+/// error (its rules cannot come from outside). `None` when it is not a file.
+fn read_ignore_file(root: BorrowedFd<'_>, dir_rel: &str) -> Option<io::Result<Vec<u8>>> {
+    let rel = join_rel(dir_rel, IGNORE_FILE_NAME);
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK;
+    let fd = match beneath::open_following_beneath(root, &rel, flags) {
+        Ok(fd) => fd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+        Err(e) => return Some(Err(e)),
+    };
+    match rustix::fs::fstat(&fd) {
+        Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile => {}
+        Ok(_) => return None,
+        Err(e) => return Some(Err(e.into())),
+    }
+    let mut bytes = Vec::new();
+    Some(io::Read::read_to_end(&mut fs::File::from(fd), &mut bytes).map(|_| bytes))
 }
 
 /// `name` inside the bundle directory `parent` (empty for the root).

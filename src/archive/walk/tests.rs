@@ -410,3 +410,29 @@ fn rules_combine_like_the_ignore_crates_walker() {
         assert_eq!(names(root, &opts), reference_names(root, &opts), "{opts:?}");
     }
 }
+
+#[test]
+fn an_ignore_file_is_read_beneath_the_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    write(&root, "rules/shared", "*.log\n");
+    write(&root, "a.log", "x");
+    write(&root, "sub/b.log", "x");
+    // A link to a file inside the tree counts.
+    symlink("../rules/shared", root.join("sub/.shpignore")).unwrap();
+    let found = names(&root, &WalkOptions::default());
+    assert!(!found.contains(&"sub/b.log".to_string()), "{found:?}");
+    assert!(found.contains(&"a.log".to_string()), "{found:?}");
+    // One that leaves the tree is refused, even when the link itself is
+    // excluded: its rules cannot come from outside.
+    write(dir.path(), "outside", "*\n");
+    symlink("../outside", root.join(".shpignore")).unwrap();
+    let opts = WalkOptions {
+        excludes: vec!["/.shpignore".to_string()],
+        ..Default::default()
+    };
+    match err_of(&root, &opts) {
+        Error::InvalidInput(msg) => assert!(msg.contains(".shpignore"), "{msg}"),
+        other => panic!("unexpected {other:?}"),
+    }
+}
