@@ -14,7 +14,7 @@ use support::images::{
     blobs_of, inspect_raw, push_platform_image, try_inspect_raw, PushFormat, PushedImage,
     TestPlatform,
 };
-use support::{http_request, ocistep, run_ok, tool, AccessLogEntry, Registry};
+use support::{http_request, run_ok, tool, AccessLogEntry, Registry, Run};
 
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -124,30 +124,6 @@ impl Fleet {
     }
 }
 
-/// Runs `ocistep --assemble-index --image TARGET --platform-image E…` with
-/// the extra arguments.
-fn assemble(target: &str, entries: &[String], extra: &[&str]) -> Output {
-    let mut cmd = ocistep();
-    cmd.arg("--assemble-index").args(["--image", target]);
-    for entry in entries {
-        cmd.arg("--platform-image").arg(entry);
-    }
-    cmd.args(extra);
-    cmd.output().expect("run ocistep")
-}
-
-/// Like [`assemble`], and panics with the output unless it succeeds.
-fn assemble_ok(target: &str, entries: &[String], extra: &[&str]) -> Output {
-    let out = assemble(target, entries, extra);
-    assert!(
-        out.status.success(),
-        "ocistep --assemble-index {target} failed ({}):\n{}",
-        out.status,
-        stderr(&out)
-    );
-    out
-}
-
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -201,10 +177,6 @@ impl ResultFiles {
             .expect("platform results are an array")
             .clone()
     }
-}
-
-fn strs(args: &[String]) -> Vec<&str> {
-    args.iter().map(String::as_str).collect()
 }
 
 /// The raw bytes and the parsed document of `image` (with transport).
@@ -299,7 +271,11 @@ fn four_platforms_from_separate_repositories_become_one_index() {
     let before = reg.requests().len();
 
     let target = format!("{host}/app:v1");
-    assemble_ok(&target, &fleet.mixed_entries(), &strs(&results.args()));
+    Run::assemble_index()
+        .image(&target)
+        .platform_images(fleet.mixed_entries())
+        .args(results.args())
+        .output_ok();
 
     let (raw, index) = fetch_index(&format!("docker://{target}"));
     assert_eq!(index["mediaType"], OCI_INDEX, "{index:#}");
@@ -438,7 +414,10 @@ fn buildah_manifest_inspect_reads_the_index() {
     let host = reg.host();
     let fleet = Fleet::push(&host);
     let target = format!("{host}/app:v1");
-    assemble_ok(&target, &fleet.mixed_entries(), &[]);
+    Run::assemble_index()
+        .image(&target)
+        .platform_images(fleet.mixed_entries())
+        .output_ok();
 
     let scratch = tempfile::tempdir().unwrap();
     let conf = scratch.path().join("registries.conf");
@@ -482,7 +461,11 @@ fn index_on_another_registry_gets_every_manifest_and_blob() {
     let results = ResultFiles::new(&tmp.path().join("results"));
 
     let target = format!("{}/app:v1", dest.host());
-    assemble_ok(&target, &fleet.mixed_entries(), &strs(&results.args()));
+    Run::assemble_index()
+        .image(&target)
+        .platform_images(fleet.mixed_entries())
+        .args(results.args())
+        .output_ok();
 
     let (raw, index) = fetch_index(&format!("docker://{target}"));
     assert_eq!(index["mediaType"], OCI_INDEX);
@@ -535,16 +518,16 @@ fn argument_order_does_not_change_the_index() {
     ];
     let mut reversed = entries.clone();
     reversed.reverse();
-    assemble_ok(
-        &format!("{host}/app:forward"),
-        &entries,
-        &strs(&forward.args()),
-    );
-    assemble_ok(
-        &format!("{host}/app:reverse"),
-        &reversed,
-        &strs(&reverse.args()),
-    );
+    Run::assemble_index()
+        .image(format!("{host}/app:forward"))
+        .platform_images(&entries)
+        .args(forward.args())
+        .output_ok();
+    Run::assemble_index()
+        .image(format!("{host}/app:reverse"))
+        .platform_images(&reversed)
+        .args(reverse.args())
+        .output_ok();
 
     assert_eq!(forward.digest(), reverse.digest());
     assert_eq!(
@@ -573,7 +556,11 @@ fn missing_children_are_all_reported_and_nothing_is_pushed() {
     let tmp = tempfile::tempdir().unwrap();
     let results = ResultFiles::new(&tmp.path().join("results"));
 
-    let out = assemble(&format!("{host}/app:v1"), &entries, &strs(&results.args()));
+    let out = Run::assemble_index()
+        .image(format!("{host}/app:v1"))
+        .platform_images(&entries)
+        .args(results.args())
+        .output();
     let err = stderr(&out);
     assert_eq!(exit_code(&out), EXIT_MISSING_INPUTS, "{err}");
     assert!(err.contains(&missing_tag), "names the missing tag: {err}");
@@ -589,11 +576,12 @@ fn missing_children_are_all_reported_and_nothing_is_pushed() {
         "a failed run writes no result"
     );
 
-    let out = assemble_ok(
-        &format!("{host}/app:v1"),
-        &entries,
-        &[&["--allow-missing"], &strs(&results.args())[..]].concat(),
-    );
+    let out = Run::assemble_index()
+        .image(format!("{host}/app:v1"))
+        .platform_images(&entries)
+        .arg("--allow-missing")
+        .args(results.args())
+        .output_ok();
     let err = stderr(&out);
     assert!(err.contains(&missing_tag), "says what was left out: {err}");
     assert!(err.contains(&missing_repo), "says what was left out: {err}");
@@ -627,7 +615,10 @@ fn mislabelled_child_is_refused_naming_both_platforms() {
         armv7.reference.clone(),
     ];
 
-    let out = assemble(&format!("{host}/app:v1"), &entries, &[]);
+    let out = Run::assemble_index()
+        .image(format!("{host}/app:v1"))
+        .platform_images(&entries)
+        .output();
     let err = stderr(&out);
     assert_eq!(exit_code(&out), EXIT_INVALID_INPUT, "{err}");
     assert!(
@@ -666,7 +657,11 @@ fn allow_missing_does_not_excuse_a_mislabelled_child() {
     ];
 
     // The image exists, so it is not missing: its label is wrong.
-    let out = assemble(&format!("{host}/app:v1"), &entries, &["--allow-missing"]);
+    let out = Run::assemble_index()
+        .image(format!("{host}/app:v1"))
+        .platform_images(&entries)
+        .arg("--allow-missing")
+        .output();
     let err = stderr(&out);
     assert_eq!(exit_code(&out), EXIT_INVALID_INPUT, "{err}");
     assert!(
@@ -686,18 +681,18 @@ fn a_second_assembly_moves_only_what_the_target_lacks() {
     let tmp = tempfile::tempdir().unwrap();
     let first = ResultFiles::new(&tmp.path().join("first"));
     let second = ResultFiles::new(&tmp.path().join("second"));
-    assemble_ok(
-        &format!("{host}/app:v1"),
-        &fleet.mixed_entries(),
-        &strs(&first.args()),
-    );
+    Run::assemble_index()
+        .image(format!("{host}/app:v1"))
+        .platform_images(fleet.mixed_entries())
+        .args(first.args())
+        .output_ok();
     let before = reg.requests().len();
 
-    assemble_ok(
-        &format!("{host}/app:v2"),
-        &fleet.mixed_entries(),
-        &strs(&second.args()),
-    );
+    Run::assemble_index()
+        .image(format!("{host}/app:v2"))
+        .platform_images(fleet.mixed_entries())
+        .args(second.args())
+        .output_ok();
 
     assert_eq!(first.digest(), second.digest());
     let writes = writes_since(&reg, "app", before);
@@ -739,7 +734,10 @@ fn two_images_for_one_platform_are_a_usage_error() {
         second.reference.clone(),
     ];
 
-    let out = assemble(&format!("{host}/app:v1"), &entries, &[]);
+    let out = Run::assemble_index()
+        .image(format!("{host}/app:v1"))
+        .platform_images(&entries)
+        .output();
     let err = stderr(&out);
     assert_eq!(exit_code(&out), EXIT_USAGE, "{err}");
     assert!(err.contains("linux/amd64"), "{err}");
@@ -753,7 +751,10 @@ fn an_index_given_as_input_contributes_all_its_children() {
     let reg = Registry::start();
     let host = reg.host();
     let fleet = Fleet::push(&host);
-    assemble_ok(&format!("{host}/app:v1"), &fleet.mixed_entries(), &[]);
+    Run::assemble_index()
+        .image(format!("{host}/app:v1"))
+        .platform_images(fleet.mixed_entries())
+        .output_ok();
     let ppc = image(
         &host,
         TestPlatform::parse("linux/ppc64le"),
@@ -764,7 +765,11 @@ fn an_index_given_as_input_contributes_all_its_children() {
     let results = ResultFiles::new(&tmp.path().join("results"));
 
     let entries = vec![format!("{host}/app:v1"), ppc.reference.clone()];
-    assemble_ok(&format!("{host}/app:v2"), &entries, &strs(&results.args()));
+    Run::assemble_index()
+        .image(format!("{host}/app:v2"))
+        .platform_images(&entries)
+        .args(results.args())
+        .output_ok();
 
     let (raw, index) = fetch_index(&format!("docker://{host}/app:v2"));
     assert_eq!(index["mediaType"], OCI_INDEX);
@@ -801,11 +806,12 @@ fn docker_format_writes_a_manifest_list() {
     let entries = vec![amd64.reference.clone(), arm64.reference.clone()];
     let target = format!("{host}/app:list");
 
-    assemble_ok(
-        &target,
-        &entries,
-        &[&["--index-format", "docker"], &strs(&results.args())[..]].concat(),
-    );
+    Run::assemble_index()
+        .image(&target)
+        .platform_images(&entries)
+        .args(["--index-format", "docker"])
+        .args(results.args())
+        .output_ok();
 
     let (raw, index) = fetch_index(&format!("docker://{target}"));
     assert_eq!(index["mediaType"], DOCKER_LIST, "{index:#}");
@@ -838,11 +844,11 @@ fn annotations_land_on_the_oci_index() {
     let entries = vec![amd64.reference.clone(), arm64.reference.clone()];
     let target = format!("{host}/app:v1");
 
-    assemble_ok(
-        &target,
-        &entries,
-        &["--annotation", "org.opencontainers.image.source=x"],
-    );
+    Run::assemble_index()
+        .image(&target)
+        .platform_images(&entries)
+        .args(["--annotation", "org.opencontainers.image.source=x"])
+        .output_ok();
 
     let (_, index) = fetch_index(&format!("docker://{target}"));
     assert_eq!(index["mediaType"], OCI_INDEX);
@@ -862,11 +868,11 @@ fn required_platforms_are_checked() {
     let (amd64, arm64) = amd64_and_arm64(&host);
     let entries = vec![amd64.reference.clone(), arm64.reference.clone()];
 
-    let out = assemble(
-        &format!("{host}/app:v1"),
-        &entries,
-        &["--require-platforms", "linux/amd64,linux/s390x"],
-    );
+    let out = Run::assemble_index()
+        .image(format!("{host}/app:v1"))
+        .platform_images(&entries)
+        .args(["--require-platforms", "linux/amd64,linux/s390x"])
+        .output();
     let err = stderr(&out);
     assert_eq!(exit_code(&out), EXIT_PLATFORM_NOT_FOUND, "{err}");
     assert!(err.contains("linux/s390x"), "{err}");
@@ -874,11 +880,11 @@ fn required_platforms_are_checked() {
     let writes = writes_to(&reg, "app");
     assert!(writes.is_empty(), "pushed despite the error: {writes:#?}");
 
-    assemble_ok(
-        &format!("{host}/app:v1"),
-        &entries,
-        &["--require-platforms", "linux/amd64,linux/arm64/v8"],
-    );
+    Run::assemble_index()
+        .image(format!("{host}/app:v1"))
+        .platform_images(&entries)
+        .args(["--require-platforms", "linux/amd64,linux/arm64/v8"])
+        .output_ok();
     let (_, index) = fetch_index(&format!("docker://{host}/app:v1"));
     assert_eq!(children(&index).len(), 2);
 }
@@ -893,7 +899,11 @@ fn index_can_be_written_to_an_oci_layout() {
     let dir = tmp.path().join("layout");
     let target = format!("oci:{}:v1", dir.display());
 
-    assemble_ok(&target, &fleet.mixed_entries(), &strs(&results.args()));
+    Run::assemble_index()
+        .image(&target)
+        .platform_images(fleet.mixed_entries())
+        .args(results.args())
+        .output_ok();
 
     let (raw, index) = fetch_index(&target);
     assert_eq!(index["mediaType"], OCI_INDEX, "{index:#}");

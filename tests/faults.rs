@@ -17,30 +17,19 @@ use ocistep::archive::staging::STAGING_PREFIX;
 use ocistep::oci::digest::Digest;
 use support::faults::{Fault, FaultProxy, Rule};
 use support::tree::{all_paths, pseudo_random, sample_tree, snapshot, write};
-use support::{http_request_with, ocistep, run_ok, tool, Registry, RegistryOptions};
+use support::{http_request_with, run_ok, tool, Registry, RegistryOptions, Run};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// Pushes in this file carry a fixed source timestamp, so their digests
+/// can be compared.
+const STAMP: [&str; 2] = ["--source-timestamp", "1700000000"];
 
 fn status(code: u16) -> Fault {
     Fault::Status {
         code,
         retry_after: None,
     }
-}
-
-fn push(src: &Path, image: &str, digest_file: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(src)
-        .args(["--image", image, "--source-timestamp", "1700000000"])
-        .arg("--result-file-image-digest")
-        .arg(digest_file)
-        .args(extra)
-        .assert()
-}
-
-fn pull(target: &Path, image: &str, extra: &[&str]) -> assert_cmd::assert::Assert {
-    support::pull_bundle(target, image, extra)
 }
 
 /// The layer digest of the bundle at `repo:tag`, read from the registry.
@@ -62,7 +51,13 @@ fn layer_digest(reg: &Registry, repo: &str, tag: &str) -> Digest {
 fn pushed_sample(reg: &Registry, dir: &Path) -> PathBuf {
     let src = dir.join("src");
     sample_tree(&src);
-    push(&src, &format!("{}/app:v1", reg.host()), &dir.join("d"), &[]).success();
+    Run::push_bundle(&src)
+        .image(format!("{}/app:v1", reg.host()))
+        .args(STAMP)
+        .arg("--result-file-image-digest")
+        .arg(dir.join("d"))
+        .assert()
+        .success();
     src
 }
 
@@ -73,7 +68,13 @@ fn existing_repository(reg: &Registry, dir: &Path, repo: &str) {
     std::fs::create_dir_all(&base).unwrap();
     std::fs::write(base.join("base.txt"), repo).unwrap();
     let digest = dir.join(format!("{repo}-base.digest"));
-    push(&base, &format!("{}/{repo}:base", reg.host()), &digest, &[]).success();
+    Run::push_bundle(&base)
+        .image(format!("{}/{repo}:base", reg.host()))
+        .args(STAMP)
+        .arg("--result-file-image-digest")
+        .arg(&digest)
+        .assert()
+        .success();
 }
 
 /// Asserts that the request right after each one answered with an error
@@ -124,12 +125,13 @@ fn push_retries_transient_faults_and_gives_the_same_digest() {
 
     // Packed first, then uploaded the usual way (HEAD, POST, PUT).
     let started = Instant::now();
-    let run = push(
-        &src,
-        &format!("{}/app:v1", proxy.host()),
-        &tmp.path().join("proxied"),
-        &["--retries", "3", "--stream-upload=never"],
-    );
+    let run = Run::push_bundle(&src)
+        .image(format!("{}/app:v1", proxy.host()))
+        .args(STAMP)
+        .arg("--result-file-image-digest")
+        .arg(tmp.path().join("proxied"))
+        .args(["--retries", "3", "--stream-upload=never"])
+        .assert();
     let elapsed = started.elapsed();
     let output = run.get_output();
     assert!(
@@ -146,13 +148,13 @@ fn push_retries_transient_faults_and_gives_the_same_digest() {
 
     let digest = std::fs::read_to_string(tmp.path().join("proxied")).unwrap();
 
-    push(
-        &src,
-        &format!("{}/direct:v1", reg.host()),
-        &tmp.path().join("direct"),
-        &[],
-    )
-    .success();
+    Run::push_bundle(&src)
+        .image(format!("{}/direct:v1", reg.host()))
+        .args(STAMP)
+        .arg("--result-file-image-digest")
+        .arg(tmp.path().join("direct"))
+        .assert()
+        .success();
     assert_eq!(
         std::fs::read_to_string(tmp.path().join("direct")).unwrap(),
         digest
@@ -211,12 +213,13 @@ fn an_upload_cut_short_starts_over_in_a_new_session() {
     let src = tmp.path().join("src");
     sample_tree(&src);
 
-    let run = push(
-        &src,
-        &format!("{}/app:v1", proxy.host()),
-        &tmp.path().join("digest"),
-        &["--retries", "3"],
-    );
+    let run = Run::push_bundle(&src)
+        .image(format!("{}/app:v1", proxy.host()))
+        .args(STAMP)
+        .arg("--result-file-image-digest")
+        .arg(tmp.path().join("digest"))
+        .args(["--retries", "3"])
+        .assert();
     let output = run.get_output();
     let hits = proxy.hits();
     assert!(
@@ -263,12 +266,11 @@ fn pull_retries_transient_faults_and_leaves_no_staging_behind() {
     );
 
     let work = tmp.path().join("work");
-    pull(
-        &work,
-        &format!("{}/app:v1", proxy.host()),
-        &["--retries", "3"],
-    )
-    .success();
+    Run::pull_bundle(&work)
+        .image(format!("{}/app:v1", proxy.host()))
+        .args(["--retries", "3"])
+        .assert()
+        .success();
 
     assert_eq!(snapshot(&src), snapshot(&work));
     let leftovers: Vec<_> = all_paths(&work)
@@ -332,11 +334,10 @@ fn pull_retries_a_manifest_cut_short() {
     );
 
     let work = tmp.path().join("work");
-    let run = pull(
-        &work,
-        &format!("{}/app:v1", proxy.host()),
-        &["--retries", "3"],
-    );
+    let run = Run::pull_bundle(&work)
+        .image(format!("{}/app:v1", proxy.host()))
+        .args(["--retries", "3"])
+        .assert();
     let output = run.get_output();
     assert!(
         output.status.success(),
@@ -406,18 +407,18 @@ fn failing_transfers_are_attempted_as_often_as_retries_says() {
     for (case, rule, method, repo, flags) in cases {
         let proxy = FaultProxy::start(&reg.host(), vec![rule]);
         let run = if case.starts_with("pull") {
-            pull(
-                &tmp.path().join("work"),
-                &format!("{}/{repo}:v1", proxy.host()),
-                &["--retries", "3"],
-            )
+            Run::pull_bundle(tmp.path().join("work"))
+                .image(format!("{}/{repo}:v1", proxy.host()))
+                .args(["--retries", "3"])
+                .assert()
         } else {
-            push(
-                &src,
-                &format!("{}/{repo}:v1", proxy.host()),
-                &tmp.path().join("digest"),
-                &[&["--retries", "3"][..], flags].concat(),
-            )
+            Run::push_bundle(&src)
+                .image(format!("{}/{repo}:v1", proxy.host()))
+                .args(STAMP)
+                .arg("--result-file-image-digest")
+                .arg(tmp.path().join("digest"))
+                .args([&["--retries", "3"][..], flags].concat())
+                .assert()
         };
         let code = run.get_output().status.code();
         let faulted = proxy
@@ -449,13 +450,14 @@ fn push_to_a_registry_that_always_fails_gives_up_after_the_retries() {
 
     let started = Instant::now();
     let digest_file = tmp.path().join("digest");
-    push(
-        &src,
-        &format!("{}/app:v1", proxy.host()),
-        &digest_file,
-        &["--retries", "3"],
-    )
-    .code(8);
+    Run::push_bundle(&src)
+        .image(format!("{}/app:v1", proxy.host()))
+        .args(STAMP)
+        .arg("--result-file-image-digest")
+        .arg(&digest_file)
+        .args(["--retries", "3"])
+        .assert()
+        .code(8);
     assert!(started.elapsed() < Duration::from_secs(30));
 
     // The first request (the tag list, which tells whether the repository
@@ -491,12 +493,11 @@ fn pull_from_a_registry_that_always_fails_gives_up_and_changes_nothing() {
     let before = snapshot(&work);
 
     let started = Instant::now();
-    pull(
-        &work,
-        &format!("{}/app:v1", proxy.host()),
-        &["--retries", "3"],
-    )
-    .code(8);
+    Run::pull_bundle(&work)
+        .image(format!("{}/app:v1", proxy.host()))
+        .args(["--retries", "3"])
+        .assert()
+        .code(8);
     assert!(started.elapsed() < Duration::from_secs(30));
 
     assert_eq!(proxy.count("GET", "/v2/app/manifests/v1"), 3);
@@ -512,7 +513,10 @@ fn pulling_a_missing_tag_is_not_retried() {
     let proxy = FaultProxy::start(&reg.host(), vec![]);
 
     let target = tmp.path().join("work");
-    pull(&target, &format!("{}/app:missing", proxy.host()), &[]).code(4);
+    Run::pull_bundle(&target)
+        .image(format!("{}/app:missing", proxy.host()))
+        .assert()
+        .code(4);
     assert_eq!(proxy.count("GET", "/manifests/missing"), 1);
     assert_eq!(proxy.hits().len(), 1, "{:#?}", proxy.hits());
     assert!(!target.exists());
@@ -526,13 +530,13 @@ fn refused_access_is_not_retried() {
     let src = tmp.path().join("src");
     sample_tree(&src);
 
-    let run = push(
-        &src,
-        &format!("{}/app:v1", proxy.host()),
-        &tmp.path().join("d"),
-        &[],
-    )
-    .code(3);
+    let run = Run::push_bundle(&src)
+        .image(format!("{}/app:v1", proxy.host()))
+        .args(STAMP)
+        .arg("--result-file-image-digest")
+        .arg(tmp.path().join("d"))
+        .assert()
+        .code(3);
     // The repository is new, so the layer goes straight to an upload
     // session: that one refused request, after the tag list, ends the push.
     let hits = proxy.hits();
@@ -552,12 +556,10 @@ fn missing_credentials_are_not_retried() {
     let tmp = tempfile::tempdir().unwrap();
 
     let started = Instant::now();
-    pull(
-        &tmp.path().join("work"),
-        &format!("{}/app:v1", proxy.host()),
-        &[],
-    )
-    .code(3);
+    Run::pull_bundle(tmp.path().join("work"))
+        .image(format!("{}/app:v1", proxy.host()))
+        .assert()
+        .code(3);
     assert!(started.elapsed() < Duration::from_secs(10));
     // The request, and at most one more once the auth handshake found no
     // credentials to use; never the transient-fault retries.
@@ -662,13 +664,14 @@ fn a_push_streams_its_layer_while_packing_unless_told_not_to() {
     for (tag, flags, sequence) in cases {
         let proxy = FaultProxy::start(&reg.host(), vec![]);
         let digest_file = tmp.path().join(tag.replace(':', "-"));
-        push(
-            &src,
-            &format!("{}/{tag}", proxy.host()),
-            &digest_file,
-            flags,
-        )
-        .success();
+        Run::push_bundle(&src)
+            .image(format!("{}/{tag}", proxy.host()))
+            .args(STAMP)
+            .arg("--result-file-image-digest")
+            .arg(&digest_file)
+            .args(flags)
+            .assert()
+            .success();
         assert_eq!(
             std::fs::read_to_string(&digest_file).unwrap(),
             expected,
@@ -691,13 +694,13 @@ fn a_push_streams_its_layer_while_packing_unless_told_not_to() {
     write(&src, "added.txt", b"a change");
     let proxy = FaultProxy::start(&reg.host(), vec![]);
     let digest_file = tmp.path().join("changed");
-    push(
-        &src,
-        &format!("{}/streamed:v5", proxy.host()),
-        &digest_file,
-        &[],
-    )
-    .success();
+    Run::push_bundle(&src)
+        .image(format!("{}/streamed:v5", proxy.host()))
+        .args(STAMP)
+        .arg("--result-file-image-digest")
+        .arg(&digest_file)
+        .assert()
+        .success();
     let changed = layer_digest(&reg, "streamed", "v5");
     assert_ne!(changed, layer);
     let requests: Vec<String> = labelled(&proxy, &changed)
@@ -720,7 +723,10 @@ fn a_push_streams_its_layer_while_packing_unless_told_not_to() {
         "{requests:#?}"
     );
     let out = tmp.path().join("out");
-    pull(&out, &format!("{}/streamed:v5", reg.host()), &[]).success();
+    Run::pull_bundle(&out)
+        .image(format!("{}/streamed:v5", reg.host()))
+        .assert()
+        .success();
     assert_eq!(snapshot(&out), snapshot(&src));
 }
 
@@ -733,13 +739,13 @@ fn noisy_tree(dir: &Path, noise_bytes: usize, seed: u64) -> (PathBuf, PathBuf) {
     write(&src, "noise.bin", &pseudo_random(noise_bytes, seed));
     let layout = dir.join("layout");
     let expected = dir.join("expected");
-    push(
-        &src,
-        &format!("oci:{}:v1", layout.display()),
-        &expected,
-        &[],
-    )
-    .success();
+    Run::push_bundle(&src)
+        .image(format!("oci:{}:v1", layout.display()))
+        .args(STAMP)
+        .arg("--result-file-image-digest")
+        .arg(&expected)
+        .assert()
+        .success();
     (src, expected)
 }
 
@@ -755,13 +761,13 @@ fn streamed_push(
     expected: &Path,
 ) -> (Digest, usize, Vec<usize>, Vec<usize>) {
     let digest_file = expected.with_extension(repo);
-    push(
-        src,
-        &format!("{}/{repo}:v1", proxy.host()),
-        &digest_file,
-        &[],
-    )
-    .success();
+    Run::push_bundle(src)
+        .image(format!("{}/{repo}:v1", proxy.host()))
+        .args(STAMP)
+        .arg("--result-file-image-digest")
+        .arg(&digest_file)
+        .assert()
+        .success();
     assert_eq!(
         std::fs::read_to_string(&digest_file).unwrap(),
         std::fs::read_to_string(expected).unwrap(),
@@ -848,7 +854,10 @@ fn a_large_streamed_layer_sends_its_last_part_with_the_closing_put() {
     );
 
     let out = tmp.path().join("out");
-    pull(&out, &format!("{}/big:v1", reg.host()), &[]).success();
+    Run::pull_bundle(&out)
+        .image(format!("{}/big:v1", reg.host()))
+        .assert()
+        .success();
     assert_eq!(snapshot(&out), snapshot(&src));
 
     // A registry that refuses the closing PUT (with the rest of the layer)
@@ -858,13 +867,13 @@ fn a_large_streamed_layer_sends_its_last_part_with_the_closing_put() {
         vec![Rule::new("PUT", layer.hex(), &[1], status(400))],
     );
     let digest_file = tmp.path().join("refused");
-    push(
-        &src,
-        &format!("{}/refused:v1", proxy.host()),
-        &digest_file,
-        &[],
-    )
-    .success();
+    Run::push_bundle(&src)
+        .image(format!("{}/refused:v1", proxy.host()))
+        .args(STAMP)
+        .arg("--result-file-image-digest")
+        .arg(&digest_file)
+        .assert()
+        .success();
     assert_eq!(
         std::fs::read_to_string(&digest_file).unwrap(),
         std::fs::read_to_string(&expected).unwrap()
@@ -914,13 +923,14 @@ fn a_layer_given_up_while_it_streams_cancels_its_upload_session() {
 
     let proxy = FaultProxy::start(&reg.host(), vec![]);
     let digest_file = tmp.path().join("d");
-    let run = push(
-        &src,
-        &format!("{}/given-up:v1", proxy.host()),
-        &digest_file,
-        &["--dereference-symlinks"],
-    )
-    .code(9);
+    let run = Run::push_bundle(&src)
+        .image(format!("{}/given-up:v1", proxy.host()))
+        .args(STAMP)
+        .arg("--result-file-image-digest")
+        .arg(&digest_file)
+        .arg("--dereference-symlinks")
+        .assert()
+        .code(9);
     let stderr = String::from_utf8_lossy(&run.get_output().stderr).into_owned();
     assert!(
         stderr.contains("file zz-status changed while packing"),
@@ -967,13 +977,14 @@ fn a_stream_that_fails_falls_back_to_a_monolithic_upload() {
         );
         let digest_file = tmp.path().join(name);
         let started = Instant::now();
-        push(
-            &src,
-            &format!("{}/{name}:v1", proxy.host()),
-            &digest_file,
-            &["--stream-upload", "--timeout", "2"],
-        )
-        .success();
+        Run::push_bundle(&src)
+            .image(format!("{}/{name}:v1", proxy.host()))
+            .args(STAMP)
+            .arg("--result-file-image-digest")
+            .arg(&digest_file)
+            .args(["--stream-upload", "--timeout", "2"])
+            .assert()
+            .success();
         assert!(started.elapsed() < Duration::from_secs(30), "{name}");
         assert_eq!(
             std::fs::read_to_string(&digest_file).unwrap(),

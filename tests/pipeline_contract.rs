@@ -30,7 +30,7 @@ use serde_yaml_ng::Value;
 
 use ocistep::oci::digest::Digest;
 use support::images::{self, PushFormat, TestPlatform};
-use support::{ocistep, run_ok, tree, Registry};
+use support::{run_ok, tree, Registry, Run};
 
 /// The image the tasks default to.
 const OCISTEP_IMAGE: &str = "ghcr.io/ocistep/ocistep:0.1.0";
@@ -135,10 +135,7 @@ fn tekton_refs(s: &str) -> Vec<String> {
 
 /// The long flags `ocistep --help` lists.
 fn known_flags() -> BTreeSet<String> {
-    let output = ocistep()
-        .arg("--help")
-        .output()
-        .expect("run ocistep --help");
+    let output = Run::new().arg("--help").output();
     assert!(output.status.success(), "ocistep --help failed");
     let help = String::from_utf8_lossy(&output.stdout).into_owned();
     let flags: BTreeSet<String> = help
@@ -900,7 +897,7 @@ fn run_task(
                 _ => argv.push(remap(run.substitute(t, &arg))),
             }
         }
-        let mut cmd = ocistep();
+        let mut cmd = Run::new();
         cmd.args(&argv).current_dir(dir);
         for env in list(step, "env") {
             cmd.env(
@@ -908,7 +905,7 @@ fn run_task(
                 remap(run.substitute(t, &string(env, "value").unwrap_or_default())),
             );
         }
-        let output = cmd.output().expect("run ocistep");
+        let output = cmd.output();
         assert!(
             output.status.success(),
             "{} step {step_name}: ocistep {argv:?} failed ({}):\n{}",
@@ -1812,12 +1809,11 @@ fn run_action(a: &Action, with: &[(&str, String)], workspace: &Path) -> BTreeMap
     let args: Vec<String> = a.args.iter().map(|s| evaluate(s, &inputs)).collect();
     let output = workspace.join(format!(".github-output-{}", inputs["mode"]));
     let _ = std::fs::remove_file(&output);
-    let out = ocistep()
+    let out = Run::new()
         .args(&args)
         .current_dir(workspace)
         .env("GITHUB_OUTPUT", &output)
-        .output()
-        .unwrap();
+        .output();
     assert!(
         out.status.success(),
         "action args {args:?} failed:\n{}",

@@ -9,7 +9,7 @@ mod support;
 use std::path::Path;
 
 use support::tree::write;
-use support::{ocistep, push_artifact_dir};
+use support::Run;
 
 /// Secret values planted in the tree; none may appear in any output.
 const SECRETS: &[&str] = &[
@@ -115,10 +115,8 @@ fn harmless_tree(root: &Path) {
 }
 
 fn push(src: &Path, image: &str, extra: &[&str]) -> (String, String) {
-    let out = ocistep()
-        .arg("--push-source-bundle")
-        .arg(src)
-        .args(["--image", image])
+    let out = Run::push_bundle(src)
+        .image(image)
         .args(extra)
         .assert()
         .success();
@@ -194,7 +192,13 @@ fn artifact_directories_are_checked_too() {
     let src = tmp.path().join("site");
     tree_with_secrets(&src);
     let image = format!("oci:{}:v1", tmp.path().join("layout").display());
-    let out = push_artifact_dir(&src, &image).success();
+    let out = Run::push_artifact()
+        .args(["--artifact-type", "application/vnd.example.test"])
+        .arg("--file")
+        .arg(&src)
+        .image(&image)
+        .assert()
+        .success();
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
     assert_no_secret(&stderr);
     for file in SECRET_FILES {

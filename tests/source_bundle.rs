@@ -6,7 +6,7 @@ mod support;
 use std::path::Path;
 
 use support::tree::{sample_tree, snapshot};
-use support::{ocistep, Registry};
+use support::{Registry, Run};
 
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap()
@@ -17,10 +17,9 @@ fn push(dir: &Path, image: &str, out: &Path) {
 }
 
 fn push_with(dir: &Path, image: &str, out: &Path, extra: &[&str]) {
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(dir)
-        .args(["--image", image, "--source-timestamp", "1700000000"])
+    Run::push_bundle(dir)
+        .image(image)
+        .args(["--source-timestamp", "1700000000"])
         .arg("--result-file-image-digest")
         .arg(out.join("digest"))
         .arg("--result-file-image-size")
@@ -57,10 +56,8 @@ fn push_then_pull_round_trips_the_tree_byte_for_byte() {
     );
 
     let work = tmp.path().join("work");
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(&work)
-        .args(["--image", &image])
+    Run::pull_bundle(&work)
+        .image(&image)
         .arg("--result-file-image-digest")
         .arg(tmp.path().join("pulled-digest"))
         .arg("--result-file-source-timestamp")
@@ -94,10 +91,9 @@ fn pull_by_digest_lists_entries_and_prunes() {
     let pinned = read(&tmp.path().join("ref"));
 
     let work = tmp.path().join("work");
-    let out = ocistep()
-        .arg("--pull-source-bundle")
-        .arg(&work)
-        .args(["--image", &pinned, "--show-listing", "--prune"])
+    let out = Run::pull_bundle(&work)
+        .image(&pinned)
+        .args(["--show-listing", "--prune"])
         .assert()
         .success();
     let listing = String::from_utf8(out.get_output().stdout.clone()).unwrap();
@@ -111,10 +107,8 @@ fn pull_by_digest_lists_entries_and_prunes() {
 
     // The bundle is gone: pulling again by tag and by digest fails with "not found".
     for reference in [&image, &pinned] {
-        ocistep()
-            .arg("--pull-source-bundle")
-            .arg(tmp.path().join("again"))
-            .args(["--image", reference])
+        Run::pull_bundle(tmp.path().join("again"))
+            .image(reference)
             .assert()
             .code(4);
     }
@@ -202,12 +196,7 @@ fn layout_round_trip_needs_no_registry() {
         format!("oci:{}@{digest}", layout.display()),
     ] {
         let work = tmp.path().join(format!("work-{}", image.len()));
-        ocistep()
-            .arg("--pull-source-bundle")
-            .arg(&work)
-            .args(["--image", &image])
-            .assert()
-            .success();
+        Run::pull_bundle(&work).image(&image).assert().success();
         assert_eq!(snapshot(&src), snapshot(&work));
     }
 }
@@ -240,10 +229,8 @@ fn pull_into_a_directory_with_conflicting_entries_is_refused_unless_overwrite() 
     std::fs::create_dir_all(&work).unwrap();
     std::fs::write(work.join("README.md"), "mine").unwrap();
     std::fs::write(work.join("unrelated"), "keep").unwrap();
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(&work)
-        .args(["--image", &image])
+    Run::pull_bundle(&work)
+        .image(&image)
         .assert()
         .code(10)
         .stderr(
@@ -256,10 +243,9 @@ fn pull_into_a_directory_with_conflicting_entries_is_refused_unless_overwrite() 
         "nothing else was added"
     );
 
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(&work)
-        .args(["--image", &image, "--overwrite"])
+    Run::pull_bundle(&work)
+        .image(&image)
+        .arg("--overwrite")
         .assert()
         .success();
     assert_eq!(read(&work.join("README.md")), read(&src.join("README.md")));

@@ -13,7 +13,7 @@ use support::faults::{Fault, FaultProxy, Rule};
 use support::token::{self, decode_claims, Grant};
 use support::tree::{sample_tree, snapshot};
 use support::{
-    http_get, http_request_with, ocistep, AccessLogEntry, Registry, RegistryOptions, TokenPolicy,
+    http_get, http_request_with, AccessLogEntry, Registry, RegistryOptions, Run, TokenPolicy,
 };
 
 const USER: &str = "ci";
@@ -79,10 +79,8 @@ fn manifest_dir(reg: &Registry, repository: &str) -> PathBuf {
 }
 
 fn push(reg: &Registry, src: &Path, image: &str, secrets: &Path, digest_file: &Path) {
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(src)
-        .args(["--image", image])
+    Run::push_bundle(src)
+        .image(image)
         .arg("--secret-path")
         .arg(secrets)
         .arg("--result-file-image-digest")
@@ -220,10 +218,9 @@ fn push_and_pull_with_a_token() {
     let secrets = secret_dir(&tmp.path().join("secret"), &reg.host(), USER, PASSWORD);
     let image = format!("{}/private/app:v1", reg.host());
 
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(&src)
-        .args(["--image", &image, "-vv"])
+    Run::push_bundle(&src)
+        .image(&image)
+        .arg("-vv")
         .arg("--secret-path")
         .arg(&secrets)
         .assert()
@@ -243,10 +240,9 @@ fn push_and_pull_with_a_token() {
     );
 
     let work = tmp.path().join("work");
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(&work)
-        .args(["--image", &image, "-vv"])
+    Run::pull_bundle(&work)
+        .image(&image)
+        .arg("-vv")
         .arg("--secret-path")
         .arg(&secrets)
         .assert()
@@ -303,16 +299,9 @@ fn wrong_password_exits_3_without_leaking_and_pushes_nothing() {
     let bad_password = "Wr0ng-t0ken-pa55word";
     let secrets = secret_dir(&tmp.path().join("wrong"), &reg.host(), USER, bad_password);
     let digest_file = tmp.path().join("digest");
-    let out = ocistep()
-        .arg("--push-source-bundle")
-        .arg(tmp.path().join("src"))
-        .args([
-            "--image",
-            &format!("{}/app:v1", reg.host()),
-            "-vv",
-            "--log-format",
-            "json",
-        ])
+    let out = Run::push_bundle(tmp.path().join("src"))
+        .image(format!("{}/app:v1", reg.host()))
+        .args(["-vv", "--log-format", "json"])
         .arg("--secret-path")
         .arg(&secrets)
         .arg("--result-file-image-digest")
@@ -352,10 +341,8 @@ fn no_credentials_exit_3_because_the_anonymous_token_grants_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     support::tree::write(tmp.path(), "src/a", b"a");
     let image = format!("{}/app:v1", reg.host());
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(tmp.path().join("src"))
-        .args(["--image", &image])
+    Run::push_bundle(tmp.path().join("src"))
+        .image(&image)
         .assert()
         .code(3)
         .stderr(contains("credentials").and(contains("--secret-path")));
@@ -386,10 +373,8 @@ fn no_credentials_exit_3_because_the_anonymous_token_grants_nothing() {
         &tmp.path().join("d"),
     );
     let work = tmp.path().join("work");
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(&work)
-        .args(["--image", &image])
+    Run::pull_bundle(&work)
+        .image(&image)
         .assert()
         .code(3)
         .stderr(contains("credentials"));
@@ -411,10 +396,8 @@ fn prune_with_token_auth_asks_for_a_delete_scope_and_deletes() {
     let pushed_tokens = reg.token_requests();
 
     let work = tmp.path().join("work");
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(&work)
-        .args(["--image", &format!("{}/prune/app@{digest}", reg.host())])
+    Run::pull_bundle(&work)
+        .image(format!("{}/prune/app@{digest}", reg.host()))
         .arg("--secret-path")
         .arg(&secrets)
         .arg("--prune")
@@ -551,10 +534,8 @@ fn a_token_that_expires_during_an_upload_is_renewed() {
         Some(digest.as_str())
     );
     let work = tmp.path().join("work");
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(&work)
-        .args(["--image", &image])
+    Run::pull_bundle(&work)
+        .image(&image)
         .arg("--secret-path")
         .arg(&secrets)
         .assert()
@@ -575,7 +556,7 @@ fn copy_across_repositories(reg: &Registry) -> Vec<AccessLogEntry> {
         ..
     } = push_sample(reg, &reg.host(), &format!("{}/src/app:v1", reg.host()));
     let copied_file = tmp.path().join("copied");
-    ocistep()
+    Run::new()
         .args([
             "--copy",
             &format!("{}/src/app:v1", reg.host()),
@@ -673,10 +654,8 @@ fn a_token_service_that_fails_for_a_while_is_asked_again() {
         fail_first: usize::MAX,
         ..TokenPolicy::default()
     });
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(&src)
-        .args(["--image", &format!("{}/private/app:v1", reg.host())])
+    Run::push_bundle(&src)
+        .image(format!("{}/private/app:v1", reg.host()))
         .args(["--retries", "2"])
         .arg("--secret-path")
         .arg(secret_dir(
@@ -745,10 +724,8 @@ fn into_an_existing_repository_a_streamed_layer_is_cancelled_or_finished_with_a_
     assert_ne!(std::fs::read_to_string(&digest_file).unwrap(), digest);
     assert!(closed(&reg) > closed_before, "{}", reg.access_log());
     let work = tmp.path().join("work");
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(&work)
-        .args(["--image", &image("v3")])
+    Run::pull_bundle(&work)
+        .image(image("v3"))
         .arg("--secret-path")
         .arg(&secrets)
         .assert()
