@@ -18,12 +18,14 @@
 // Every test file compiles this module on its own and uses only part of it.
 #![allow(dead_code, unused_imports)]
 
+pub mod ci;
 pub mod faults;
 pub mod http;
 pub mod images;
 pub mod jail;
 pub mod registry;
 pub mod run;
+pub mod tekton;
 pub mod tls;
 pub mod token;
 pub mod tree;
