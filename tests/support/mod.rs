@@ -19,6 +19,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod ci;
+pub mod fault_runs;
 pub mod faults;
 pub mod http;
 pub mod images;
