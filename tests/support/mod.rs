@@ -18,6 +18,7 @@
 // Every test file compiles this module on its own and uses only part of it.
 #![allow(dead_code, unused_imports)]
 
+pub mod assembly;
 pub mod ci;
 pub mod fault_runs;
 pub mod faults;
