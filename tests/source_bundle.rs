@@ -12,25 +12,6 @@ fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap()
 }
 
-fn push(dir: &Path, image: &str, out: &Path) {
-    push_with(dir, image, out, &[]);
-}
-
-fn push_with(dir: &Path, image: &str, out: &Path, extra: &[&str]) {
-    Run::push_bundle(dir)
-        .image(image)
-        .args(["--source-timestamp", "1700000000"])
-        .arg("--result-file-image-digest")
-        .arg(out.join("digest"))
-        .arg("--result-file-image-size")
-        .arg(out.join("size"))
-        .arg("--result-file-image-ref")
-        .arg(out.join("ref"))
-        .args(extra)
-        .assert()
-        .success();
-}
-
 #[test]
 fn push_then_pull_round_trips_the_tree_byte_for_byte() {
     let reg = Registry::start();
@@ -38,7 +19,10 @@ fn push_then_pull_round_trips_the_tree_byte_for_byte() {
     let src = tmp.path().join("src");
     sample_tree(&src);
     let image = format!("{}/team/app:v1-src", reg.host());
-    push(&src, &image, tmp.path());
+    Run::push_bundle(&src)
+        .image(&image)
+        .args(["--source-timestamp", "1700000000"])
+        .results_in(tmp.path());
 
     let digest = read(&tmp.path().join("digest"));
     assert!(
@@ -87,7 +71,10 @@ fn pull_by_digest_lists_entries_and_prunes() {
     let src = tmp.path().join("src");
     sample_tree(&src);
     let image = format!("{}/app:prune-me", reg.host());
-    push(&src, &image, tmp.path());
+    Run::push_bundle(&src)
+        .image(&image)
+        .args(["--source-timestamp", "1700000000"])
+        .results_in(tmp.path());
     let pinned = read(&tmp.path().join("ref"));
 
     let work = tmp.path().join("work");
@@ -125,7 +112,10 @@ fn second_push_of_an_unchanged_tree_completes_no_blob_upload() {
     let src = tmp.path().join("src");
     sample_tree(&src);
     let image = format!("{}/app:v1-src", reg.host());
-    push(&src, &image, tmp.path());
+    Run::push_bundle(&src)
+        .image(&image)
+        .args(["--source-timestamp", "1700000000"])
+        .results_in(tmp.path());
     let first = read(&tmp.path().join("digest"));
     let uploads_before = reg.request_count("POST", "/blobs/uploads/");
     assert_eq!(uploads_before, 2, "layer and config uploaded once each");
@@ -146,7 +136,10 @@ fn second_push_of_an_unchanged_tree_completes_no_blob_upload() {
     // known, a HEAD finds it and the session is cancelled, not completed.
     let closed_before = reg.request_count("PUT", "/blobs/uploads/");
     let heads_before = reg.request_count("HEAD", "/blobs/sha256:");
-    push(&src, &format!("{}/app:v2-src", reg.host()), tmp.path());
+    Run::push_bundle(&src)
+        .image(format!("{}/app:v2-src", reg.host()))
+        .args(["--source-timestamp", "1700000000"])
+        .results_in(tmp.path());
     assert_eq!(read(&tmp.path().join("digest")), first);
     assert_eq!(
         reg.request_count("PUT", "/blobs/uploads/"),
@@ -159,12 +152,11 @@ fn second_push_of_an_unchanged_tree_completes_no_blob_upload() {
     // Packed first: HEAD requests only, no upload session at all.
     let uploads_before = reg.request_count("POST", "/blobs/uploads/");
     let heads_before = reg.request_count("HEAD", "/blobs/sha256:");
-    push_with(
-        &src,
-        &format!("{}/app:v3-src", reg.host()),
-        tmp.path(),
-        &["--stream-upload=never"],
-    );
+    Run::push_bundle(&src)
+        .image(format!("{}/app:v3-src", reg.host()))
+        .args(["--source-timestamp", "1700000000"])
+        .arg("--stream-upload=never")
+        .results_in(tmp.path());
     assert_eq!(read(&tmp.path().join("digest")), first);
     assert_eq!(
         reg.request_count("POST", "/blobs/uploads/"),
@@ -183,7 +175,10 @@ fn layout_round_trip_needs_no_registry() {
     let src = tmp.path().join("src");
     sample_tree(&src);
     let layout = tmp.path().join("layout");
-    push(&src, &format!("oci:{}:v1", layout.display()), tmp.path());
+    Run::push_bundle(&src)
+        .image(format!("oci:{}:v1", layout.display()))
+        .args(["--source-timestamp", "1700000000"])
+        .results_in(tmp.path());
     let digest = read(&tmp.path().join("digest"));
     assert_eq!(
         read(&tmp.path().join("ref")),
@@ -207,13 +202,15 @@ fn same_tree_gives_same_digest_in_layout_and_registry() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     sample_tree(&src);
-    push(
-        &src,
-        &format!("oci:{}:x", tmp.path().join("layout").display()),
-        tmp.path(),
-    );
+    Run::push_bundle(&src)
+        .image(format!("oci:{}:x", tmp.path().join("layout").display()))
+        .args(["--source-timestamp", "1700000000"])
+        .results_in(tmp.path());
     let layout_digest = read(&tmp.path().join("digest"));
-    push(&src, &format!("{}/app:x", reg.host()), tmp.path());
+    Run::push_bundle(&src)
+        .image(format!("{}/app:x", reg.host()))
+        .args(["--source-timestamp", "1700000000"])
+        .results_in(tmp.path());
     assert_eq!(read(&tmp.path().join("digest")), layout_digest);
 }
 
@@ -223,7 +220,10 @@ fn pull_into_a_directory_with_conflicting_entries_is_refused_unless_overwrite() 
     let src = tmp.path().join("src");
     sample_tree(&src);
     let image = format!("oci:{}:v1", tmp.path().join("layout").display());
-    push(&src, &image, tmp.path());
+    Run::push_bundle(&src)
+        .image(&image)
+        .args(["--source-timestamp", "1700000000"])
+        .results_in(tmp.path());
 
     let work = tmp.path().join("work");
     std::fs::create_dir_all(&work).unwrap();

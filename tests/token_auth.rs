@@ -78,18 +78,6 @@ fn manifest_dir(reg: &Registry, repository: &str) -> PathBuf {
         .join("_manifests")
 }
 
-fn push(reg: &Registry, src: &Path, image: &str, secrets: &Path, digest_file: &Path) {
-    Run::push_bundle(src)
-        .image(image)
-        .arg("--secret-path")
-        .arg(secrets)
-        .arg("--result-file-image-digest")
-        .arg(digest_file)
-        .assert()
-        .success();
-    assert!(reg.token_requests() > 0);
-}
-
 #[test]
 fn token_server_issues_tokens_the_registry_verifies() {
     let reg = token_registry();
@@ -365,13 +353,15 @@ fn no_credentials_exit_3_because_the_anonymous_token_grants_nothing() {
 
     // A bundle that exists cannot be pulled anonymously either.
     let secrets = secret_dir(&tmp.path().join("secret"), &reg.host(), USER, PASSWORD);
-    push(
-        &reg,
-        &tmp.path().join("src"),
-        &image,
-        &secrets,
-        &tmp.path().join("d"),
-    );
+    Run::push_bundle(tmp.path().join("src"))
+        .image(&image)
+        .arg("--secret-path")
+        .arg(&secrets)
+        .arg("--result-file-image-digest")
+        .arg(tmp.path().join("d"))
+        .assert()
+        .success();
+    assert!(reg.token_requests() > 0);
     let work = tmp.path().join("work");
     Run::pull_bundle(&work)
         .image(&image)
@@ -447,7 +437,7 @@ struct Pushed {
     digest: String,
 }
 
-/// Pushes the sample tree to `image` through [`push`] on `reg`, with
+/// Pushes the sample tree to `image` on `reg` with its secret, with
 /// credentials for `host` (the registry's, or a proxy's in front of it).
 fn push_sample(reg: &Registry, host: &str, image: &str) -> Pushed {
     let tmp = tempfile::tempdir().unwrap();
@@ -455,7 +445,15 @@ fn push_sample(reg: &Registry, host: &str, image: &str) -> Pushed {
     sample_tree(&src);
     let secrets = secret_dir(&tmp.path().join("secret"), host, USER, PASSWORD);
     let digest_file = tmp.path().join("digest");
-    push(reg, &src, image, &secrets, &digest_file);
+    Run::push_bundle(&src)
+        .image(image)
+        .arg("--secret-path")
+        .arg(&secrets)
+        .arg("--result-file-image-digest")
+        .arg(&digest_file)
+        .assert()
+        .success();
+    assert!(reg.token_requests() > 0);
     let digest = std::fs::read_to_string(&digest_file).unwrap();
     Pushed {
         tmp,
@@ -693,7 +691,15 @@ fn into_an_existing_repository_a_streamed_layer_is_cancelled_or_finished_with_a_
     // and the session is cancelled. distribution wants a `delete` action for
     // that (the push token gets a 401 naming it), so the token is asked for
     // again with it added.
-    push(&reg, &src, &image("v2"), &secrets, &digest_file);
+    Run::push_bundle(&src)
+        .image(image("v2"))
+        .arg("--secret-path")
+        .arg(&secrets)
+        .arg("--result-file-image-digest")
+        .arg(&digest_file)
+        .assert()
+        .success();
+    assert!(reg.token_requests() > 0);
     assert_eq!(std::fs::read_to_string(&digest_file).unwrap(), digest);
     let patched: Vec<u16> = requests_for(&reg, "PATCH", "/v2/private/app/blobs/uploads/")
         .iter()
@@ -720,7 +726,15 @@ fn into_an_existing_repository_a_streamed_layer_is_cancelled_or_finished_with_a_
 
     // A changed tree: streamed, and the closing PUT finishes the upload.
     std::fs::write(src.join("added.txt"), "a change").unwrap();
-    push(&reg, &src, &image("v3"), &secrets, &digest_file);
+    Run::push_bundle(&src)
+        .image(image("v3"))
+        .arg("--secret-path")
+        .arg(&secrets)
+        .arg("--result-file-image-digest")
+        .arg(&digest_file)
+        .assert()
+        .success();
+    assert!(reg.token_requests() > 0);
     assert_ne!(std::fs::read_to_string(&digest_file).unwrap(), digest);
     assert!(closed(&reg) > closed_before, "{}", reg.access_log());
     let work = tmp.path().join("work");

@@ -3,7 +3,7 @@
 //! A `Run` holds the arguments, the environment and the working directory
 //! of one invocation; it starts from an environment isolated from the
 //! developer's or CI's real credentials and settings (the variables in
-//! [`SCRUBBED_ENV`] removed, `HOME` a fresh empty directory, chosen once per
+//! [`SCRUBBED_ENV`](super::SCRUBBED_ENV) removed, `HOME` a fresh empty directory, chosen once per
 //! `Run`). The constructors name the mode, the setters add to it, and the
 //! finishers run it:
 //!
@@ -188,11 +188,6 @@ impl Run {
         self
     }
 
-    /// The arguments so far.
-    pub fn get_args(&self) -> &[OsString] {
-        &self.args
-    }
-
     /// Runs under the file mode creation mask `umask`.
     pub fn umask(&mut self, umask: u32) -> &mut Self {
         self.umask = Some(umask);
@@ -280,6 +275,16 @@ impl Run {
         self.assert().success().get_output().clone()
     }
 
+    /// Runs to the end, panics with what it printed unless it succeeded, and
+    /// returns its stdout and stderr as text.
+    pub fn printed_ok(&self) -> (String, String) {
+        let out = self.output_ok();
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// Runs with `--result-file-image-digest` added, asserts success and
     /// returns the digest written there.
     pub fn digest(&self) -> String {
@@ -301,7 +306,13 @@ impl Run {
     /// asserts success and returns what they hold.
     pub fn results(&self) -> Results {
         let dir = tempfile::tempdir().expect("a directory for the results");
-        let file = |name: &str| dir.path().join(name);
+        self.results_in(dir.path())
+    }
+
+    /// Like [`results`](Run::results), with the result files left in `dir`
+    /// as `digest`, `size` and `ref`.
+    pub fn results_in(&self, dir: &Path) -> Results {
+        let file = |name: &str| dir.join(name);
         let mut run = self.clone();
         run.arg("--result-file-image-digest")
             .arg(file("digest"))
