@@ -133,8 +133,7 @@ fn round_trip_keeps_media_types_and_artifact_type_exactly() {
     let result = tmp.path().join("result");
     Run::pull_artifact(&out)
         .image(&image)
-        .arg("--result-file-image-digest")
-        .arg(&result)
+        .digest_to(&result)
         .assert()
         .success();
     assert_eq!(std::fs::read_to_string(&result).unwrap(), digest);

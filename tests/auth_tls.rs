@@ -42,8 +42,7 @@ fn right_credentials_from_secret_path_push_and_pull() {
     Run::push_bundle(&src)
         .image(&image)
         .arg("-v")
-        .arg("--secret-path")
-        .arg(&secrets)
+        .secret_path(&secrets)
         .assert()
         .success()
         .stderr(contains(PASSWORD).not());
@@ -51,8 +50,7 @@ fn right_credentials_from_secret_path_push_and_pull() {
     Run::pull_bundle(&work)
         .image(&image)
         .arg("-vv")
-        .arg("--secret-path")
-        .arg(&secrets)
+        .secret_path(&secrets)
         .assert()
         .success()
         .stderr(contains(PASSWORD).not());
@@ -86,10 +84,8 @@ fn wrong_or_missing_credentials_exit_3_without_leaking_and_push_nothing() {
     let out = Run::push_bundle(tmp.path().join("src"))
         .image(&image)
         .args(["-vv", "--log-format", "json"])
-        .arg("--secret-path")
-        .arg(&wrong)
-        .arg("--result-file-image-digest")
-        .arg(&log)
+        .secret_path(&wrong)
+        .digest_to(&log)
         .assert()
         .code(3)
         .stderr(contains(bad_password).not().and(contains("credentials")));

@@ -39,16 +39,14 @@ fn second_pull_by_digest_makes_no_requests_and_by_tag_only_asks_the_manifest() {
 
     Run::pull_bundle(tmp.path().join("w1"))
         .image(&pinned)
-        .arg("--cache-dir")
-        .arg(&cache)
+        .cache_dir(&cache)
         .assert()
         .success();
     let (blobs, manifests) = (blob_gets(&reg), manifest_gets(&reg));
     assert!(blobs >= 1);
     Run::pull_bundle(tmp.path().join("w2"))
         .image(&pinned)
-        .arg("--cache-dir")
-        .arg(&cache)
+        .cache_dir(&cache)
         .assert()
         .success();
     assert_eq!(
@@ -63,8 +61,7 @@ fn second_pull_by_digest_makes_no_requests_and_by_tag_only_asks_the_manifest() {
 
     Run::pull_bundle(tmp.path().join("w3"))
         .image(&tag_ref)
-        .arg("--cache-dir")
-        .arg(&cache)
+        .cache_dir(&cache)
         .assert()
         .success();
     assert_eq!(blob_gets(&reg), blobs, "blobs come from the cache");
@@ -78,8 +75,7 @@ fn second_pull_by_digest_makes_no_requests_and_by_tag_only_asks_the_manifest() {
     drop(reg);
     Run::pull_bundle(tmp.path().join("w4"))
         .image(&tag_ref)
-        .arg("--cache-dir")
-        .arg(&cache)
+        .cache_dir(&cache)
         .arg("--offline")
         .assert()
         .success();
@@ -90,8 +86,7 @@ fn second_pull_by_digest_makes_no_requests_and_by_tag_only_asks_the_manifest() {
     let other = tag_ref.replace(":v1", ":v2");
     Run::pull_bundle(tmp.path().join("w5"))
         .image(&other)
-        .arg("--cache-dir")
-        .arg(&cache)
+        .cache_dir(&cache)
         .arg("--offline")
         .assert()
         .code(4);
@@ -129,8 +124,7 @@ fn a_corrupted_cache_entry_is_fetched_again() {
     let cache = tmp.path().join("cache");
     Run::pull_bundle(tmp.path().join("w1"))
         .image(&pinned)
-        .arg("--cache-dir")
-        .arg(&cache)
+        .cache_dir(&cache)
         .assert()
         .success();
     let blobs = blob_gets(&reg);
@@ -149,8 +143,7 @@ fn a_corrupted_cache_entry_is_fetched_again() {
     assert_eq!(corrupted, 1);
     Run::pull_bundle(tmp.path().join("w2"))
         .image(&pinned)
-        .arg("--cache-dir")
-        .arg(&cache)
+        .cache_dir(&cache)
         .assert()
         .success();
     assert_eq!(blob_gets(&reg), blobs + 1, "the layer was fetched again");
@@ -160,8 +153,7 @@ fn a_corrupted_cache_entry_is_fetched_again() {
     );
     Run::pull_bundle(tmp.path().join("w3"))
         .image(&pinned)
-        .arg("--cache-dir")
-        .arg(&cache)
+        .cache_dir(&cache)
         .assert()
         .success();
     assert_eq!(blob_gets(&reg), blobs + 1, "and the repaired entry is used");
@@ -181,8 +173,7 @@ fn concurrent_pulls_share_one_cache() {
             Run::pull_bundle(tmp.path().join(format!("w{i}")))
                 .image(&image)
                 .arg("-q")
-                .arg("--cache-dir")
-                .arg(&cache)
+                .cache_dir(&cache)
                 .command()
                 .spawn()
                 .unwrap()
@@ -207,8 +198,7 @@ fn concurrent_pulls_share_one_cache() {
     let blobs = blob_gets(&reg);
     Run::pull_bundle(tmp.path().join("after"))
         .image(&image)
-        .arg("--cache-dir")
-        .arg(&cache)
+        .cache_dir(&cache)
         .assert()
         .success();
     assert_eq!(blob_gets(&reg), blobs);
@@ -224,10 +214,8 @@ fn an_unchanged_tree_is_not_packed_again_with_a_cache() {
     let push = |tag: &str| {
         let out = Run::push_bundle(&src)
             .image(format!("{}/app:{tag}", reg.host()))
-            .arg("--cache-dir")
-            .arg(&cache)
-            .arg("--result-file-image-digest")
-            .arg(tmp.path().join("d"))
+            .cache_dir(&cache)
+            .digest_to(tmp.path().join("d"))
             .assert()
             .success();
         let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();

@@ -61,8 +61,7 @@ fn missing_source_directory_is_a_usage_error_and_creates_nothing() {
     let digest = tmp.path().join("d");
     Run::push_bundle(tmp.path().join("nope"))
         .image(format!("oci:{}:v1", layout.display()))
-        .arg("--result-file-image-digest")
-        .arg(&digest)
+        .digest_to(&digest)
         .assert()
         .code(2)
         .stderr(contains("nope"));

@@ -133,8 +133,7 @@ fn concurrent_pulls_into_one_cache_keep_every_tag() {
             .map(|(writer, image)| {
                 let child = Run::pull_bundle(tmp.path().join(format!("work-{round}-{writer}")))
                     .image(image)
-                    .arg("--cache-dir")
-                    .arg(&cache)
+                    .cache_dir(&cache)
                     .spawn();
                 (format!("round {round} pull {image}"), child)
             })
@@ -153,8 +152,7 @@ fn concurrent_pulls_into_one_cache_keep_every_tag() {
         Run::pull_bundle(&work)
             .image(image)
             .arg("--offline")
-            .arg("--cache-dir")
-            .arg(tmp.path().join(format!("cache-{}", ROUNDS - 1)))
+            .cache_dir(tmp.path().join(format!("cache-{}", ROUNDS - 1)))
             .assert()
             .success();
         assert_eq!(

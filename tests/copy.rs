@@ -27,8 +27,7 @@ fn index_copies_registry_to_layout_to_registry_unchanged() {
             "linux/amd64={0}/src:amd64,linux/arm64={0}/src:arm64",
             a.host()
         ))
-        .arg("--result-file-image-digest")
-        .arg(tmp.path().join("index-digest"))
+        .digest_to(tmp.path().join("index-digest"))
         .assert()
         .success();
     let digest = std::fs::read_to_string(tmp.path().join("index-digest")).unwrap();
@@ -36,8 +35,7 @@ fn index_copies_registry_to_layout_to_registry_unchanged() {
     let layout = format!("oci:{}:v1", tmp.path().join("layout").display());
     let copied = tmp.path().join("copied");
     Run::copy(&index, &layout)
-        .arg("--result-file-image-digest")
-        .arg(&copied)
+        .digest_to(&copied)
         .assert()
         .success();
     assert_eq!(std::fs::read_to_string(&copied).unwrap(), digest);
@@ -49,8 +47,7 @@ fn index_copies_registry_to_layout_to_registry_unchanged() {
 
     let target = format!("{}/mirror/src:v1", b.host());
     Run::copy(&layout, &target)
-        .arg("--result-file-image-digest")
-        .arg(&copied)
+        .digest_to(&copied)
         .assert()
         .success();
     assert_eq!(std::fs::read_to_string(&copied).unwrap(), digest);

@@ -39,7 +39,7 @@ fn offline_with_a_corrupted_cached_blob_asks_nothing_and_exits_5() {
     let cache_arg = cache.to_str().unwrap();
     Run::pull_bundle(tmp.path().join("w1"))
         .image(&pinned)
-        .args(["--cache-dir", cache_arg])
+        .cache_dir(cache_arg)
         .assert()
         .success();
 
@@ -218,7 +218,7 @@ fn a_cache_on_a_full_disk_gives_a_warning_and_the_pull_goes_on() {
     let target = tmp.path().join("out");
     let out = Run::pull_bundle(&target)
         .image(&pinned)
-        .args(["--cache-dir", cache.to_str().unwrap()])
+        .cache_dir(cache.to_str().unwrap())
         .assert()
         .success();
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
@@ -251,8 +251,7 @@ fn a_failing_credential_helper_is_named_once() {
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let out = Run::pull_bundle(tmp.path().join("out"))
         .image(format!("{}/app:v1", reg.host()))
-        .arg("--secret-path")
-        .arg(&secret)
+        .secret_path(&secret)
         .env("PATH", path)
         .assert()
         .code(3);

@@ -65,8 +65,7 @@ fn push_retries_transient_faults_and_gives_the_same_digest() {
     let run = Run::push_bundle(&src)
         .image(format!("{}/app:v1", proxy.host()))
         .args(STAMP)
-        .arg("--result-file-image-digest")
-        .arg(tmp.path().join("proxied"))
+        .digest_to(tmp.path().join("proxied"))
         .args(["--retries", "3", "--stream-upload=never"])
         .assert();
     let elapsed = started.elapsed();
@@ -88,8 +87,7 @@ fn push_retries_transient_faults_and_gives_the_same_digest() {
     Run::push_bundle(&src)
         .image(format!("{}/direct:v1", reg.host()))
         .args(STAMP)
-        .arg("--result-file-image-digest")
-        .arg(tmp.path().join("direct"))
+        .digest_to(tmp.path().join("direct"))
         .assert()
         .success();
     assert_eq!(
@@ -153,8 +151,7 @@ fn an_upload_cut_short_starts_over_in_a_new_session() {
     let run = Run::push_bundle(&src)
         .image(format!("{}/app:v1", proxy.host()))
         .args(STAMP)
-        .arg("--result-file-image-digest")
-        .arg(tmp.path().join("digest"))
+        .digest_to(tmp.path().join("digest"))
         .args(["--retries", "3"])
         .assert();
     let output = run.get_output();
@@ -352,8 +349,7 @@ fn failing_transfers_are_attempted_as_often_as_retries_says() {
             Run::push_bundle(&src)
                 .image(format!("{}/{repo}:v1", proxy.host()))
                 .args(STAMP)
-                .arg("--result-file-image-digest")
-                .arg(tmp.path().join("digest"))
+                .digest_to(tmp.path().join("digest"))
                 .args([&["--retries", "3"][..], flags].concat())
                 .assert()
         };
@@ -390,8 +386,7 @@ fn push_to_a_registry_that_always_fails_gives_up_after_the_retries() {
     Run::push_bundle(&src)
         .image(format!("{}/app:v1", proxy.host()))
         .args(STAMP)
-        .arg("--result-file-image-digest")
-        .arg(&digest_file)
+        .digest_to(&digest_file)
         .args(["--retries", "3"])
         .assert()
         .code(8);
@@ -470,8 +465,7 @@ fn refused_access_is_not_retried() {
     let run = Run::push_bundle(&src)
         .image(format!("{}/app:v1", proxy.host()))
         .args(STAMP)
-        .arg("--result-file-image-digest")
-        .arg(tmp.path().join("d"))
+        .digest_to(tmp.path().join("d"))
         .assert()
         .code(3);
     // The repository is new, so the layer goes straight to an upload

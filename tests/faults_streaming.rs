@@ -84,8 +84,7 @@ fn a_push_streams_its_layer_while_packing_unless_told_not_to() {
         Run::push_bundle(&src)
             .image(format!("{}/{tag}", proxy.host()))
             .args(STAMP)
-            .arg("--result-file-image-digest")
-            .arg(&digest_file)
+            .digest_to(&digest_file)
             .args(flags)
             .assert()
             .success();
@@ -114,8 +113,7 @@ fn a_push_streams_its_layer_while_packing_unless_told_not_to() {
     Run::push_bundle(&src)
         .image(format!("{}/streamed:v5", proxy.host()))
         .args(STAMP)
-        .arg("--result-file-image-digest")
-        .arg(&digest_file)
+        .digest_to(&digest_file)
         .assert()
         .success();
     let changed = layer_digest(&reg, "streamed", "v5");
@@ -159,8 +157,7 @@ fn noisy_tree(dir: &Path, noise_bytes: usize, seed: u64) -> (PathBuf, PathBuf) {
     Run::push_bundle(&src)
         .image(format!("oci:{}:v1", layout.display()))
         .args(STAMP)
-        .arg("--result-file-image-digest")
-        .arg(&expected)
+        .digest_to(&expected)
         .assert()
         .success();
     (src, expected)
@@ -181,8 +178,7 @@ fn streamed_push(
     Run::push_bundle(src)
         .image(format!("{}/{repo}:v1", proxy.host()))
         .args(STAMP)
-        .arg("--result-file-image-digest")
-        .arg(&digest_file)
+        .digest_to(&digest_file)
         .assert()
         .success();
     assert_eq!(
@@ -287,8 +283,7 @@ fn a_large_streamed_layer_sends_its_last_part_with_the_closing_put() {
     Run::push_bundle(&src)
         .image(format!("{}/refused:v1", proxy.host()))
         .args(STAMP)
-        .arg("--result-file-image-digest")
-        .arg(&digest_file)
+        .digest_to(&digest_file)
         .assert()
         .success();
     assert_eq!(
@@ -343,8 +338,7 @@ fn a_layer_given_up_while_it_streams_cancels_its_upload_session() {
     let run = Run::push_bundle(&src)
         .image(format!("{}/given-up:v1", proxy.host()))
         .args(STAMP)
-        .arg("--result-file-image-digest")
-        .arg(&digest_file)
+        .digest_to(&digest_file)
         .arg("--dereference-symlinks")
         .assert()
         .code(9);
@@ -397,8 +391,7 @@ fn a_stream_that_fails_falls_back_to_a_monolithic_upload() {
         Run::push_bundle(&src)
             .image(format!("{}/{name}:v1", proxy.host()))
             .args(STAMP)
-            .arg("--result-file-image-digest")
-            .arg(&digest_file)
+            .digest_to(&digest_file)
             .args(["--stream-upload", "--timeout", "2"])
             .assert()
             .success();

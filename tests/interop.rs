@@ -19,8 +19,7 @@ fn skopeo_inspect_sees_an_oci_manifest_with_artifact_type() {
     let image = format!("{}/app:v1-src", reg.host());
     Run::push_bundle(tmp.path().join("src"))
         .image(&image)
-        .arg("--result-file-image-digest")
-        .arg(tmp.path().join("d"))
+        .digest_to(tmp.path().join("d"))
         .assert()
         .success();
     let digest = std::fs::read_to_string(tmp.path().join("d")).unwrap();
@@ -75,8 +74,7 @@ fn skopeo_copy_then_umoci_and_tar_unpack_the_bundle() {
     let image = format!("{}/app:v1-src", reg.host());
     Run::push_bundle(&src)
         .image(&image)
-        .arg("--result-file-image-digest")
-        .arg(tmp.path().join("d"))
+        .digest_to(tmp.path().join("d"))
         .assert()
         .success();
 
@@ -115,8 +113,7 @@ fn skopeo_copies_a_layout_bundle_into_the_registry_and_ocistep_pulls_it() {
     let layout = tmp.path().join("layout");
     Run::push_bundle(&src)
         .image(format!("oci:{}:v1", layout.display()))
-        .arg("--result-file-image-digest")
-        .arg(tmp.path().join("d"))
+        .digest_to(tmp.path().join("d"))
         .assert()
         .success();
     let image = format!("{}/copied:v1", reg.host());
@@ -129,8 +126,7 @@ fn skopeo_copies_a_layout_bundle_into_the_registry_and_ocistep_pulls_it() {
     let work = tmp.path().join("work");
     Run::pull_bundle(&work)
         .image(&image)
-        .arg("--result-file-image-digest")
-        .arg(tmp.path().join("d2"))
+        .digest_to(tmp.path().join("d2"))
         .assert()
         .success();
     assert_eq!(snapshot(&src), snapshot(&work));
@@ -225,8 +221,7 @@ fn a_layer_of_many_gzip_members_reads_everywhere() {
     let image = format!("{}/many:v1", reg.host());
     Run::push_bundle(&src)
         .image(&image)
-        .arg("--result-file-image-digest")
-        .arg(tmp.path().join("d"))
+        .digest_to(tmp.path().join("d"))
         .assert()
         .success();
 

@@ -42,8 +42,7 @@ fn push_then_pull_round_trips_the_tree_byte_for_byte() {
     let work = tmp.path().join("work");
     Run::pull_bundle(&work)
         .image(&image)
-        .arg("--result-file-image-digest")
-        .arg(tmp.path().join("pulled-digest"))
+        .digest_to(tmp.path().join("pulled-digest"))
         .arg("--result-file-source-timestamp")
         .arg(tmp.path().join("ts"))
         .assert()

@@ -209,8 +209,7 @@ fn push_and_pull_with_a_token() {
     Run::push_bundle(&src)
         .image(&image)
         .arg("-vv")
-        .arg("--secret-path")
-        .arg(&secrets)
+        .secret_path(&secrets)
         .assert()
         .success()
         .stderr(contains(PASSWORD).not());
@@ -231,8 +230,7 @@ fn push_and_pull_with_a_token() {
     Run::pull_bundle(&work)
         .image(&image)
         .arg("-vv")
-        .arg("--secret-path")
-        .arg(&secrets)
+        .secret_path(&secrets)
         .assert()
         .success()
         .stderr(contains(PASSWORD).not());
@@ -290,10 +288,8 @@ fn wrong_password_exits_3_without_leaking_and_pushes_nothing() {
     let out = Run::push_bundle(tmp.path().join("src"))
         .image(format!("{}/app:v1", reg.host()))
         .args(["-vv", "--log-format", "json"])
-        .arg("--secret-path")
-        .arg(&secrets)
-        .arg("--result-file-image-digest")
-        .arg(&digest_file)
+        .secret_path(&secrets)
+        .digest_to(&digest_file)
         .assert()
         .code(3)
         .stderr(contains("credentials").and(contains(bad_password).not()));
@@ -355,10 +351,8 @@ fn no_credentials_exit_3_because_the_anonymous_token_grants_nothing() {
     let secrets = secret_dir(&tmp.path().join("secret"), &reg.host(), USER, PASSWORD);
     Run::push_bundle(tmp.path().join("src"))
         .image(&image)
-        .arg("--secret-path")
-        .arg(&secrets)
-        .arg("--result-file-image-digest")
-        .arg(tmp.path().join("d"))
+        .secret_path(&secrets)
+        .digest_to(tmp.path().join("d"))
         .assert()
         .success();
     assert!(reg.token_requests() > 0);
@@ -388,8 +382,7 @@ fn prune_with_token_auth_asks_for_a_delete_scope_and_deletes() {
     let work = tmp.path().join("work");
     Run::pull_bundle(&work)
         .image(format!("{}/prune/app@{digest}", reg.host()))
-        .arg("--secret-path")
-        .arg(&secrets)
+        .secret_path(&secrets)
         .arg("--prune")
         .assert()
         .success()
@@ -447,10 +440,8 @@ fn push_sample(reg: &Registry, host: &str, image: &str) -> Pushed {
     let digest_file = tmp.path().join("digest");
     Run::push_bundle(&src)
         .image(image)
-        .arg("--secret-path")
-        .arg(&secrets)
-        .arg("--result-file-image-digest")
-        .arg(&digest_file)
+        .secret_path(&secrets)
+        .digest_to(&digest_file)
         .assert()
         .success();
     assert!(reg.token_requests() > 0);
@@ -534,8 +525,7 @@ fn a_token_that_expires_during_an_upload_is_renewed() {
     let work = tmp.path().join("work");
     Run::pull_bundle(&work)
         .image(&image)
-        .arg("--secret-path")
-        .arg(&secrets)
+        .secret_path(&secrets)
         .assert()
         .success();
     assert_eq!(snapshot(&src), snapshot(&work));
@@ -560,10 +550,8 @@ fn copy_across_repositories(reg: &Registry) -> Vec<AccessLogEntry> {
             &format!("{}/src/app:v1", reg.host()),
             &format!("{}/dst/app:v1", reg.host()),
         ])
-        .arg("--secret-path")
-        .arg(&secrets)
-        .arg("--result-file-image-digest")
-        .arg(&copied_file)
+        .secret_path(&secrets)
+        .digest_to(&copied_file)
         .assert()
         .success();
     assert_eq!(std::fs::read_to_string(&copied_file).unwrap(), pushed);
@@ -655,8 +643,7 @@ fn a_token_service_that_fails_for_a_while_is_asked_again() {
     Run::push_bundle(&src)
         .image(format!("{}/private/app:v1", reg.host()))
         .args(["--retries", "2"])
-        .arg("--secret-path")
-        .arg(secret_dir(
+        .secret_path(secret_dir(
             &tmp.path().join("secret2"),
             &reg.host(),
             USER,
@@ -693,10 +680,8 @@ fn into_an_existing_repository_a_streamed_layer_is_cancelled_or_finished_with_a_
     // again with it added.
     Run::push_bundle(&src)
         .image(image("v2"))
-        .arg("--secret-path")
-        .arg(&secrets)
-        .arg("--result-file-image-digest")
-        .arg(&digest_file)
+        .secret_path(&secrets)
+        .digest_to(&digest_file)
         .assert()
         .success();
     assert!(reg.token_requests() > 0);
@@ -728,10 +713,8 @@ fn into_an_existing_repository_a_streamed_layer_is_cancelled_or_finished_with_a_
     std::fs::write(src.join("added.txt"), "a change").unwrap();
     Run::push_bundle(&src)
         .image(image("v3"))
-        .arg("--secret-path")
-        .arg(&secrets)
-        .arg("--result-file-image-digest")
-        .arg(&digest_file)
+        .secret_path(&secrets)
+        .digest_to(&digest_file)
         .assert()
         .success();
     assert!(reg.token_requests() > 0);
@@ -740,8 +723,7 @@ fn into_an_existing_repository_a_streamed_layer_is_cancelled_or_finished_with_a_
     let work = tmp.path().join("work");
     Run::pull_bundle(&work)
         .image(image("v3"))
-        .arg("--secret-path")
-        .arg(&secrets)
+        .secret_path(&secrets)
         .assert()
         .success();
     assert_eq!(snapshot(&src), snapshot(&work));

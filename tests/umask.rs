@@ -27,15 +27,13 @@ fn write_all_under(umask: u32, image: &str, dir: &Path) -> (PathBuf, PathBuf) {
     let layout_ref = |tag: &str| format!("oci:{}:{tag}", layout.display());
     Run::pull_bundle(dir.join("work"))
         .image(image)
-        .arg("--cache-dir")
-        .arg(&cache)
+        .cache_dir(&cache)
         .umask(umask)
         .assert()
         .success();
     Run::push_bundle(&src)
         .image(layout_ref("v1"))
-        .arg("--cache-dir")
-        .arg(&cache)
+        .cache_dir(&cache)
         .umask(umask)
         .assert()
         .success();

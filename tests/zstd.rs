@@ -204,8 +204,7 @@ fn zstd_artifact_directories_round_trip_and_the_cache_keys_on_the_compression() 
     let bundle_gz = format!("{}/app:gzip-src", reg.host());
     Run::push_bundle(&src)
         .image(&bundle_gz)
-        .arg("--cache-dir")
-        .arg(&cache)
+        .cache_dir(&cache)
         .assert()
         .success();
     assert_eq!(manifest(&bundle)["layers"][0]["mediaType"], ZSTD_LAYER);

@@ -13,7 +13,11 @@
 //! * [`Run`]: the one builder that runs the CLI under test, with an
 //!   environment isolated from the developer's or CI's real credentials and
 //!   settings;
-//! * [`tree`]: sample source trees, snapshots and hand-made bundles.
+//! * [`tree`]: sample source trees, snapshots and hand-made bundles;
+//! * [`faults`]: a fault-injecting proxy, and [`fault_runs`] what the fault
+//!   tests share;
+//! * [`assembly`], [`ci`] and [`tekton`]: what the `--assemble-index` and
+//!   the pipeline contract test files share.
 
 // Every test file compiles this module on its own and uses only part of it.
 #![allow(dead_code, unused_imports)]

@@ -132,6 +132,21 @@ impl Run {
         self.arg("--image").arg(reference)
     }
 
+    /// Adds `--cache-dir DIR`.
+    pub fn cache_dir(&mut self, dir: impl AsRef<OsStr>) -> &mut Self {
+        self.arg("--cache-dir").arg(dir)
+    }
+
+    /// Adds `--secret-path DIR`.
+    pub fn secret_path(&mut self, dir: impl AsRef<OsStr>) -> &mut Self {
+        self.arg("--secret-path").arg(dir)
+    }
+
+    /// Adds `--result-file-image-digest FILE`.
+    pub fn digest_to(&mut self, file: impl AsRef<OsStr>) -> &mut Self {
+        self.arg("--result-file-image-digest").arg(file)
+    }
+
     /// Adds `--platform-image ENTRY` for each entry.
     pub fn platform_images<I, S>(&mut self, entries: I) -> &mut Self
     where
