@@ -20,7 +20,7 @@ use predicates::str::contains;
 use serde_json::{json, Value};
 use support::images::inspect_raw;
 use support::tree::{all_paths, gzip, sample_tree, set_mode, snapshot, write, Node};
-use support::{ocistep, require_tool, run_ok, tool, Registry};
+use support::{require_tool, run_ok, tool, Registry, Run};
 
 const WASM: &str = "application/vnd.wasm.content.layer.v1+wasm";
 const WASM_DATA: &str = "application/vnd.wasm.content.layer.v1+data";
@@ -31,28 +31,6 @@ const EMPTY: &str = "application/vnd.oci.empty.v1+json";
 const EMPTY_DIGEST: &str =
     "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
 const TAR_GZ: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-
-/// `--push-artifact --image IMAGE` with `args`; returns the digest result.
-fn push(image: &str, args: &[&str]) -> String {
-    let out = tempfile::NamedTempFile::new().unwrap();
-    ocistep()
-        .args(["--push-artifact", "--image", image])
-        .args(args)
-        .arg("--result-file-image-digest")
-        .arg(out.path())
-        .assert()
-        .success();
-    std::fs::read_to_string(out.path()).unwrap()
-}
-
-fn pull(image: &str, dir: &Path, args: &[&str]) -> assert_cmd::assert::Assert {
-    ocistep()
-        .arg("--pull-artifact")
-        .arg(dir)
-        .args(["--image", image])
-        .args(args)
-        .assert()
-}
 
 /// The manifest as the registry serves it, read by skopeo.
 fn raw_manifest(image: &str) -> (Vec<u8>, Value) {
@@ -103,7 +81,7 @@ fn round_trip_keeps_media_types_and_artifact_type_exactly() {
         "--annotation",
         "org.opencontainers.image.source=https://example.com/app",
     ]);
-    let digest = push(&image, &args);
+    let digest = Run::push_artifact().image(&image).args(&args).digest();
 
     let (raw, m) = raw_manifest(&image);
     assert_eq!(Digest::of(&raw).to_string(), digest);
@@ -134,9 +112,9 @@ fn round_trip_keeps_media_types_and_artifact_type_exactly() {
     // Same files (touched, copied elsewhere) give the same digest.
     let copy = tempfile::tempdir().unwrap();
     let (module2, icon2, assets2) = wasm_app(copy.path());
-    let again = push(
-        &format!("{}/spin/app:v1-again", reg.host()),
-        &[
+    let again = Run::push_artifact()
+        .image(format!("{}/spin/app:v1-again", reg.host()))
+        .args([
             "--file",
             &arg(&module2, WASM),
             "--file",
@@ -147,17 +125,15 @@ fn round_trip_keeps_media_types_and_artifact_type_exactly() {
             SPIN_CONFIG,
             "--annotation",
             "org.opencontainers.image.source=https://example.com/app",
-        ],
-    );
+        ])
+        .digest();
     assert_eq!(again, digest);
 
     let out = tmp.path().join("out");
     let result = tmp.path().join("result");
-    ocistep()
-        .arg("--pull-artifact")
-        .arg(&out)
-        .args(["--image", &image, "--result-file-image-digest"])
-        .arg(&result)
+    Run::pull_artifact(&out)
+        .image(&image)
+        .digest_to(&result)
         .assert()
         .success();
     assert_eq!(std::fs::read_to_string(&result).unwrap(), digest);
@@ -179,22 +155,23 @@ fn empty_config_has_the_shape_oras_writes_and_needs_an_artifact_type() {
     let file = tmp.path().join("hello.txt");
     let image = format!("{}/oras/hello:v1", reg.host());
 
-    ocistep()
-        .args(["--push-artifact", "--image", &image, "--file"])
+    Run::push_artifact()
+        .image(&image)
+        .arg("--file")
         .arg(&file)
         .assert()
         .code(2)
         .stderr(contains("--artifact-type"));
 
-    push(
-        &image,
-        &[
+    Run::push_artifact()
+        .image(&image)
+        .args([
             "--file",
             &arg(&file, "text/plain"),
             "--artifact-type",
             "application/vnd.example.hello",
-        ],
-    );
+        ])
+        .digest();
     let (_, m) = raw_manifest(&image);
     // Exactly what `oras push --artifact-type … hello.txt:text/plain` writes
     // (less ORAS's creation-time annotation, which would break determinism).
@@ -229,8 +206,9 @@ fn custom_config_is_pushed_as_given() {
     write(tmp.path(), "m.wasm", b"\0asm");
     let image = format!("{}/spin/locked:v1", reg.host());
 
-    ocistep()
-        .args(["--push-artifact", "--image", &image, "--file"])
+    Run::push_artifact()
+        .image(&image)
+        .arg("--file")
         .arg(tmp.path().join("m.wasm"))
         .arg("--config")
         .arg(tmp.path().join("spin.lock"))
@@ -238,15 +216,15 @@ fn custom_config_is_pushed_as_given() {
         .code(2)
         .stderr(contains("needs a media type"));
 
-    push(
-        &image,
-        &[
+    Run::push_artifact()
+        .image(&image)
+        .args([
             "--file",
             &arg(&tmp.path().join("m.wasm"), WASM),
             "--config",
             &arg(&tmp.path().join("spin.lock"), SPIN_CONFIG),
-        ],
-    );
+        ])
+        .digest();
     let (_, m) = raw_manifest(&image);
     assert!(m.get("artifactType").is_none(), "{m}");
     assert_eq!(
@@ -263,7 +241,7 @@ fn custom_config_is_pushed_as_given() {
     assert_eq!(config.as_bytes(), lock);
 
     let out = tmp.path().join("out");
-    pull(&image, &out, &[]).success();
+    Run::pull_artifact(&out).image(&image).assert().success();
     assert_eq!(std::fs::read(out.join("m.wasm")).unwrap(), b"\0asm");
     assert_eq!(all_paths(&out), vec![out.join("m.wasm")]);
 }
@@ -275,17 +253,20 @@ fn a_directory_layer_is_unpacked_with_modes_and_links() {
     let src = tmp.path().join("tree");
     sample_tree(&src);
     let image = format!("{}/dirs/tree:v1", reg.host());
-    push(
-        &image,
-        &[
+    Run::push_artifact()
+        .image(&image)
+        .args([
             "--file",
             &src.display().to_string(),
             "--artifact-type",
             "application/x-tree",
-        ],
-    );
+        ])
+        .digest();
     let out = tmp.path().join("out");
-    pull(&image, &out, &["--show-listing"])
+    Run::pull_artifact(&out)
+        .image(&image)
+        .arg("--show-listing")
+        .assert()
         .success()
         .stdout(contains("tree/scripts/build.sh\n").and(contains("tree/main-link\n")));
     assert_eq!(snapshot(&out.join("tree")), snapshot(&src));
@@ -424,7 +405,7 @@ fn an_oras_style_artifact_pulls_from_a_registry() {
         &format!("docker://{image}"),
     ]));
     let out = tmp.path().join("out");
-    pull(&image, &out, &[]).success();
+    Run::pull_artifact(&out).image(&image).assert().success();
     assert_eq!(
         all_paths(&out).len(),
         5,
@@ -448,15 +429,15 @@ fn a_pushed_directory_layer_has_oras_entries_and_content_digest() {
     write(tmp.path(), "defs/flag.json", b"{\"kind\":\"Flag\"}");
     write(tmp.path(), "defs/segment.json", b"{\"kind\":\"Segment\"}");
     let layout = tmp.path().join("layout");
-    push(
-        &format!("oci:{}:v1", layout.display()),
-        &[
+    Run::push_artifact()
+        .image(format!("oci:{}:v1", layout.display()))
+        .args([
             "--file",
             &tmp.path().join("defs").display().to_string(),
             "--artifact-type",
             CUP_TYPE,
-        ],
-    );
+        ])
+        .digest();
     let l = Layout::open(&layout).unwrap();
     let desc = l.resolve(Some("v1"), None).unwrap();
     let m: ImageManifest = serde_json::from_slice(&l.read_manifest(&desc).unwrap().bytes).unwrap();
@@ -502,13 +483,11 @@ fn hostile_titles_are_refused_before_anything_is_written() {
             false,
         );
         let jail = Jail::new();
-        pull(
-            &format!("oci:{}:bad", layouts.path().display()),
-            &jail.target,
-            &[],
-        )
-        .code(6)
-        .stderr(contains("unsafe archive").and(contains(*message)));
+        Run::pull_artifact(&jail.target)
+            .image(format!("oci:{}:bad", layouts.path().display()))
+            .assert()
+            .code(6)
+            .stderr(contains("unsafe archive").and(contains(*message)));
         jail.assert_untouched();
     }
 }
@@ -530,13 +509,11 @@ fn a_corrupt_layer_leaves_the_target_unchanged() {
         .blob_path(&Digest::of(b"original"));
     std::fs::write(&blob, b"tampered").unwrap();
     let jail = Jail::new();
-    pull(
-        &format!("oci:{}:v1", layouts.path().display()),
-        &jail.target,
-        &[],
-    )
-    .code(5)
-    .stderr(contains("digest mismatch"));
+    Run::pull_artifact(&jail.target)
+        .image(format!("oci:{}:v1", layouts.path().display()))
+        .assert()
+        .code(5)
+        .stderr(contains("digest mismatch"));
     jail.assert_untouched();
 
     // A directory layer whose tar does not match its content digest.
@@ -559,13 +536,11 @@ fn a_corrupt_layer_leaves_the_target_unchanged() {
         }],
         false,
     );
-    pull(
-        &format!("oci:{}:v1", layouts.path().display()),
-        &jail.target,
-        &[],
-    )
-    .code(5)
-    .stderr(contains("io.deis.oras.content.digest"));
+    Run::pull_artifact(&jail.target)
+        .image(format!("oci:{}:v1", layouts.path().display()))
+        .assert()
+        .code(5)
+        .stderr(contains("io.deis.oras.content.digest"));
     jail.assert_untouched();
 }
 
@@ -577,9 +552,9 @@ fn media_type_filter_picks_layers() {
     write(tmp.path(), "flag.json", b"{\"kind\":\"Flag\"}");
     write(tmp.path(), "segment.json", b"{\"kind\":\"Segment\"}");
     let image = format!("{}/cup/flipt:v1", reg.host());
-    push(
-        &image,
-        &[
+    Run::push_artifact()
+        .image(&image)
+        .args([
             "--artifact-type",
             CUP_TYPE,
             "--file",
@@ -588,10 +563,14 @@ fn media_type_filter_picks_layers() {
             &arg(&tmp.path().join("flag.json"), CUP_RESOURCE),
             "--file",
             &arg(&tmp.path().join("segment.json"), CUP_RESOURCE),
-        ],
-    );
+        ])
+        .digest();
     let defs = tmp.path().join("defs");
-    pull(&image, &defs, &["--media-type", CUP_RESOURCE]).success();
+    Run::pull_artifact(&defs)
+        .image(&image)
+        .args(["--media-type", CUP_RESOURCE])
+        .assert()
+        .success();
     assert_eq!(
         all_paths(&defs).len(),
         2,
@@ -601,16 +580,18 @@ fn media_type_filter_picks_layers() {
     assert!(defs.join("flag.json").is_file() && defs.join("segment.json").is_file());
 
     let both = tmp.path().join("both");
-    pull(
-        &image,
-        &both,
-        &["--media-type", CUP_RESOURCE, "--media-type", WASM],
-    )
-    .success();
+    Run::pull_artifact(&both)
+        .image(&image)
+        .args(["--media-type", CUP_RESOURCE, "--media-type", WASM])
+        .assert()
+        .success();
     assert_eq!(all_paths(&both).len(), 3);
 
     let none = tmp.path().join("none");
-    pull(&image, &none, &["--media-type", "text/plain"])
+    Run::pull_artifact(&none)
+        .image(&image)
+        .args(["--media-type", "text/plain"])
+        .assert()
         .code(4)
         .stderr(contains(CUP_RESOURCE).and(contains(WASM)));
     assert!(!none.exists());
@@ -621,20 +602,24 @@ fn existing_files_conflict_unless_overwrite() {
     let tmp = tempfile::tempdir().unwrap();
     write(tmp.path(), "src/tool", b"new");
     let image = format!("oci:{}:v1", tmp.path().join("layout").display());
-    push(
-        &image,
-        &[
+    Run::push_artifact()
+        .image(&image)
+        .args([
             "--file",
             &tmp.path().join("src/tool").display().to_string(),
             "--artifact-type",
             "application/x-tool",
-        ],
-    );
+        ])
+        .digest();
     let out = tmp.path().join("out");
     write(&out, "tool", b"old");
-    pull(&image, &out, &[]).code(10);
+    Run::pull_artifact(&out).image(&image).assert().code(10);
     assert_eq!(std::fs::read(out.join("tool")).unwrap(), b"old");
-    pull(&image, &out, &["--overwrite"]).success();
+    Run::pull_artifact(&out)
+        .image(&image)
+        .arg("--overwrite")
+        .assert()
+        .success();
     assert_eq!(std::fs::read(out.join("tool")).unwrap(), b"new");
 }
 
@@ -646,19 +631,19 @@ fn a_cli_binary_is_pulled_for_each_platform_with_its_exec_bit() {
         let dir = tmp.path().join(arch);
         write(&dir, "d8", format!("#!/bin/sh\necho {arch}\n").as_bytes());
         set_mode(&dir.join("d8"), 0o755);
-        push(
-            &format!("{}/cli/d8:v1-linux-{arch}", reg.host()),
-            &[
+        Run::push_artifact()
+            .image(format!("{}/cli/d8:v1-linux-{arch}", reg.host()))
+            .args([
                 "--file",
                 &arg(&dir.join("d8"), "application/vnd.example.cli.binary"),
                 "--artifact-type",
                 "application/vnd.example.cli.v1",
-            ],
-        );
+            ])
+            .digest();
     }
     let index = format!("{}/cli/d8:v1", reg.host());
-    ocistep()
-        .args(["--assemble-index", "--image", &index])
+    Run::assemble_index()
+        .image(&index)
         .arg("--platform-image")
         .arg(format!("linux/amd64={}/cli/d8:v1-linux-amd64", reg.host()))
         .arg("--platform-image")
@@ -674,7 +659,11 @@ fn a_cli_binary_is_pulled_for_each_platform_with_its_exec_bit() {
         let out = tmp
             .path()
             .join(format!("out-{}", platform.replace('/', "_")));
-        pull(&index, &out, &["--platform", platform]).success();
+        Run::pull_artifact(&out)
+            .image(&index)
+            .args(["--platform", platform])
+            .assert()
+            .success();
         let bin = out.join("d8");
         assert_eq!(
             std::fs::read_to_string(&bin).unwrap(),
@@ -693,7 +682,10 @@ fn a_cli_binary_is_pulled_for_each_platform_with_its_exec_bit() {
     }
 
     let missing = tmp.path().join("missing");
-    pull(&index, &missing, &["--platform", "windows/amd64"])
+    Run::pull_artifact(&missing)
+        .image(&index)
+        .args(["--platform", "windows/amd64"])
+        .assert()
         .code(7)
         .stderr(
             contains("windows/amd64")
@@ -709,60 +701,38 @@ fn pushes_refuse_bad_input() {
     let image = format!("oci:{}:v1", tmp.path().join("layout").display());
     write(tmp.path(), "a/x", b"1");
     write(tmp.path(), "b/x", b"2");
-    ocistep()
-        .args([
-            "--push-artifact",
-            "--image",
-            &image,
-            "--artifact-type",
-            "a/b",
-            "--file",
-        ])
+    Run::push_artifact()
+        .image(&image)
+        .args(["--artifact-type", "a/b", "--file"])
         .arg(tmp.path().join("a/x"))
         .arg("--file")
         .arg(tmp.path().join("b/x"))
         .assert()
         .code(2)
         .stderr(contains("would both be pulled as \"x\""));
-    ocistep()
-        .args([
-            "--push-artifact",
-            "--image",
-            &image,
-            "--artifact-type",
-            "a/b",
-            "--file",
-        ])
+    Run::push_artifact()
+        .image(&image)
+        .args(["--artifact-type", "a/b", "--file"])
         .arg(tmp.path().join("nope"))
         .assert()
         .code(2)
         .stderr(contains("does not exist"));
-    ocistep()
-        .args([
-            "--push-artifact",
-            "--image",
-            &image,
-            "--artifact-type",
-            "not-a-type",
-            "--file",
-        ])
+    Run::push_artifact()
+        .image(&image)
+        .args(["--artifact-type", "not-a-type", "--file"])
         .arg(tmp.path().join("a/x"))
         .assert()
         .code(2)
         .stderr(contains("invalid media type"));
-    ocistep()
-        .args([
-            "--push-artifact",
-            "--image",
-            &image,
-            "--artifact-type",
-            "a/b",
-        ])
+    Run::push_artifact()
+        .image(&image)
+        .args(["--artifact-type", "a/b"])
         .assert()
         .code(2)
         .stderr(contains("--file"));
-    ocistep()
-        .args(["--pull-artifact", "out", "--image", &image, "--file", "x"])
+    Run::pull_artifact("out")
+        .image(&image)
+        .args(["--file", "x"])
         .assert()
         .code(2);
     assert!(!tmp.path().join("layout").exists());
@@ -785,11 +755,18 @@ fn file_layers_download_in_parallel_up_to_max_transfers() {
     for f in &file_args {
         args.extend(["--file", f.as_str()]);
     }
-    push(&format!("{}/parts:v1", reg.host()), &args);
+    Run::push_artifact()
+        .image(format!("{}/parts:v1", reg.host()))
+        .args(&args)
+        .digest();
     let in_flight = |extra: &[&str], name: &str| {
         let proxy = FaultProxy::slow_blobs(&reg.host());
         let dir = tmp.path().join(name);
-        pull(&format!("{}/parts:v1", proxy.host()), &dir, extra).success();
+        Run::pull_artifact(&dir)
+            .image(format!("{}/parts:v1", proxy.host()))
+            .args(extra)
+            .assert()
+            .success();
         for f in &files {
             assert_eq!(
                 std::fs::read(dir.join(f.file_name().unwrap())).unwrap(),
@@ -822,11 +799,10 @@ fn file_layers_download_in_parallel_up_to_max_transfers() {
         ],
     );
     let jail = Jail::new();
-    pull(
-        &format!("{}/parts:v1", proxy.host()),
-        &jail.target,
-        &["--retries", "2"],
-    )
-    .code(8);
+    Run::pull_artifact(&jail.target)
+        .image(format!("{}/parts:v1", proxy.host()))
+        .args(["--retries", "2"])
+        .assert()
+        .code(8);
     jail.assert_untouched();
 }

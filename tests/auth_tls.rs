@@ -9,7 +9,7 @@ use base64::Engine;
 use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
 use support::tree::{sample_tree, snapshot};
-use support::{ocistep, Registry, RegistryOptions};
+use support::{Registry, RegistryOptions, Run};
 
 const PASSWORD: &str = "Sup3r-s3cret-pa55";
 
@@ -39,22 +39,18 @@ fn right_credentials_from_secret_path_push_and_pull() {
     let secrets = tmp.path().join("secret");
     secret_dir(&secrets, &reg.host(), "ci", PASSWORD, ".dockerconfigjson");
     let image = format!("{}/private/app:v1", reg.host());
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(&src)
-        .args(["--image", &image, "-v"])
-        .arg("--secret-path")
-        .arg(&secrets)
+    Run::push_bundle(&src)
+        .image(&image)
+        .arg("-v")
+        .secret_path(&secrets)
         .assert()
         .success()
         .stderr(contains(PASSWORD).not());
     let work = tmp.path().join("work");
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(&work)
-        .args(["--image", &image, "-vv"])
-        .arg("--secret-path")
-        .arg(&secrets)
+    Run::pull_bundle(&work)
+        .image(&image)
+        .arg("-vv")
+        .secret_path(&secrets)
         .assert()
         .success()
         .stderr(contains(PASSWORD).not());
@@ -68,11 +64,9 @@ fn docker_config_env_is_used() {
     support::tree::write(tmp.path(), "src/a", b"a");
     let config = tmp.path().join("docker");
     secret_dir(&config, &reg.host(), "ci", PASSWORD, "config.json");
-    ocistep()
+    Run::push_bundle(tmp.path().join("src"))
+        .image(format!("{}/app:env", reg.host()))
         .env("DOCKER_CONFIG", &config)
-        .arg("--push-source-bundle")
-        .arg(tmp.path().join("src"))
-        .args(["--image", &format!("{}/app:env", reg.host())])
         .assert()
         .success();
 }
@@ -87,14 +81,11 @@ fn wrong_or_missing_credentials_exit_3_without_leaking_and_push_nothing() {
     secret_dir(&wrong, &reg.host(), "ci", bad_password, "config.json");
     let image = format!("{}/app:v1", reg.host());
     let log = tmp.path().join("log.json");
-    let out = ocistep()
-        .arg("--push-source-bundle")
-        .arg(tmp.path().join("src"))
-        .args(["--image", &image, "-vv", "--log-format", "json"])
-        .arg("--secret-path")
-        .arg(&wrong)
-        .arg("--result-file-image-digest")
-        .arg(&log)
+    let out = Run::push_bundle(tmp.path().join("src"))
+        .image(&image)
+        .args(["-vv", "--log-format", "json"])
+        .secret_path(&wrong)
+        .digest_to(&log)
         .assert()
         .code(3)
         .stderr(contains(bad_password).not().and(contains("credentials")));
@@ -103,10 +94,8 @@ fn wrong_or_missing_credentials_exit_3_without_leaking_and_push_nothing() {
     assert!(!stderr.contains(&encoded));
     assert!(!log.exists(), "no result file after a failed push");
 
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(tmp.path().join("src"))
-        .args(["--image", &image])
+    Run::push_bundle(tmp.path().join("src"))
+        .image(&image)
         .assert()
         .code(3)
         .stderr(contains("--secret-path"));
@@ -127,26 +116,21 @@ fn tls_registry_works_with_ca_file_and_fails_clearly_without() {
     let src = tmp.path().join("src");
     sample_tree(&src);
     let image = format!("{}/tls/app:v1", reg.host());
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(&src)
-        .args(["--image", &image])
+    Run::push_bundle(&src)
+        .image(&image)
         .assert()
         .code(8)
         .stderr(contains("--ca-file"));
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(&src)
-        .args(["--image", &image])
+    Run::push_bundle(&src)
+        .image(&image)
         .arg("--ca-file")
         .arg(reg.ca_file().unwrap())
         .assert()
         .success();
     let work = tmp.path().join("work");
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(&work)
-        .args(["--image", &image, "--insecure"])
+    Run::pull_bundle(&work)
+        .image(&image)
+        .arg("--insecure")
         .assert()
         .success();
     assert_eq!(snapshot(&src), snapshot(&work));
@@ -165,7 +149,7 @@ fn a_system_without_ca_certificates_needs_them_only_for_tls() {
     // No system roots: both places they are read from name nothing.
     let missing = tmp.path().join("no-certs");
     let without_roots = || {
-        let mut cmd = ocistep();
+        let mut cmd = Run::new();
         cmd.env("SSL_CERT_FILE", &missing)
             .env("SSL_CERT_DIR", &missing);
         cmd
@@ -212,10 +196,9 @@ fn a_ca_file_without_a_certificate_is_a_usage_error() {
     let tmp = tempfile::tempdir().unwrap();
     let not_pem = tmp.path().join("ca.txt");
     std::fs::write(&not_pem, "not a certificate\n").unwrap();
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(tmp.path().join("work"))
-        .args(["--image", "127.0.0.1:1/app:v1", "--ca-file"])
+    Run::pull_bundle(tmp.path().join("work"))
+        .image("127.0.0.1:1/app:v1")
+        .arg("--ca-file")
         .arg(&not_pem)
         .assert()
         .code(2)
@@ -238,15 +221,9 @@ fn unreachable_registry_exits_8_after_bounded_retries() {
     let tmp = tempfile::tempdir().unwrap();
     support::tree::write(tmp.path(), "src/a", b"a");
     let started = std::time::Instant::now();
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(tmp.path().join("src"))
-        .args([
-            "--image",
-            &format!("127.0.0.1:{port}/app:v1"),
-            "--retries",
-            "2",
-        ])
+    Run::push_bundle(tmp.path().join("src"))
+        .image(format!("127.0.0.1:{port}/app:v1"))
+        .args(["--retries", "2"])
         .assert()
         .code(8)
         .stderr(contains(format!("127.0.0.1:{port}")));

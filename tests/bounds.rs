@@ -9,14 +9,11 @@ mod support;
 
 use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::faults::{Fault, FaultProxy, Rule};
 use support::tree::{sample_tree, snapshot};
-use support::{
-    http_request_with, ocistep, Registry, RegistryOptions, TokenPolicy, TokenReply, SCRUBBED_ENV,
-};
+use support::{http_request_with, Registry, RegistryOptions, Run, TokenPolicy, TokenReply};
 
 const USER: &str = "bounds-user";
 const PASSWORD: &str = "b0unds-pass";
@@ -53,21 +50,13 @@ struct Measured {
     peak_rss_kib: u64,
 }
 
-/// Runs ocistep with `args` (isolated like [`support::ocistep`]), reading
+/// Runs ocistep with `args` (isolated like [`Run`]), reading
 /// its peak RSS (`VmHWM`) from `/proc` until it exits; kills it after 60 s.
 fn measured(args: &[&str], docker_config_dir: &Path) -> Measured {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocistep"));
-    for var in SCRUBBED_ENV {
-        cmd.env_remove(var);
-    }
-    let mut child = cmd
-        .env("HOME", support::fresh_home())
-        .env("DOCKER_CONFIG", docker_config_dir)
+    let mut child = Run::new()
         .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .env("DOCKER_CONFIG", docker_config_dir)
+        .spawn();
     let mut stderr_pipe = child.stderr.take().unwrap();
     let reader = std::thread::spawn(move || {
         let mut text = String::new();
@@ -147,11 +136,9 @@ fn a_huge_token_is_refused_and_never_sent() {
         let proxy = FaultProxy::start(&reg.host(), vec![]);
         let tmp = tempfile::tempdir().unwrap();
         docker_config(tmp.path(), &proxy.host());
-        let run = ocistep()
+        let run = Run::pull_bundle(tmp.path().join("work"))
+            .image(format!("{}/app:v1", proxy.host()))
             .env("DOCKER_CONFIG", tmp.path())
-            .arg("--pull-source-bundle")
-            .arg(tmp.path().join("work"))
-            .args(["--image", &format!("{}/app:v1", proxy.host())])
             .timeout(Duration::from_secs(60))
             .assert()
             .code(11);
@@ -170,10 +157,8 @@ fn a_huge_token_is_refused_and_never_sent() {
 fn pushed_sample(reg: &Registry, dir: &Path) -> (std::path::PathBuf, String) {
     let src = dir.join("src");
     sample_tree(&src);
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(&src)
-        .args(["--image", &format!("{}/app:v1", reg.host())])
+    Run::push_bundle(&src)
+        .image(format!("{}/app:v1", reg.host()))
         .assert()
         .success();
     let manifest = http_request_with(
@@ -195,16 +180,6 @@ fn trickle() -> Fault {
     }
 }
 
-fn pull(target: &Path, proxy: &FaultProxy, extra: &[&str]) -> assert_cmd::assert::Assert {
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(target)
-        .args(["--image", &format!("{}/app:v1", proxy.host())])
-        .args(extra)
-        .timeout(Duration::from_secs(60))
-        .assert()
-}
-
 #[test]
 fn a_trickled_download_is_retried_like_a_stall() {
     let reg = Registry::start();
@@ -214,7 +189,12 @@ fn a_trickled_download_is_retried_like_a_stall() {
 
     let work = tmp.path().join("work");
     let started = Instant::now();
-    pull(&work, &proxy, &["--timeout", "1", "--retries", "3"]).success();
+    Run::pull_bundle(&work)
+        .image(format!("{}/app:v1", proxy.host()))
+        .args(["--timeout", "1", "--retries", "3"])
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .success();
 
     assert!(started.elapsed() < Duration::from_secs(20));
     assert_eq!(snapshot(&src), snapshot(&work));
@@ -261,7 +241,12 @@ impl Trickling {
     /// as it was; returns stderr and how long the pull took.
     fn failed_pull(&self, extra: &[&str]) -> (String, Duration) {
         let started = Instant::now();
-        let run = pull(&self.work, &self.proxy, extra).code(8);
+        let run = Run::pull_bundle(&self.work)
+            .image(format!("{}/app:v1", self.proxy.host()))
+            .args(extra)
+            .timeout(Duration::from_secs(60))
+            .assert()
+            .code(8);
         let took = started.elapsed();
         assert_eq!(snapshot(&self.work), self.before);
         let stderr = String::from_utf8_lossy(&run.get_output().stderr).into_owned();

@@ -7,7 +7,7 @@ mod support;
 use std::path::Path;
 
 use support::tree::{sample_tree, snapshot, write};
-use support::{ocistep, Registry};
+use support::{Registry, Run};
 
 fn blob_gets(reg: &Registry) -> usize {
     reg.request_count("GET", "/blobs/sha256:")
@@ -17,25 +17,12 @@ fn manifest_gets(reg: &Registry) -> usize {
     reg.request_count("GET", "/manifests/")
 }
 
-fn pull(image: &str, target: &Path, cache: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(target)
-        .args(["--image", image])
-        .arg("--cache-dir")
-        .arg(cache)
-        .args(extra)
-        .assert()
-}
-
 fn pushed(reg: &Registry, tmp: &Path) -> (String, String) {
     let src = tmp.join("src");
     sample_tree(&src);
     let image = format!("{}/app:v1", reg.host());
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(&src)
-        .args(["--image", &image])
+    Run::push_bundle(&src)
+        .image(&image)
         .arg("--result-file-image-ref")
         .arg(tmp.join("ref"))
         .assert()
@@ -50,10 +37,18 @@ fn second_pull_by_digest_makes_no_requests_and_by_tag_only_asks_the_manifest() {
     let (tag_ref, pinned) = pushed(&reg, tmp.path());
     let cache = tmp.path().join("cache");
 
-    pull(&pinned, &tmp.path().join("w1"), &cache, &[]).success();
+    Run::pull_bundle(tmp.path().join("w1"))
+        .image(&pinned)
+        .cache_dir(&cache)
+        .assert()
+        .success();
     let (blobs, manifests) = (blob_gets(&reg), manifest_gets(&reg));
     assert!(blobs >= 1);
-    pull(&pinned, &tmp.path().join("w2"), &cache, &[]).success();
+    Run::pull_bundle(tmp.path().join("w2"))
+        .image(&pinned)
+        .cache_dir(&cache)
+        .assert()
+        .success();
     assert_eq!(
         (blob_gets(&reg), manifest_gets(&reg)),
         (blobs, manifests),
@@ -64,7 +59,11 @@ fn second_pull_by_digest_makes_no_requests_and_by_tag_only_asks_the_manifest() {
         snapshot(&tmp.path().join("w2"))
     );
 
-    pull(&tag_ref, &tmp.path().join("w3"), &cache, &[]).success();
+    Run::pull_bundle(tmp.path().join("w3"))
+        .image(&tag_ref)
+        .cache_dir(&cache)
+        .assert()
+        .success();
     assert_eq!(blob_gets(&reg), blobs, "blobs come from the cache");
     assert_eq!(
         manifest_gets(&reg),
@@ -74,13 +73,23 @@ fn second_pull_by_digest_makes_no_requests_and_by_tag_only_asks_the_manifest() {
 
     // --offline: the tag resolves from the cache, even with the registry gone.
     drop(reg);
-    pull(&tag_ref, &tmp.path().join("w4"), &cache, &["--offline"]).success();
+    Run::pull_bundle(tmp.path().join("w4"))
+        .image(&tag_ref)
+        .cache_dir(&cache)
+        .arg("--offline")
+        .assert()
+        .success();
     assert_eq!(
         snapshot(&tmp.path().join("src")),
         snapshot(&tmp.path().join("w4"))
     );
     let other = tag_ref.replace(":v1", ":v2");
-    pull(&other, &tmp.path().join("w5"), &cache, &["--offline"]).code(4);
+    Run::pull_bundle(tmp.path().join("w5"))
+        .image(&other)
+        .cache_dir(&cache)
+        .arg("--offline")
+        .assert()
+        .code(4);
 }
 
 #[test]
@@ -89,21 +98,19 @@ fn the_cache_is_shared_between_modes_and_set_by_environment() {
     let tmp = tempfile::tempdir().unwrap();
     let (_, pinned) = pushed(&reg, tmp.path());
     let cache = tmp.path().join("cache");
-    ocistep()
-        .env("OCISTEP_CACHE_DIR", &cache)
+    Run::new()
         .args([
             "--copy",
             &pinned,
             &format!("oci:{}:x", tmp.path().join("layout").display()),
         ])
+        .env("OCISTEP_CACHE_DIR", &cache)
         .assert()
         .success();
     let blobs = blob_gets(&reg);
-    ocistep()
+    Run::pull_bundle(tmp.path().join("w"))
+        .image(&pinned)
         .env("OCISTEP_CACHE_DIR", &cache)
-        .arg("--pull-source-bundle")
-        .arg(tmp.path().join("w"))
-        .args(["--image", &pinned])
         .assert()
         .success();
     assert_eq!(blob_gets(&reg), blobs, "the pull used what the copy cached");
@@ -115,7 +122,11 @@ fn a_corrupted_cache_entry_is_fetched_again() {
     let tmp = tempfile::tempdir().unwrap();
     let (_, pinned) = pushed(&reg, tmp.path());
     let cache = tmp.path().join("cache");
-    pull(&pinned, &tmp.path().join("w1"), &cache, &[]).success();
+    Run::pull_bundle(tmp.path().join("w1"))
+        .image(&pinned)
+        .cache_dir(&cache)
+        .assert()
+        .success();
     let blobs = blob_gets(&reg);
     // Flip a byte in every cached gzip blob (the layer).
     let mut corrupted = 0;
@@ -130,13 +141,21 @@ fn a_corrupted_cache_entry_is_fetched_again() {
         }
     }
     assert_eq!(corrupted, 1);
-    pull(&pinned, &tmp.path().join("w2"), &cache, &[]).success();
+    Run::pull_bundle(tmp.path().join("w2"))
+        .image(&pinned)
+        .cache_dir(&cache)
+        .assert()
+        .success();
     assert_eq!(blob_gets(&reg), blobs + 1, "the layer was fetched again");
     assert_eq!(
         snapshot(&tmp.path().join("src")),
         snapshot(&tmp.path().join("w2"))
     );
-    pull(&pinned, &tmp.path().join("w3"), &cache, &[]).success();
+    Run::pull_bundle(tmp.path().join("w3"))
+        .image(&pinned)
+        .cache_dir(&cache)
+        .assert()
+        .success();
     assert_eq!(blob_gets(&reg), blobs + 1, "and the repaired entry is used");
 }
 
@@ -147,17 +166,15 @@ fn concurrent_pulls_share_one_cache() {
     let src = tmp.path().join("src");
     write(&src, "big.bin", &support::tree::pseudo_random(8 << 20, 3));
     let image = format!("{}/app:big", reg.host());
-    support::push_bundle(&src, &image).success();
+    Run::push_bundle(&src).image(&image).assert().success();
     let cache = tmp.path().join("cache");
-    let bin = env!("CARGO_BIN_EXE_ocistep");
     let children: Vec<_> = (0..4)
         .map(|i| {
-            std::process::Command::new(bin)
-                .arg("--pull-source-bundle")
-                .arg(tmp.path().join(format!("w{i}")))
-                .args(["--image", &image, "-q"])
-                .arg("--cache-dir")
-                .arg(&cache)
+            Run::pull_bundle(tmp.path().join(format!("w{i}")))
+                .image(&image)
+                .arg("-q")
+                .cache_dir(&cache)
+                .command()
                 .spawn()
                 .unwrap()
         })
@@ -179,12 +196,9 @@ fn concurrent_pulls_share_one_cache() {
         );
     }
     let blobs = blob_gets(&reg);
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(tmp.path().join("after"))
-        .args(["--image", &image])
-        .arg("--cache-dir")
-        .arg(&cache)
+    Run::pull_bundle(tmp.path().join("after"))
+        .image(&image)
+        .cache_dir(&cache)
         .assert()
         .success();
     assert_eq!(blob_gets(&reg), blobs);
@@ -198,14 +212,10 @@ fn an_unchanged_tree_is_not_packed_again_with_a_cache() {
     sample_tree(&src);
     let cache = tmp.path().join("cache");
     let push = |tag: &str| {
-        let out = ocistep()
-            .arg("--push-source-bundle")
-            .arg(&src)
-            .args(["--image", &format!("{}/app:{tag}", reg.host())])
-            .arg("--cache-dir")
-            .arg(&cache)
-            .arg("--result-file-image-digest")
-            .arg(tmp.path().join("d"))
+        let out = Run::push_bundle(&src)
+            .image(format!("{}/app:{tag}", reg.host()))
+            .cache_dir(&cache)
+            .digest_to(tmp.path().join("d"))
             .assert()
             .success();
         let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();

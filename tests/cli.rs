@@ -5,19 +5,19 @@ mod support;
 
 use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
-use support::ocistep;
 use support::tree::write;
+use support::Run;
 
 #[test]
 fn help_lists_every_mode_with_an_example_and_the_exit_codes() {
-    ocistep().arg("--help").assert().success().stdout(
+    Run::new().arg("--help").assert().success().stdout(
         contains("--push-source-bundle")
             .and(contains("--pull-source-bundle"))
             .and(contains("ocistep --push-source-bundle ./src --image"))
             .and(contains("ocistep --pull-source-bundle ./work --image"))
             .and(contains("Exit codes")),
     );
-    ocistep()
+    Run::new()
         .arg("--version")
         .assert()
         .success()
@@ -26,54 +26,30 @@ fn help_lists_every_mode_with_an_example_and_the_exit_codes() {
 
 #[test]
 fn usage_errors_exit_2() {
-    ocistep().args(["--image", "x"]).assert().code(2);
-    ocistep()
-        .args([
-            "--push-source-bundle",
-            ".",
-            "--pull-source-bundle",
-            ".",
-            "--image",
-            "x",
-        ])
+    Run::new().image("x").assert().code(2);
+    Run::push_bundle(".")
+        .args(["--pull-source-bundle", "."])
+        .image("x")
         .assert()
         .code(2);
-    ocistep()
-        .args(["--push-source-bundle", ".", "--image", "Bad Ref"])
+    Run::push_bundle(".")
+        .image("Bad Ref")
         .assert()
         .code(2)
         .stderr(contains("invalid image reference"));
-    ocistep()
-        .args([
-            "--push-source-bundle",
-            ".",
-            "--image",
-            "oci:x",
-            "--annotation",
-            "novalue",
-        ])
+    Run::push_bundle(".")
+        .image("oci:x")
+        .args(["--annotation", "novalue"])
         .assert()
         .code(2);
-    ocistep()
-        .args([
-            "--push-source-bundle",
-            ".",
-            "--image",
-            "oci:x",
-            "--compression-level",
-            "11",
-        ])
+    Run::push_bundle(".")
+        .image("oci:x")
+        .args(["--compression-level", "11"])
         .assert()
         .code(2);
-    ocistep()
-        .args([
-            "--push-source-bundle",
-            ".",
-            "--image",
-            "oci:x",
-            "--source-timestamp",
-            "yesterday",
-        ])
+    Run::push_bundle(".")
+        .image("oci:x")
+        .args(["--source-timestamp", "yesterday"])
         .assert()
         .code(2);
 }
@@ -83,12 +59,9 @@ fn missing_source_directory_is_a_usage_error_and_creates_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let layout = tmp.path().join("layout");
     let digest = tmp.path().join("d");
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(tmp.path().join("nope"))
-        .args(["--image", &format!("oci:{}:v1", layout.display())])
-        .arg("--result-file-image-digest")
-        .arg(&digest)
+    Run::push_bundle(tmp.path().join("nope"))
+        .image(format!("oci:{}:v1", layout.display()))
+        .digest_to(&digest)
         .assert()
         .code(2)
         .stderr(contains("nope"));
@@ -104,26 +77,18 @@ fn an_escaping_symlink_is_named_and_dereference_stores_the_file() {
     write(tmp.path(), "outside.txt", b"outside content");
     std::os::unix::fs::symlink("../outside.txt", src.join("escape")).unwrap();
     let image = format!("oci:{}:v1", tmp.path().join("layout").display());
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(&src)
-        .args(["--image", &image])
+    Run::push_bundle(&src)
+        .image(&image)
         .assert()
         .code(9)
         .stderr(contains("escape").and(contains("--dereference-symlinks")));
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(&src)
-        .args(["--image", &image, "--dereference-symlinks"])
+    Run::push_bundle(&src)
+        .image(&image)
+        .arg("--dereference-symlinks")
         .assert()
         .success();
     let work = tmp.path().join("work");
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(&work)
-        .args(["--image", &image])
-        .assert()
-        .success();
+    Run::pull_bundle(&work).image(&image).assert().success();
     assert_eq!(
         std::fs::read(work.join("escape")).unwrap(),
         b"outside content"
@@ -151,25 +116,16 @@ fn ignore_file_and_excludes_leave_paths_out() {
     write(&src, ".shpignore", b"*.log\n");
     write(tmp.path(), "extra-ignore", b"secret.env\n");
     let image = format!("oci:{}:v1", tmp.path().join("layout").display());
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(&src)
-        .args([
-            "--image",
-            &image,
-            "--exclude",
-            "target/",
-            "--exclude",
-            "vendor",
-        ])
+    Run::push_bundle(&src)
+        .image(&image)
+        .args(["--exclude", "target/", "--exclude", "vendor"])
         .arg("--ignore-file")
         .arg(tmp.path().join("extra-ignore"))
         .assert()
         .success();
-    let out = ocistep()
-        .arg("--pull-source-bundle")
-        .arg(tmp.path().join("work"))
-        .args(["--image", &image, "--show-listing"])
+    let out = Run::pull_bundle(tmp.path().join("work"))
+        .image(&image)
+        .arg("--show-listing")
         .assert()
         .success();
     let listing = String::from_utf8(out.get_output().stdout.clone()).unwrap();
@@ -182,15 +138,9 @@ fn ignore_file_and_excludes_leave_paths_out() {
 fn json_logs_are_json_lines_and_stdout_stays_clean() {
     let tmp = tempfile::tempdir().unwrap();
     write(&tmp.path().join("src"), "a", b"a");
-    let out = ocistep()
-        .arg("--push-source-bundle")
-        .arg(tmp.path().join("src"))
-        .args([
-            "--image",
-            &format!("oci:{}:v1", tmp.path().join("l").display()),
-            "--log-format",
-            "json",
-        ])
+    let out = Run::push_bundle(tmp.path().join("src"))
+        .image(format!("oci:{}:v1", tmp.path().join("l").display()))
+        .args(["--log-format", "json"])
         .assert()
         .success();
     assert!(out.get_output().stdout.is_empty());
@@ -208,24 +158,14 @@ fn source_date_epoch_sets_the_timestamp_and_empty_result_paths_mean_none() {
     let tmp = tempfile::tempdir().unwrap();
     write(&tmp.path().join("src"), "a", b"a");
     let image = format!("oci:{}:v1", tmp.path().join("l").display());
-    ocistep()
+    Run::push_bundle(tmp.path().join("src"))
+        .image(&image)
+        .args(["--result-file-image-size", "", "--secret-path", ""])
         .env("SOURCE_DATE_EPOCH", "1234567890")
-        .arg("--push-source-bundle")
-        .arg(tmp.path().join("src"))
-        .args([
-            "--image",
-            &image,
-            "--result-file-image-size",
-            "",
-            "--secret-path",
-            "",
-        ])
         .assert()
         .success();
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(tmp.path().join("w"))
-        .args(["--image", &image])
+    Run::pull_bundle(tmp.path().join("w"))
+        .image(&image)
         .arg("--result-file-source-timestamp")
         .arg(tmp.path().join("ts"))
         .assert()
@@ -262,16 +202,12 @@ fn assert_refused_unprivileged(src: &std::path::Path, out_dir: &std::path::Path,
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir(out_dir).unwrap();
     std::fs::set_permissions(out_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-    ocistep_unprivileged()
-        .arg("--push-source-bundle")
-        .arg(src)
-        .args([
-            "--image",
-            &format!("oci:{}:v1", out_dir.join("layout").display()),
-        ])
-        .assert()
-        .code(9)
-        .stderr(contains(name).and(contains("denied")));
+    unprivileged(
+        Run::push_bundle(src).image(format!("oci:{}:v1", out_dir.join("layout").display())),
+    )
+    .assert()
+    .code(9)
+    .stderr(contains(name).and(contains("denied")));
     assert!(
         !out_dir.join("layout").exists(),
         "nothing written for {name}"
@@ -286,18 +222,18 @@ fn running_as_root() -> bool {
         .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
 }
 
-/// Runs ocistep as an unprivileged user (uid 65534) when the tests run as
-/// root, so that file permissions apply.
-fn ocistep_unprivileged() -> assert_cmd::Command {
-    if !running_as_root() {
-        return ocistep();
-    }
-    let setpriv = support::require_tool("setpriv");
-    let mut cmd = assert_cmd::Command::new(setpriv);
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(env!("CARGO_BIN_EXE_ocistep"))
+/// Makes `run` run as an unprivileged user (uid 65534) when the tests run
+/// as root, so that file permissions apply.
+fn unprivileged(run: &mut Run) -> &mut Run {
+    if running_as_root() {
+        let setpriv = support::require_tool("setpriv");
+        run.via(
+            setpriv,
+            ["--reuid=65534", "--regid=65534", "--clear-groups", "--"],
+        )
         .env("HOME", "/nonexistent");
-    cmd
+    }
+    run
 }
 
 #[test]

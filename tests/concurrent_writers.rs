@@ -5,11 +5,11 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use support::tree::write;
-use support::{ocistep, ocistep_process, push_bundle, require_tool, run_ok, tool, Registry};
+use support::{require_tool, run_ok, tool, Registry, Run};
 
 /// Processes started at once in each round.
 const WRITERS: usize = 8;
@@ -19,14 +19,6 @@ const ROUNDS: usize = 4;
 /// How long one round may take before the test fails (no run may hang on
 /// the lock).
 const ROUND_LIMIT: Duration = Duration::from_secs(120);
-
-/// Starts `cmd` without waiting for it.
-fn spawn(mut cmd: Command) -> Child {
-    cmd.stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start ocistep")
-}
 
 /// Waits for every child, failing the test if one fails or the round takes
 /// longer than [`ROUND_LIMIT`] (the children are then killed).
@@ -89,17 +81,12 @@ fn concurrent_pushes_into_one_layout_keep_every_tag() {
             let tag = format!("t{writer}");
             let file = tmp.path().join(format!("in-{round}-{writer}.txt"));
             std::fs::write(&file, format!("round {round} writer {writer}\n")).unwrap();
-            let mut cmd = ocistep_process();
-            cmd.args([
-                "--push-artifact",
-                "--artifact-type",
-                "application/vnd.example.test",
-                "--file",
-            ])
-            .arg(&file)
-            .arg("--image")
-            .arg(format!("oci:{}:{tag}", layout.display()));
-            children.push((format!("round {round} push {tag}"), spawn(cmd)));
+            let child = Run::push_artifact()
+                .args(["--artifact-type", "application/vnd.example.test", "--file"])
+                .arg(&file)
+                .image(format!("oci:{}:{tag}", layout.display()))
+                .spawn();
+            children.push((format!("round {round} push {tag}"), child));
             expected.push(tag);
         }
         wait_all(children);
@@ -133,7 +120,7 @@ fn concurrent_pulls_into_one_cache_keep_every_tag() {
         let src = tmp.path().join(format!("src-{writer}"));
         write(&src, "file.txt", format!("writer {writer}\n").as_bytes());
         let image = format!("{}/app:t{writer}", reg.host());
-        push_bundle(&src, &image).success();
+        Run::push_bundle(&src).image(&image).assert().success();
         images.push(image);
     }
     let mut expected = images.clone();
@@ -144,13 +131,11 @@ fn concurrent_pulls_into_one_cache_keep_every_tag() {
             .iter()
             .enumerate()
             .map(|(writer, image)| {
-                let mut cmd = ocistep_process();
-                cmd.arg("--pull-source-bundle")
-                    .arg(tmp.path().join(format!("work-{round}-{writer}")))
-                    .args(["--image", image])
-                    .arg("--cache-dir")
-                    .arg(&cache);
-                (format!("round {round} pull {image}"), spawn(cmd))
+                let child = Run::pull_bundle(tmp.path().join(format!("work-{round}-{writer}")))
+                    .image(image)
+                    .cache_dir(&cache)
+                    .spawn();
+                (format!("round {round} pull {image}"), child)
             })
             .collect();
         wait_all(children);
@@ -164,12 +149,10 @@ fn concurrent_pulls_into_one_cache_keep_every_tag() {
     drop(reg);
     for (writer, image) in images.iter().enumerate() {
         let work = tmp.path().join(format!("offline-{writer}"));
-        ocistep()
-            .arg("--pull-source-bundle")
-            .arg(&work)
-            .args(["--image", image, "--offline"])
-            .arg("--cache-dir")
-            .arg(tmp.path().join(format!("cache-{}", ROUNDS - 1)))
+        Run::pull_bundle(&work)
+            .image(image)
+            .arg("--offline")
+            .cache_dir(tmp.path().join(format!("cache-{}", ROUNDS - 1)))
             .assert()
             .success();
         assert_eq!(

@@ -5,7 +5,7 @@ mod support;
 
 use support::faults::FaultProxy;
 use support::tree::write;
-use support::{ocistep, require_tool, run_ok, Registry};
+use support::{require_tool, run_ok, Registry, Run};
 
 #[test]
 fn index_copies_registry_to_layout_to_registry_unchanged() {
@@ -14,32 +14,28 @@ fn index_copies_registry_to_layout_to_registry_unchanged() {
     let tmp = tempfile::tempdir().unwrap();
     for arch in ["amd64", "arm64"] {
         write(&tmp.path().join(arch), "arch", arch.as_bytes());
-        ocistep()
-            .arg("--push-source-bundle")
-            .arg(tmp.path().join(arch))
-            .args(["--image", &format!("{}/src:{arch}", a.host())])
+        Run::push_bundle(tmp.path().join(arch))
+            .image(format!("{}/src:{arch}", a.host()))
             .assert()
             .success();
     }
     let index = format!("{}/src:v1", a.host());
-    ocistep()
-        .args(["--assemble-index", "--image", &index, "--platform-image"])
+    Run::assemble_index()
+        .image(&index)
+        .arg("--platform-image")
         .arg(format!(
             "linux/amd64={0}/src:amd64,linux/arm64={0}/src:arm64",
             a.host()
         ))
-        .arg("--result-file-image-digest")
-        .arg(tmp.path().join("index-digest"))
+        .digest_to(tmp.path().join("index-digest"))
         .assert()
         .success();
     let digest = std::fs::read_to_string(tmp.path().join("index-digest")).unwrap();
 
     let layout = format!("oci:{}:v1", tmp.path().join("layout").display());
     let copied = tmp.path().join("copied");
-    ocistep()
-        .args(["--copy", &index, &layout])
-        .arg("--result-file-image-digest")
-        .arg(&copied)
+    Run::copy(&index, &layout)
+        .digest_to(&copied)
         .assert()
         .success();
     assert_eq!(std::fs::read_to_string(&copied).unwrap(), digest);
@@ -50,10 +46,8 @@ fn index_copies_registry_to_layout_to_registry_unchanged() {
     );
 
     let target = format!("{}/mirror/src:v1", b.host());
-    ocistep()
-        .args(["--copy", &layout, &target])
-        .arg("--result-file-image-digest")
-        .arg(&copied)
+    Run::copy(&layout, &target)
+        .digest_to(&copied)
         .assert()
         .success();
     assert_eq!(std::fs::read_to_string(&copied).unwrap(), digest);
@@ -62,19 +56,15 @@ fn index_copies_registry_to_layout_to_registry_unchanged() {
     // Both children can be fetched from the mirror by platform.
     for arch in ["amd64", "arm64"] {
         let work = tmp.path().join(format!("w-{arch}"));
-        ocistep()
-            .arg("--pull-source-bundle")
-            .arg(&work)
-            .args(["--image", &target, "--platform", &format!("linux/{arch}")])
+        Run::pull_bundle(&work)
+            .image(&target)
+            .args(["--platform", &format!("linux/{arch}")])
             .assert()
             .success();
         assert_eq!(std::fs::read_to_string(work.join("arch")).unwrap(), arch);
     }
     // Copying again moves no blob.
-    ocistep()
-        .args(["--copy", &layout, &target])
-        .assert()
-        .success();
+    Run::copy(&layout, &target).assert().success();
     assert_eq!(b.request_count("POST", "/blobs/uploads/"), 4);
 }
 
@@ -83,8 +73,7 @@ fn copy_of_a_missing_source_is_not_found() {
     let reg = Registry::start();
     let tmp = tempfile::tempdir().unwrap();
     let dst = format!("oci:{}:x", tmp.path().join("l").display());
-    ocistep()
-        .args(["--copy", &format!("{}/nope:v1", reg.host()), &dst])
+    Run::copy(format!("{}/nope:v1", reg.host()), &dst)
         .assert()
         .code(4);
     assert!(
@@ -99,17 +88,16 @@ fn four_platform_index(reg: &Registry, dir: &std::path::Path) -> String {
     let mut entries = Vec::new();
     for arch in ["amd64", "arm64", "ppc64le", "s390x"] {
         write(&dir.join(arch), "arch", arch.as_bytes());
-        ocistep()
-            .arg("--push-source-bundle")
-            .arg(dir.join(arch))
-            .args(["--image", &format!("{}/src:{arch}", reg.host())])
+        Run::push_bundle(dir.join(arch))
+            .image(format!("{}/src:{arch}", reg.host()))
             .assert()
             .success();
         entries.push(format!("linux/{arch}={}/src:{arch}", reg.host()));
     }
     let index = format!("{}/src:v1", reg.host());
-    ocistep()
-        .args(["--assemble-index", "--image", &index, "--platform-image"])
+    Run::assemble_index()
+        .image(&index)
+        .arg("--platform-image")
         .args(&entries)
         .assert()
         .success();
@@ -126,13 +114,13 @@ fn blobs_move_in_parallel_up_to_max_transfers_per_registry() {
     // eight blobs, four configs and four layers.
     let in_flight = |extra: &[&str], tag: &str| {
         let proxy = FaultProxy::slow_blobs(&a.host());
-        ocistep()
-            .arg("--copy")
-            .arg(index.replacen("PROXY", &proxy.host(), 1))
-            .arg(format!("{}/mirror-{tag}:v1", b.host()))
-            .args(extra)
-            .assert()
-            .success();
+        Run::copy(
+            index.replacen("PROXY", &proxy.host(), 1),
+            format!("{}/mirror-{tag}:v1", b.host()),
+        )
+        .args(extra)
+        .assert()
+        .success();
         proxy.blobs_at_once(8)
     };
     assert_eq!(in_flight(&["--max-transfers", "1"], "one"), 1);

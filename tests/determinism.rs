@@ -5,8 +5,8 @@ mod support;
 
 use std::path::Path;
 
-use support::ocistep;
 use support::tree::{pseudo_random, set_mode, write};
+use support::Run;
 
 fn build_tree(root: &Path, reverse: bool, mode: u32) {
     let mut files: Vec<(String, Vec<u8>)> = (0..40)
@@ -30,20 +30,6 @@ fn build_tree(root: &Path, reverse: bool, mode: u32) {
     std::os::unix::fs::symlink("run.sh", root.join("link")).unwrap();
 }
 
-fn digest_of(src: &Path, layout: &Path, extra: &[&str]) -> String {
-    let out = layout.with_extension("digest");
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(src)
-        .args(["--image", &format!("oci:{}:t", layout.display())])
-        .args(extra)
-        .arg("--result-file-image-digest")
-        .arg(&out)
-        .assert()
-        .success();
-    std::fs::read_to_string(out).unwrap()
-}
-
 #[test]
 fn digest_ignores_mtimes_order_and_permission_noise() {
     let tmp = tempfile::tempdir().unwrap();
@@ -51,8 +37,12 @@ fn digest_ignores_mtimes_order_and_permission_noise() {
     build_tree(&a, false, 0o644);
     std::thread::sleep(std::time::Duration::from_millis(1100));
     build_tree(&b, true, 0o600);
-    let first = digest_of(&a, &tmp.path().join("la"), &[]);
-    let second = digest_of(&b, &tmp.path().join("lb"), &[]);
+    let first = Run::push_bundle(&a)
+        .image(format!("oci:{}:t", tmp.path().join("la").display()))
+        .digest();
+    let second = Run::push_bundle(&b)
+        .image(format!("oci:{}:t", tmp.path().join("lb").display()))
+        .digest();
     assert_eq!(first, second);
 
     // Touch every file: still the same.
@@ -66,17 +56,33 @@ fn digest_ignores_mtimes_order_and_permission_noise() {
             .set_modified(old)
             .unwrap();
     }
-    assert_eq!(digest_of(&a, &tmp.path().join("lc"), &[]), first);
+    assert_eq!(
+        Run::push_bundle(&a)
+            .image(format!("oci:{}:t", tmp.path().join("lc").display()))
+            .digest(),
+        first
+    );
 
     // What does matter: content, the exec bit, the timestamp flag, the level.
     set_mode(&a.join("dir0/sub0/file0.txt"), 0o755);
-    assert_ne!(digest_of(&a, &tmp.path().join("ld"), &[]), first);
     assert_ne!(
-        digest_of(&b, &tmp.path().join("le"), &["--source-timestamp", "1"]),
+        Run::push_bundle(&a)
+            .image(format!("oci:{}:t", tmp.path().join("ld").display()))
+            .digest(),
         first
     );
     assert_ne!(
-        digest_of(&b, &tmp.path().join("lf"), &["--compression-level", "1"]),
+        Run::push_bundle(&b)
+            .image(format!("oci:{}:t", tmp.path().join("le").display()))
+            .args(["--source-timestamp", "1"])
+            .digest(),
+        first
+    );
+    assert_ne!(
+        Run::push_bundle(&b)
+            .image(format!("oci:{}:t", tmp.path().join("lf").display()))
+            .args(["--compression-level", "1"])
+            .digest(),
         first
     );
 }

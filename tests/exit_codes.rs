@@ -6,33 +6,14 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::faults::FaultProxy;
 use support::tree::{gzip, layout_with_layer, pseudo_random, sample_tree, snapshot, write};
-use support::{ocistep, Registry};
+use support::{Registry, Run};
 
 use ocistep::oci::manifest::OCI_LAYER_GZIP;
-
-/// Pushes the tree at `src` as `image`; returns `repo@digest`.
-fn push(src: &Path, image: &str) -> String {
-    let tmp = tempfile::tempdir().unwrap();
-    let pinned = tmp.path().join("ref");
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(src)
-        .args(["--image", image])
-        .arg("--result-file-image-ref")
-        .arg(&pinned)
-        .assert()
-        .success();
-    std::fs::read_to_string(pinned).unwrap()
-}
-
-fn pull(image: &str, target: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
-    support::pull_bundle(target, image, extra)
-}
 
 /// The blob files of the cache at `cache`.
 fn cached_blobs(cache: &Path) -> Vec<PathBuf> {
@@ -51,10 +32,16 @@ fn offline_with_a_corrupted_cached_blob_asks_nothing_and_exits_5() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     sample_tree(&src);
-    let pinned = push(&src, &format!("{}/app:v1", reg.host()));
+    let pinned = Run::push_bundle(&src)
+        .image(format!("{}/app:v1", reg.host()))
+        .result("--result-file-image-ref");
     let cache = tmp.path().join("cache");
     let cache_arg = cache.to_str().unwrap();
-    pull(&pinned, &tmp.path().join("w1"), &["--cache-dir", cache_arg]).success();
+    Run::pull_bundle(tmp.path().join("w1"))
+        .image(&pinned)
+        .cache_dir(cache_arg)
+        .assert()
+        .success();
 
     // Every request now goes through a proxy that counts them.
     let proxy = FaultProxy::start(&reg.host(), Vec::new());
@@ -71,12 +58,11 @@ fn offline_with_a_corrupted_cached_blob_asks_nothing_and_exits_5() {
     assert_eq!(corrupted.len(), 1);
     let target = tmp.path().join("w2");
     let offline = |code: i32| {
-        let out = pull(
-            &through_proxy,
-            &target,
-            &["--cache-dir", cache_arg, "--offline"],
-        )
-        .code(code);
+        let out = Run::pull_bundle(&target)
+            .image(&through_proxy)
+            .args(["--cache-dir", cache_arg, "--offline"])
+            .assert()
+            .code(code);
         String::from_utf8_lossy(&out.get_output().stderr).into_owned()
     };
     let stderr = offline(5);
@@ -99,18 +85,6 @@ fn offline_with_a_corrupted_cached_blob_asks_nothing_and_exits_5() {
     assert_eq!(proxy.hits(), Vec::new(), "no request at all");
 }
 
-/// ocistep pulling `image` into `target`, started in the background.
-fn spawn_pull(image: &str, target: &Path) -> std::process::Child {
-    support::ocistep_process()
-        .arg("--pull-source-bundle")
-        .arg(target)
-        .args(["--image", image, "-q"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
 #[test]
 fn of_two_pulls_racing_into_one_directory_the_loser_exits_10() {
     let tmp = tempfile::tempdir().unwrap();
@@ -123,8 +97,12 @@ fn of_two_pulls_racing_into_one_directory_the_loser_exits_10() {
         write(src, "x/f", format!("{seed}\n").as_bytes());
     }
     let images = [
-        push(&a, &format!("oci:{}:a", layout.display())),
-        push(&b, &format!("oci:{}:b", layout.display())),
+        Run::push_bundle(&a)
+            .image(format!("oci:{}:a", layout.display()))
+            .result("--result-file-image-ref"),
+        Run::push_bundle(&b)
+            .image(format!("oci:{}:b", layout.display()))
+            .result("--result-file-image-ref"),
     ];
     let trees = [snapshot(&a), snapshot(&b)];
     let started = Instant::now();
@@ -137,8 +115,14 @@ fn of_two_pulls_racing_into_one_directory_the_loser_exits_10() {
             std::fs::create_dir(&target).unwrap();
         }
         let children = [
-            spawn_pull(&images[0], &target),
-            spawn_pull(&images[1], &target),
+            Run::pull_bundle(&target)
+                .image(&images[0])
+                .arg("-q")
+                .spawn(),
+            Run::pull_bundle(&target)
+                .image(&images[1])
+                .arg("-q")
+                .spawn(),
         ];
         let outputs: Vec<_> = children
             .into_iter()
@@ -187,7 +171,10 @@ fn an_entry_name_too_long_for_the_file_system_is_an_unsafe_archive() {
         let layout = tmp.path().join(format!("layout{i}"));
         layout_with_layer(&layout, "v1", &layer, OCI_LAYER_GZIP);
         let target = tmp.path().join(format!("out{i}"));
-        let out = pull(&format!("oci:{}:v1", layout.display()), &target, &[]).code(6);
+        let out = Run::pull_bundle(&target)
+            .image(format!("oci:{}:v1", layout.display()))
+            .assert()
+            .code(6);
         let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
         assert!(stderr.contains("too long"), "{stderr}");
         assert!(stderr.len() < 2000, "the name is shortened: {stderr}");
@@ -223,11 +210,17 @@ fn a_cache_on_a_full_disk_gives_a_warning_and_the_pull_goes_on() {
     let src = tmp.path().join("src");
     sample_tree(&src);
     write(&src, "noise.bin", &pseudo_random(256 << 10, 9));
-    let pinned = push(&src, &format!("{}/full:v1", reg.host()));
+    let pinned = Run::push_bundle(&src)
+        .image(format!("{}/full:v1", reg.host()))
+        .result("--result-file-image-ref");
     let cache = tmp.path().join("cache");
     let _tmpfs = Tmpfs::mount(&cache, "64k");
     let target = tmp.path().join("out");
-    let out = pull(&pinned, &target, &["--cache-dir", cache.to_str().unwrap()]).success();
+    let out = Run::pull_bundle(&target)
+        .image(&pinned)
+        .cache_dir(cache.to_str().unwrap())
+        .assert()
+        .success();
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
     assert!(
         stderr.contains(&format!("the cache {} cannot be written", cache.display())),
@@ -256,13 +249,10 @@ fn a_failing_credential_helper_is_named_once() {
             .as_bytes(),
     );
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
-    let out = ocistep()
+    let out = Run::pull_bundle(tmp.path().join("out"))
+        .image(format!("{}/app:v1", reg.host()))
+        .secret_path(&secret)
         .env("PATH", path)
-        .arg("--pull-source-bundle")
-        .arg(tmp.path().join("out"))
-        .args(["--image", &format!("{}/app:v1", reg.host())])
-        .arg("--secret-path")
-        .arg(&secret)
         .assert()
         .code(3);
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();

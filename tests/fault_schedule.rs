@@ -18,7 +18,7 @@ use support::images::{
     platform_layout, push_platform_image, PushFormat, PushedImage, TestPlatform,
 };
 use support::tree::{all_paths, pseudo_random, sample_tree, snapshot, write};
-use support::{http_request_with, ocistep, Registry};
+use support::{http_request_with, Registry, Run};
 
 /// The seeds every scenario runs with.
 const SEEDS: [u64; 4] = [7, 8, 9, 10];
@@ -40,42 +40,6 @@ fn flaky_flags() -> Vec<String> {
         "--retries".into(),
         "6".into(),
     ]
-}
-
-/// Runs ocistep with `args`, panicking with its stderr unless it succeeds;
-/// returns the digest it wrote with `--result-file-image-digest`.
-fn run_for_digest(args: &[String]) -> String {
-    let scratch = tempfile::tempdir().unwrap();
-    let digest_file = scratch.path().join("digest");
-    let out = ocistep()
-        .args(args)
-        .arg("--result-file-image-digest")
-        .arg(&digest_file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ocistep {args:?} failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::read_to_string(&digest_file).unwrap()
-}
-
-/// Runs the pulling `mode` (its flag and target directory) of `image` with
-/// [`flaky_flags`], panicking with ocistep's stderr unless it succeeds.
-fn pull_through(mode: &[&str], image: &str) {
-    let out = ocistep()
-        .args(mode)
-        .args(["--image", image])
-        .args(flaky_flags())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ocistep {mode:?} {image} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// What a seeded proxy did across a scenario's runs.
@@ -151,24 +115,25 @@ fn push_and_pull_survive_a_third_of_requests_failing() {
         args.extend(flaky_flags());
         args
     };
-    let clean = run_for_digest(&push_args(format!("{}/app:clean", reg.host())));
+    let clean = Run::with(push_args(format!("{}/app:clean", reg.host()))).digest();
 
     let mut tally = Tally::default();
     for seed in SEEDS {
         let proxy = FaultProxy::seeded(&reg.host(), Seeded::third(seed, STALL_MILLIS));
         // A repository of its own, so every blob is uploaded again.
         let image = format!("{}/app-{seed}:v1", proxy.host());
-        let pushed = run_for_digest(&push_args(image.clone()));
+        let pushed = Run::with(push_args(image.clone())).digest();
         assert_eq!(
             pushed, clean,
             "seed {seed}: the same bundle as without faults"
         );
 
         let work = tmp.path().join(format!("work-{seed}"));
-        pull_through(
-            &["--pull-source-bundle", &work.display().to_string()],
-            &image,
-        );
+        Run::pull_bundle(&work)
+            .image(&image)
+            .args(flaky_flags())
+            .assert()
+            .success();
         assert_eq!(snapshot(&work), snapshot(&src), "seed {seed}");
         tally.add(&proxy);
     }
@@ -209,26 +174,27 @@ fn artifacts_and_images_survive_a_third_of_requests_failing() {
         args.extend(flaky_flags());
         args
     };
-    let clean_artifact = run_for_digest(&push_artifact(format!("{}/art:clean", reg.host())));
-    let clean_image = run_for_digest(&push_image(format!("{}/img:clean", reg.host())));
+    let clean_artifact = Run::with(push_artifact(format!("{}/art:clean", reg.host()))).digest();
+    let clean_image = Run::with(push_image(format!("{}/img:clean", reg.host()))).digest();
 
     let mut tally = Tally::default();
     for seed in SEEDS {
         let proxy = FaultProxy::seeded(&reg.host(), Seeded::third(seed, STALL_MILLIS));
         let artifact = format!("{}/art-{seed}:v1", proxy.host());
         assert_eq!(
-            run_for_digest(&push_artifact(artifact.clone())),
+            Run::with(push_artifact(artifact.clone())).digest(),
             clean_artifact,
             "seed {seed}: artifact"
         );
         let pulled = tmp.path().join(format!("pulled-{seed}"));
-        pull_through(
-            &["--pull-artifact", &pulled.display().to_string()],
-            &artifact,
-        );
+        Run::pull_artifact(&pulled)
+            .image(&artifact)
+            .args(flaky_flags())
+            .assert()
+            .success();
         assert_eq!(snapshot(&pulled), snapshot(&files), "seed {seed}");
         assert_eq!(
-            run_for_digest(&push_image(format!("{}/img-{seed}:v1", proxy.host()))),
+            Run::with(push_image(format!("{}/img-{seed}:v1", proxy.host()))).digest(),
             clean_image,
             "seed {seed}: image"
         );
@@ -265,11 +231,12 @@ fn registry_part(image: &PushedImage) -> String {
 fn assemble_index_and_copy_survive_a_third_of_requests_failing() {
     let reg = Registry::start();
     let images = two_platforms(&reg.host());
-    let clean = run_for_digest(&assemble_args(
+    let clean = Run::with(assemble_args(
         format!("{}/multi/app:clean", reg.host()),
         &images,
         &reg.host(),
-    ));
+    ))
+    .digest();
     let flaky = |mut args: Vec<String>| {
         args.extend(flaky_flags());
         args
@@ -281,7 +248,7 @@ fn assemble_index_and_copy_survive_a_third_of_requests_failing() {
         // Into another repository: every blob is mounted (or copied).
         let index = format!("{}/multi/app:s{seed}", proxy.host());
         let assembled =
-            run_for_digest(&flaky(assemble_args(index.clone(), &images, &proxy.host())));
+            Run::with(flaky(assemble_args(index.clone(), &images, &proxy.host()))).digest();
         assert_eq!(
             assembled, clean,
             "seed {seed}: the same index as without faults"
@@ -294,7 +261,7 @@ fn assemble_index_and_copy_survive_a_third_of_requests_failing() {
             format!("{}/mirror/app:s{seed}", proxy.host()),
         ];
         assert_eq!(
-            run_for_digest(&flaky(copy)),
+            Run::with(flaky(copy)).digest(),
             clean,
             "seed {seed}: copied index"
         );
@@ -324,7 +291,7 @@ fn assemble_index_and_copy_survive_a_third_of_requests_failing() {
 /// exit code 8 with a message naming the registry, within `bound`.
 fn assert_gives_up(args: &[String], bound: Duration) -> Output {
     let started = Instant::now();
-    let out = ocistep().args(args).output().unwrap();
+    let out = Run::with(args).output();
     let took = started.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(

@@ -10,7 +10,7 @@ use std::process::Stdio;
 use base64::Engine as _;
 use support::{
     http_get, http_request, http_request_with, require_tool, run_ok, tool, umoci_image,
-    AccessLogEntry, Registry, RegistryOptions,
+    AccessLogEntry, Registry, RegistryOptions, Run,
 };
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -454,10 +454,18 @@ fn missing_tools_fail_loudly_with_an_install_hint() {
 }
 
 #[test]
-fn ocistep_process_is_isolated() {
+fn run_is_isolated() {
     // Building the command resolves the binary Cargo built for these tests.
-    let _cmd = support::ocistep();
-    assert!(std::path::Path::new(env!("CARGO_BIN_EXE_ocistep")).is_file());
+    let cmd = Run::new().command();
+    assert_eq!(cmd.get_program(), support::ocistep_bin());
+    assert!(support::ocistep_bin().is_file());
+    let envs: std::collections::HashMap<_, _> = cmd.get_envs().collect();
+    for var in support::SCRUBBED_ENV {
+        assert_eq!(envs.get(std::ffi::OsStr::new(var)), Some(&None), "{var}");
+    }
+    let home = std::path::Path::new(envs[std::ffi::OsStr::new("HOME")].unwrap());
+    assert!(home.is_dir());
+    assert_eq!(std::fs::read_dir(home).unwrap().count(), 0);
     let home = support::fresh_home();
     assert!(home.is_dir());
     assert_eq!(std::fs::read_dir(&home).unwrap().count(), 0);

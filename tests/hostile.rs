@@ -6,27 +6,27 @@ mod support;
 
 use support::jail::Jail;
 
-use std::path::Path;
 use std::process::Command;
 
 use support::tree::{all_paths, gzip, layout_with_layer, raw_tar};
-use support::{ocistep, require_tool, Registry};
+use support::{require_tool, Registry, Run};
 
 const GZ: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-
-fn pull(image: &str, target: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
-    support::pull_bundle(target, image, extra)
-}
 
 fn refused(layer: Vec<u8>, extra: &[&str], expect_in_message: &str) {
     let layouts = tempfile::tempdir().unwrap();
     layout_with_layer(layouts.path(), "bad", &layer, GZ);
     let jail = Jail::new();
     let image = format!("oci:{}:bad", layouts.path().display());
-    pull(&image, &jail.target, extra).code(6).stderr(
-        predicates::str::contains("unsafe archive")
-            .and(predicates::str::contains(expect_in_message)),
-    );
+    Run::pull_bundle(&jail.target)
+        .image(&image)
+        .args(extra)
+        .assert()
+        .code(6)
+        .stderr(
+            predicates::str::contains("unsafe archive")
+                .and(predicates::str::contains(expect_in_message)),
+        );
     jail.assert_untouched();
 }
 
@@ -147,13 +147,11 @@ fn a_tampered_layer_is_a_digest_mismatch_and_leaves_nothing() {
         .join(ocistep::oci::digest::Digest::of(&layer).hex());
     std::fs::write(&blob, &forged).unwrap();
     let jail = Jail::new();
-    pull(
-        &format!("oci:{}:t", layouts.path().display()),
-        &jail.target,
-        &[],
-    )
-    .code(5)
-    .stderr(predicates::str::contains("digest mismatch"));
+    Run::pull_bundle(&jail.target)
+        .image(format!("oci:{}:t", layouts.path().display()))
+        .assert()
+        .code(5)
+        .stderr(predicates::str::contains("digest mismatch"));
     jail.assert_untouched();
 }
 
@@ -180,7 +178,10 @@ fn hostile_bundles_are_refused_from_a_registry_too() {
         .unwrap();
     assert!(status.success());
     let jail = Jail::new();
-    pull(&image, &jail.target, &[]).code(6);
+    Run::pull_bundle(&jail.target)
+        .image(&image)
+        .assert()
+        .code(6);
     jail.assert_untouched();
 }
 
@@ -194,10 +195,8 @@ fn a_registry_serving_other_bytes_is_caught() {
         &support::tree::pseudo_random(4096, 1),
     );
     let image = format!("{}/app:v1", reg.host());
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(tmp.path().join("src"))
-        .args(["--image", &image])
+    Run::push_bundle(tmp.path().join("src"))
+        .image(&image)
         .assert()
         .success();
     // Corrupt the stored layer (the only gzip blob over 100 bytes) in the registry's storage.
@@ -217,6 +216,9 @@ fn a_registry_serving_other_bytes_is_caught() {
     }
     assert_eq!(corrupted, 1, "exactly the layer was corrupted");
     let jail = Jail::new();
-    pull(&image, &jail.target, &[]).code(5);
+    Run::pull_bundle(&jail.target)
+        .image(&image)
+        .assert()
+        .code(5);
     jail.assert_untouched();
 }

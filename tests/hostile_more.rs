@@ -8,8 +8,8 @@ mod support;
 
 use support::jail::Jail;
 
-use support::ocistep;
 use support::tree::{gzip, layout_with_layer};
+use support::Run;
 
 const GZ: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
@@ -51,13 +51,10 @@ fn assert_refused(cases: Vec<Case>) {
         let layouts = tempfile::tempdir().unwrap();
         layout_with_layer(layouts.path(), "bad", &c.layer, c.media_type);
         let jail = Jail::new();
-        let out = ocistep()
-            .arg("--pull-source-bundle")
-            .arg(&jail.target)
-            .args(["--image", &format!("oci:{}:bad", layouts.path().display())])
+        let out = Run::pull_bundle(&jail.target)
+            .image(format!("oci:{}:bad", layouts.path().display()))
             .timeout(std::time::Duration::from_secs(60))
-            .output()
-            .unwrap();
+            .output();
         let stderr = String::from_utf8_lossy(&out.stderr);
         let code = out.status.code();
         let mut problems = Vec::new();

@@ -8,28 +8,7 @@ use std::process::Command;
 
 use ocistep::oci::digest::Digest;
 use support::tree::{pseudo_random, sample_tree, snapshot};
-use support::{ocistep, require_tool, Registry};
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn push(src: &Path, image: &str, digest_file: &Path) {
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(src)
-        .args(["--image", image])
-        .arg("--result-file-image-digest")
-        .arg(digest_file)
-        .assert()
-        .success();
-}
+use support::{require_tool, run_ok, Registry, Run};
 
 #[test]
 fn skopeo_inspect_sees_an_oci_manifest_with_artifact_type() {
@@ -38,10 +17,14 @@ fn skopeo_inspect_sees_an_oci_manifest_with_artifact_type() {
     let tmp = tempfile::tempdir().unwrap();
     sample_tree(&tmp.path().join("src"));
     let image = format!("{}/app:v1-src", reg.host());
-    push(&tmp.path().join("src"), &image, &tmp.path().join("d"));
+    Run::push_bundle(tmp.path().join("src"))
+        .image(&image)
+        .digest_to(tmp.path().join("d"))
+        .assert()
+        .success();
     let digest = std::fs::read_to_string(tmp.path().join("d")).unwrap();
 
-    let raw = run(Command::new("skopeo").args([
+    let raw = run_ok(Command::new("skopeo").args([
         "inspect",
         "--raw",
         "--tls-verify=false",
@@ -71,7 +54,7 @@ fn skopeo_inspect_sees_an_oci_manifest_with_artifact_type() {
         "application/vnd.oci.image.layer.v1.tar+gzip"
     );
 
-    let inspect = run(Command::new("skopeo").args([
+    let inspect = run_ok(Command::new("skopeo").args([
         "inspect",
         "--tls-verify=false",
         &format!("docker://{image}"),
@@ -89,13 +72,17 @@ fn skopeo_copy_then_umoci_and_tar_unpack_the_bundle() {
     let src = tmp.path().join("src");
     sample_tree(&src);
     let image = format!("{}/app:v1-src", reg.host());
-    push(&src, &image, &tmp.path().join("d"));
+    Run::push_bundle(&src)
+        .image(&image)
+        .digest_to(tmp.path().join("d"))
+        .assert()
+        .success();
 
     let out = tmp.path().join("out");
     let layer = skopeo_copy_layer(&image, &out, &tmp.path().join("d"));
 
     // tar lists the layer blob like any tar.gz.
-    let listing = run(Command::new("tar").arg("-tzf").arg(&layer));
+    let listing = run_ok(Command::new("tar").arg("-tzf").arg(&layer));
     assert!(
         listing.lines().any(|l| l == "scripts/build.sh"),
         "{listing}"
@@ -109,7 +96,10 @@ fn skopeo_copy_then_umoci_and_tar_unpack_the_bundle() {
 
     // The layout skopeo wrote is an ocistep source too.
     let work = tmp.path().join("work");
-    pull(&work, &format!("oci:{}:x", out.display()));
+    Run::pull_bundle(&work)
+        .image(format!("oci:{}:x", out.display()))
+        .assert()
+        .success();
     assert_eq!(snapshot(&src), snapshot(&work));
 }
 
@@ -121,25 +111,22 @@ fn skopeo_copies_a_layout_bundle_into_the_registry_and_ocistep_pulls_it() {
     let src = tmp.path().join("src");
     sample_tree(&src);
     let layout = tmp.path().join("layout");
-    push(
-        &src,
-        &format!("oci:{}:v1", layout.display()),
-        &tmp.path().join("d"),
-    );
+    Run::push_bundle(&src)
+        .image(format!("oci:{}:v1", layout.display()))
+        .digest_to(tmp.path().join("d"))
+        .assert()
+        .success();
     let image = format!("{}/copied:v1", reg.host());
-    run(Command::new("skopeo").args([
+    run_ok(Command::new("skopeo").args([
         "copy",
         "--dest-tls-verify=false",
         &format!("oci:{}:v1", layout.display()),
         &format!("docker://{image}"),
     ]));
     let work = tmp.path().join("work");
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(&work)
-        .args(["--image", &image])
-        .arg("--result-file-image-digest")
-        .arg(tmp.path().join("d2"))
+    Run::pull_bundle(&work)
+        .image(&image)
+        .digest_to(tmp.path().join("d2"))
         .assert()
         .success();
     assert_eq!(snapshot(&src), snapshot(&work));
@@ -154,7 +141,7 @@ fn skopeo_copies_a_layout_bundle_into_the_registry_and_ocistep_pulls_it() {
 /// returns the path of its (only) layer blob there. `digest_file` holds the
 /// manifest digest ocistep reported.
 fn skopeo_copy_layer(image: &str, out: &Path, digest_file: &Path) -> std::path::PathBuf {
-    run(Command::new("skopeo").args([
+    run_ok(Command::new("skopeo").args([
         "copy",
         "--src-tls-verify=false",
         &format!("docker://{image}"),
@@ -171,20 +158,12 @@ fn skopeo_copy_layer(image: &str, out: &Path, digest_file: &Path) -> std::path::
 
 /// Unpacks the layout `out` (tag `x`) with umoci into `rootfs`.
 fn umoci_unpack(out: &Path, rootfs: &Path) {
-    run(Command::new("umoci")
-        .args(["raw", "unpack", "--rootless", "--image"])
-        .arg(format!("{}:x", out.display()))
-        .arg(rootfs));
-}
-
-/// Pulls `image` with ocistep into `work`.
-fn pull(work: &Path, image: &str) {
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(work)
-        .args(["--image", image])
-        .assert()
-        .success();
+    run_ok(
+        Command::new("umoci")
+            .args(["raw", "unpack", "--rootless", "--image"])
+            .arg(format!("{}:x", out.display()))
+            .arg(rootfs),
+    );
 }
 
 /// Counts the gzip members of a layer ocistep wrote (each header records
@@ -240,7 +219,11 @@ fn a_layer_of_many_gzip_members_reads_everywhere() {
         .unwrap();
     }
     let image = format!("{}/many:v1", reg.host());
-    push(&src, &image, &tmp.path().join("d"));
+    Run::push_bundle(&src)
+        .image(&image)
+        .digest_to(tmp.path().join("d"))
+        .assert()
+        .success();
 
     let out = tmp.path().join("out");
     let layer = skopeo_copy_layer(&image, &out, &tmp.path().join("d"));
@@ -253,16 +236,18 @@ fn a_layer_of_many_gzip_members_reads_everywhere() {
     // GNU tar (through gzip), Go (umoci), Python and ocistep read it all.
     let unpacked = tmp.path().join("tar");
     std::fs::create_dir(&unpacked).unwrap();
-    run(Command::new("tar")
-        .arg("-xzf")
-        .arg(&layer)
-        .arg("-C")
-        .arg(&unpacked));
+    run_ok(
+        Command::new("tar")
+            .arg("-xzf")
+            .arg(&layer)
+            .arg("-C")
+            .arg(&unpacked),
+    );
     assert_eq!(snapshot(&src), snapshot(&unpacked));
     let rootfs = tmp.path().join("rootfs");
     umoci_unpack(&out, &rootfs);
     assert_eq!(snapshot(&src), snapshot(&rootfs));
-    let python = run(Command::new("python3").arg("-c").arg(
+    let python = run_ok(Command::new("python3").arg("-c").arg(
         "import sys, tarfile, hashlib\n\
          t = tarfile.open(sys.argv[1], 'r:gz')\n\
          print('sha256:' + hashlib.sha256(t.extractfile('noise.bin').read()).hexdigest(), len(t.getnames()))",
@@ -270,6 +255,6 @@ fn a_layer_of_many_gzip_members_reads_everywhere() {
     let expected = format!("{} {}", Digest::of(&noise), snapshot(&src).len());
     assert_eq!(python.trim(), expected);
     let work = tmp.path().join("work");
-    pull(&work, &image);
+    Run::pull_bundle(&work).image(&image).assert().success();
     assert_eq!(snapshot(&src), snapshot(&work));
 }

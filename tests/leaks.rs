@@ -12,7 +12,7 @@ use std::path::Path;
 
 use base64::Engine as _;
 use support::tree::write;
-use support::{ocistep, Registry, RegistryOptions};
+use support::{Registry, RegistryOptions, Run};
 
 const USER: &str = "ci-leak";
 /// Characters that change under URL and base64 encodings on purpose.
@@ -119,7 +119,7 @@ fn creds(dir: &Path, host: &str, source: Source, password: &str) -> Creds {
 }
 
 /// One run of ocistep and everything it wrote.
-struct Run {
+struct Outcome {
     label: String,
     code: Option<i32>,
     /// (name, text) of stdout, stderr and every output file.
@@ -194,14 +194,13 @@ fn modes(
 
 /// Runs `args` with `creds` at `-vv` in `format`, every result file asked
 /// for and `$GITHUB_OUTPUT` set; collects everything it printed or wrote.
-fn run(label: String, args: &[String], creds: &Creds, format: &str, scratch: &Path) -> Run {
+fn outcome(label: String, args: &[String], creds: &Creds, format: &str, scratch: &Path) -> Outcome {
     let results = scratch.join("results");
     std::fs::create_dir_all(&results).unwrap();
     let github_output = results.join("github-output");
     std::fs::write(&github_output, "").unwrap();
-    let mut cmd = ocistep();
-    cmd.args(args)
-        .args(&creds.args)
+    let mut cmd = Run::with(args);
+    cmd.args(&creds.args)
         .args(["-vv", "--log-format", format])
         .env("GITHUB_OUTPUT", &github_output)
         .timeout(std::time::Duration::from_secs(120));
@@ -218,7 +217,7 @@ fn run(label: String, args: &[String], creds: &Creds, format: &str, scratch: &Pa
     for (key, value) in &creds.env {
         cmd.env(key, value);
     }
-    let out = cmd.output().unwrap();
+    let out = cmd.output();
     let mut outputs = vec![
         (
             "stdout".to_string(),
@@ -237,7 +236,7 @@ fn run(label: String, args: &[String], creds: &Creds, format: &str, scratch: &Pa
         ));
     }
     std::fs::remove_dir_all(&results).unwrap();
-    Run {
+    Outcome {
         label,
         code: out.status.code(),
         outputs,
@@ -252,7 +251,7 @@ fn seed(reg: &Registry, src: &Path, scratch: &Path) {
         Source::DockerConfigJson,
         PASSWORD,
     );
-    let r = run(
+    let r = outcome(
         "seed".into(),
         &[
             "--push-source-bundle".into(),
@@ -291,7 +290,7 @@ fn check(reg: &Registry, kind: &str, password: &str, ok: bool, dest: Dest) {
                 let want = if ok { 0 } else { refused };
                 runs.push((
                     want,
-                    run(
+                    outcome(
                         format!("{kind}, {source:?}, {format}, {mode}"),
                         &args,
                         &creds,

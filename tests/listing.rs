@@ -4,10 +4,10 @@
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use support::tree::write;
-use support::{ocistep, push_artifact_dir, push_bundle};
+use support::Run;
 
 /// A tree with a name holding a newline (that would print as a line of its
 /// own naming `/etc/cron.d/x`), one holding an ANSI colour sequence, and a
@@ -50,23 +50,23 @@ fn assert_listing(stdout: &[u8], expected: &[String]) {
     assert!(!lines.contains(&"/etc/cron.d/x"), "a forged line:\n{text}");
 }
 
-/// Pushes [`hostile_names_tree`] (as `name`) into a layout with `push`,
-/// pulls it with `pull` and `--show-listing`, and returns the scratch
-/// directory (the pull went to `work/`) and stdout.
+/// Pushes [`hostile_names_tree`] (as `name`) into a layout with the run
+/// `push` makes for a source, pulls it with the run `pull` makes for a
+/// target and `--show-listing`, and returns the scratch directory (the pull
+/// went to `work/`) and stdout.
 fn pushed_and_listed(
     name: &str,
-    push: impl FnOnce(&Path, &str),
-    pull: &str,
+    push: impl FnOnce(&Path) -> Run,
+    pull: impl FnOnce(PathBuf) -> Run,
 ) -> (tempfile::TempDir, Vec<u8>) {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join(name);
     hostile_names_tree(&src);
     let image = format!("oci:{}:v1", tmp.path().join("layout").display());
-    push(&src, &image);
-    let out = ocistep()
-        .arg(pull)
-        .arg(tmp.path().join("work"))
-        .args(["--image", &image, "--show-listing"])
+    push(&src).image(&image).assert().success();
+    let out = pull(tmp.path().join("work"))
+        .image(&image)
+        .arg("--show-listing")
         .assert()
         .success();
     let stdout = out.get_output().stdout.clone();
@@ -75,10 +75,7 @@ fn pushed_and_listed(
 
 #[test]
 fn bundle_listing_escapes_newlines_and_escape_sequences() {
-    let push = |src: &Path, image: &str| {
-        push_bundle(src, image).success();
-    };
-    let (tmp, stdout) = pushed_and_listed("src", push, "--pull-source-bundle");
+    let (tmp, stdout) = pushed_and_listed("src", |src| Run::push_bundle(src), Run::pull_bundle);
     assert_listing(&stdout, &expected_lines(""));
     // The files themselves keep their names.
     assert!(tmp.path().join("work/a\n/etc/cron.d/x").is_file());
@@ -87,10 +84,14 @@ fn bundle_listing_escapes_newlines_and_escape_sequences() {
 
 #[test]
 fn artifact_listing_escapes_newlines_and_escape_sequences() {
-    let push = |src: &Path, image: &str| {
-        push_artifact_dir(src, image).success();
+    let push = |src: &Path| {
+        let mut run = Run::push_artifact();
+        run.args(["--artifact-type", "application/vnd.example.test"])
+            .arg("--file")
+            .arg(src);
+        run
     };
-    let (_tmp, stdout) = pushed_and_listed("tree", push, "--pull-artifact");
+    let (_tmp, stdout) = pushed_and_listed("tree", push, Run::pull_artifact);
     let mut expected = expected_lines("tree/");
     expected.push("tree".to_string());
     expected.sort();

@@ -19,8 +19,8 @@ use ocistep::oci::platform::Platform;
 use ocistep::oci::reference::Target;
 use ocistep::store::layout::Layout;
 use serde_json::{json, Value};
-use support::ocistep;
 use support::tree::{gzip, layout_with_layer, raw_tar};
+use support::Run;
 
 const GZ: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
@@ -130,7 +130,7 @@ struct Expect {
     needle: String,
 }
 
-fn expect(name: &str, args: &[&str], code: i32, needle: &str) -> Expect {
+fn case(name: &str, args: &[&str], code: i32, needle: &str) -> Expect {
     Expect {
         name: name.to_string(),
         args: args.iter().map(|a| a.to_string()).collect(),
@@ -140,8 +140,8 @@ fn expect(name: &str, args: &[&str], code: i32, needle: &str) -> Expect {
 }
 
 /// A pull of `image` into a fresh jail (checked to stay untouched).
-fn pull(name: &str, image: &str, code: i32, needle: &str) -> Expect {
-    expect(
+fn pull_case(name: &str, image: &str, code: i32, needle: &str) -> Expect {
+    case(
         name,
         &[
             "--pull-source-bundle",
@@ -166,11 +166,7 @@ fn assert_all(cases: Vec<Expect>) {
             .iter()
             .map(|a| a.replace("@JAIL", jail.target.to_str().unwrap()))
             .collect();
-        let out = ocistep()
-            .args(&args)
-            .timeout(Duration::from_secs(120))
-            .output()
-            .unwrap();
+        let out = Run::with(&args).timeout(Duration::from_secs(120)).output();
         let stderr = String::from_utf8_lossy(&out.stderr);
         let code = out.status.code();
         let mut problems = Vec::new();
@@ -217,7 +213,7 @@ fn malformed_references_and_platforms_are_usage_errors() {
         "reg.example/App:v1",
         ":v1",
     ] {
-        cases.push(pull(
+        cases.push(pull_case(
             &format!("--image {image:?}"),
             image,
             USAGE,
@@ -225,7 +221,7 @@ fn malformed_references_and_platforms_are_usage_errors() {
         ));
     }
     for platform in ["", "linux/", "a/b/c/d", "linux", "/amd64", "linux//v7"] {
-        let mut c = pull(
+        let mut c = pull_case(
             &format!("--platform {platform:?}"),
             &good,
             USAGE,
@@ -248,7 +244,7 @@ fn malformed_manifests_in_a_layout_are_refused() {
     let config = fx.manifest["config"].clone();
     let layer = fx.manifest["layers"][0].clone();
     let cases = vec![
-        pull(
+        pull_case(
             "a manifest whose mediaType is a layer's",
             &fx.tag_json(
                 "layer-type",
@@ -259,7 +255,7 @@ fn malformed_manifests_in_a_layout_are_refused() {
             BAD_CONTENT,
             GZ,
         ),
-        pull(
+        pull_case(
             "a Docker schema 1 manifest",
             &fx.tag_json(
                 "schema1",
@@ -272,7 +268,7 @@ fn malformed_manifests_in_a_layout_are_refused() {
             BAD_CONTENT,
             "not a valid image manifest",
         ),
-        pull(
+        pull_case(
             "a tag naming the config blob",
             &fx.tag_raw(
                 "config",
@@ -286,7 +282,7 @@ fn malformed_manifests_in_a_layout_are_refused() {
             BAD_CONTENT,
             "not a valid image manifest",
         ),
-        pull(
+        pull_case(
             "a tag naming the gzip layer",
             &fx.tag_raw(
                 "layer",
@@ -300,7 +296,7 @@ fn malformed_manifests_in_a_layout_are_refused() {
             BAD_CONTENT,
             "not a valid image manifest",
         ),
-        pull(
+        pull_case(
             "no layers field",
             &fx.tag_json(
                 "no-layers",
@@ -311,7 +307,7 @@ fn malformed_manifests_in_a_layout_are_refused() {
             BAD_CONTENT,
             "0 layers",
         ),
-        pull(
+        pull_case(
             "no config field",
             &fx.tag_json(
                 "no-config",
@@ -322,7 +318,7 @@ fn malformed_manifests_in_a_layout_are_refused() {
             BAD_CONTENT,
             "config",
         ),
-        pull(
+        pull_case(
             "layers is an object",
             &fx.tag_json(
                 "layers-object",
@@ -333,7 +329,7 @@ fn malformed_manifests_in_a_layout_are_refused() {
             BAD_CONTENT,
             "not a valid image manifest",
         ),
-        pull(
+        pull_case(
             "layers is a string",
             &fx.tag_json(
                 "layers-string",
@@ -344,7 +340,7 @@ fn malformed_manifests_in_a_layout_are_refused() {
             BAD_CONTENT,
             "not a valid image manifest",
         ),
-        pull(
+        pull_case(
             "two layers",
             &fx.tag_json(
                 "two-layers",
@@ -355,7 +351,7 @@ fn malformed_manifests_in_a_layout_are_refused() {
             BAD_CONTENT,
             "2 layers",
         ),
-        pull(
+        pull_case(
             "a layer of an unknown media type",
             &fx.tag_json(
                 "zstd",
@@ -368,7 +364,7 @@ fn malformed_manifests_in_a_layout_are_refused() {
             BAD_CONTENT,
             "tar+zstd",
         ),
-        pull(
+        pull_case(
             "a layer with a malformed digest",
             &fx.tag_json(
                 "bad-digest",
@@ -381,7 +377,7 @@ fn malformed_manifests_in_a_layout_are_refused() {
             BAD_CONTENT,
             "sha256:not-hex",
         ),
-        pull(
+        pull_case(
             "a negative layer size",
             &fx.tag_json(
                 "negative-size",
@@ -394,7 +390,7 @@ fn malformed_manifests_in_a_layout_are_refused() {
             BAD_CONTENT,
             "not a valid image manifest",
         ),
-        pull(
+        pull_case(
             "no schemaVersion",
             &fx.tag_json(
                 "no-schema",
@@ -405,19 +401,19 @@ fn malformed_manifests_in_a_layout_are_refused() {
             BAD_CONTENT,
             "schemaVersion",
         ),
-        pull(
+        pull_case(
             "not JSON",
             &fx.tag_raw("not-json", b"<html>502 Bad Gateway</html>", OCI_MANIFEST),
             BAD_CONTENT,
             "not a valid image manifest",
         ),
-        pull(
+        pull_case(
             "an empty document",
             &fx.tag_raw("empty", b"", OCI_MANIFEST),
             BAD_CONTENT,
             "not a valid image manifest",
         ),
-        pull(
+        pull_case(
             "a JSON array",
             &fx.tag_raw("array", b"[1,2,3]", OCI_MANIFEST),
             BAD_CONTENT,
@@ -445,7 +441,7 @@ fn manifests_that_are_not_json_objects_are_refused() {
     ]);
     let index_as_array = json!([[child(&fx, m, "linux/amd64")]]);
     assert_all(vec![
-        pull(
+        pull_case(
             "the bundle manifest as an array of its fields",
             &fx.tag_raw(
                 "array",
@@ -455,7 +451,7 @@ fn manifests_that_are_not_json_objects_are_refused() {
             BAD_CONTENT,
             "not a valid image manifest",
         ),
-        pull(
+        pull_case(
             "an index as an array of its fields",
             &fx.tag_raw(
                 "index-array",
@@ -505,72 +501,32 @@ fn malformed_indexes_in_a_layout_are_refused() {
     let missing = Digest::of(b"a manifest nobody stored");
     let index_with = |children: Value| json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children });
     let cases = vec![
-        pull(
-            "an index whose child is missing",
-            &fx.tag_json(
+        pull_case("an index whose child is missing", &fx.tag_json(
                 "missing-child",
                 &index_with(json!([{
                     "mediaType": OCI_MANIFEST, "digest": missing.to_string(), "size": 100,
                     "platform": { "os": "linux", "architecture": "amd64" },
                 }])),
-            ),
-            NOT_FOUND,
-            missing.as_str(),
-        ),
-        pull(
-            "an index whose child has a malformed digest",
-            &fx.tag_json(
+            ), NOT_FOUND, missing.as_str()),
+        pull_case("an index whose child has a malformed digest", &fx.tag_json(
                 "bad-child-digest",
                 &index_with(json!([{
                     "mediaType": OCI_MANIFEST, "digest": "sha256:xyz", "size": 100,
                     "platform": { "os": "linux", "architecture": "amd64" },
                 }])),
-            ),
-            BAD_CONTENT,
-            "sha256:xyz",
-        ),
-        pull(
-            "manifests is an object",
-            &fx.tag_json("manifests-object", &index_with(json!({ "a": 1 }))),
-            BAD_CONTENT,
-            "not valid",
-        ),
-        pull(
-            "manifests is null",
-            &fx.tag_json("manifests-null", &index_with(Value::Null)),
-            BAD_CONTENT,
-            "not valid",
-        ),
-        pull(
-            "an index with no children",
-            &fx.tag_json("no-children", &index_with(json!([]))),
-            PLATFORM_NOT_FOUND,
-            "linux/amd64",
-        ),
-        pull(
-            "children with platforms that are not objects",
-            &fx.tag_json(
+            ), BAD_CONTENT, "sha256:xyz"),
+        pull_case("manifests is an object", &fx.tag_json("manifests-object", &index_with(json!({ "a": 1 }))), BAD_CONTENT, "not valid"),
+        pull_case("manifests is null", &fx.tag_json("manifests-null", &index_with(Value::Null)), BAD_CONTENT, "not valid"),
+        pull_case("an index with no children", &fx.tag_json("no-children", &index_with(json!([]))), PLATFORM_NOT_FOUND, "linux/amd64"),
+        pull_case("children with platforms that are not objects", &fx.tag_json(
                 "bad-platforms",
                 &index_with(json!([
                     { "mediaType": OCI_MANIFEST, "digest": missing.to_string(), "size": 1, "platform": "linux/amd64" },
                     { "mediaType": OCI_MANIFEST, "digest": missing.to_string(), "size": 1, "platform": { "os": 1 } },
                 ])),
-            ),
-            PLATFORM_NOT_FOUND,
-            "linux/amd64",
-        ),
-        pull(
-            "an index nested 20 levels deep",
-            &fx.tag_json("nested", &nested(&fx, 20)),
-            BAD_CONTENT,
-            "index",
-        ),
-        pull(
-            "an index nested 2 levels deep",
-            &fx.tag_json("nested2", &nested(&fx, 2)),
-            BAD_CONTENT,
-            "index",
-        ),
+            ), PLATFORM_NOT_FOUND, "linux/amd64"),
+        pull_case("an index nested 20 levels deep", &fx.tag_json("nested", &nested(&fx, 20)), BAD_CONTENT, "index"),
+        pull_case("an index nested 2 levels deep", &fx.tag_json("nested2", &nested(&fx, 2)), BAD_CONTENT, "index"),
     ];
     assert_all(cases);
 }
@@ -586,13 +542,13 @@ fn an_index_child_of_the_wrong_size_is_refused() {
     let mut smaller = child(&fx, &fx.manifest, "linux/amd64");
     smaller["size"] = json!(10);
     assert_all(vec![
-        pull(
+        pull_case(
             "an index entry one byte larger than its manifest",
             &fx.tag_json("bigger", &index_with(json!([bigger]))),
             5,
             "size",
         ),
-        pull(
+        pull_case(
             "an index entry of 10 bytes naming a larger manifest",
             &fx.tag_json("smaller", &index_with(json!([smaller]))),
             5,
@@ -625,7 +581,7 @@ fn assemble_index_and_copy_refuse_broken_inputs() {
         }),
     );
     let assemble = |name: &str, input: &str, code: i32, needle: &str| {
-        expect(
+        case(
             name,
             &[
                 "--assemble-index",
@@ -639,7 +595,7 @@ fn assemble_index_and_copy_refuse_broken_inputs() {
         )
     };
     let copy = |name: &str, input: &str, code: i32, needle: &str| {
-        expect(name, &["--copy", input, &dst_ref("copy")], code, needle)
+        case(name, &["--copy", input, &dst_ref("copy")], code, needle)
     };
     assert_all(vec![
         assemble(
@@ -744,15 +700,15 @@ fn an_enormous_manifest_from_a_registry_is_refused() {
     let out = tempfile::tempdir().unwrap();
     let dst = format!("oci:{}:copy", out.path().join("dst").display());
     assert_all(vec![
-        pull("pull by tag", &by_tag, BAD_CONTENT, "larger than"),
-        pull("pull by digest", &by_digest, BAD_CONTENT, "larger than"),
-        expect(
+        pull_case("pull by tag", &by_tag, BAD_CONTENT, "larger than"),
+        pull_case("pull by digest", &by_digest, BAD_CONTENT, "larger than"),
+        case(
             "copy",
             &["--copy", &by_tag, &dst],
             BAD_CONTENT,
             "larger than",
         ),
-        expect(
+        case(
             "assemble-index",
             &[
                 "--assemble-index",
@@ -784,7 +740,7 @@ fn a_failed_assemble_index_into_a_layout_leaves_nothing() {
             m.remove("config");
         }),
     );
-    assert_all(vec![expect(
+    assert_all(vec![case(
         "assemble-index from a broken manifest",
         &[
             "--assemble-index",

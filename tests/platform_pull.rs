@@ -3,21 +3,10 @@
 
 mod support;
 
-use std::path::Path;
-
 use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
 use support::tree::{snapshot, write};
-use support::{ocistep, Registry};
-
-fn push(src: &Path, image: &str) {
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(src)
-        .args(["--image", image])
-        .assert()
-        .success();
-}
+use support::{Registry, Run};
 
 #[test]
 fn pulls_pick_the_child_for_the_platform() {
@@ -26,11 +15,17 @@ fn pulls_pick_the_child_for_the_platform() {
     let (amd, arm) = (tmp.path().join("amd64"), tmp.path().join("arm64"));
     write(&amd, "arch.txt", b"amd64\n");
     write(&arm, "arch.txt", b"arm64\n");
-    push(&amd, &format!("{}/src:v1-linux-amd64", reg.host()));
-    push(&arm, &format!("{}/src:v1-linux-arm64", reg.host()));
+    Run::push_bundle(&amd)
+        .image(format!("{}/src:v1-linux-amd64", reg.host()))
+        .assert()
+        .success();
+    Run::push_bundle(&arm)
+        .image(format!("{}/src:v1-linux-arm64", reg.host()))
+        .assert()
+        .success();
     let index = format!("{}/src:v1", reg.host());
-    ocistep()
-        .args(["--assemble-index", "--image", &index])
+    Run::assemble_index()
+        .image(&index)
         .args([
             "--platform-image",
             &format!("linux/amd64={}/src:v1-linux-amd64", reg.host()),
@@ -50,10 +45,9 @@ fn pulls_pick_the_child_for_the_platform() {
         let work = tmp
             .path()
             .join(format!("work-{}", platform.replace('/', "_")));
-        ocistep()
-            .arg("--pull-source-bundle")
-            .arg(&work)
-            .args(["--image", &index, "--platform", platform])
+        Run::pull_bundle(&work)
+            .image(&index)
+            .args(["--platform", platform])
             .assert()
             .success();
         assert_eq!(snapshot(expected), snapshot(&work), "{platform}");
@@ -65,36 +59,28 @@ fn pulls_pick_the_child_for_the_platform() {
         &amd
     };
     let work = tmp.path().join("work-host");
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(&work)
-        .args(["--image", &index])
-        .assert()
-        .success();
+    Run::pull_bundle(&work).image(&index).assert().success();
     assert_eq!(snapshot(host), snapshot(&work));
 
     // --prune never deletes an index other platforms may still need.
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(tmp.path().join("work-prune"))
-        .args(["--image", &index, "--platform", "linux/arm64", "--prune"])
+    Run::pull_bundle(tmp.path().join("work-prune"))
+        .image(&index)
+        .args(["--platform", "linux/arm64", "--prune"])
         .assert()
         .success()
         .stderr(contains("--prune skipped"));
     let again = tmp.path().join("work-after-prune");
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(&again)
-        .args(["--image", &index, "--platform", "linux/amd64"])
+    Run::pull_bundle(&again)
+        .image(&index)
+        .args(["--platform", "linux/amd64"])
         .assert()
         .success();
     assert_eq!(snapshot(&amd), snapshot(&again));
 
     let missing = tmp.path().join("work-s390x");
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(&missing)
-        .args(["--image", &index, "--platform", "linux/s390x"])
+    Run::pull_bundle(&missing)
+        .image(&index)
+        .args(["--platform", "linux/s390x"])
         .assert()
         .code(7)
         .stderr(
@@ -103,10 +89,9 @@ fn pulls_pick_the_child_for_the_platform() {
                 .and(contains("linux/arm64")),
         );
     assert!(!missing.exists());
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(&missing)
-        .args(["--image", &index, "--platform", "linux/"])
+    Run::pull_bundle(&missing)
+        .image(&index)
+        .args(["--platform", "linux/"])
         .assert()
         .code(2);
 }

@@ -12,7 +12,7 @@ use ocistep::oci::manifest::ANNOTATION_REF_NAME;
 use ocistep::store::layout::Layout;
 use serde_json::Value;
 use support::images::{inspect_raw, platform_layout, TestPlatform};
-use support::{ocistep, require_tool, run_ok, tool, Registry};
+use support::{require_tool, run_ok, tool, Registry, Run};
 
 const TIME: &str = "2024-01-02T03:04:05Z";
 const TIME_SECS: &str = "1704164645";
@@ -53,52 +53,6 @@ fn tag_digest(layout: &Path, tag: &str) -> Digest {
     desc.parsed_digest().unwrap()
 }
 
-/// Result files of one run.
-struct Results {
-    digest: String,
-    size: String,
-    reference: String,
-}
-
-/// Runs `--push-image dir --image image extra…`, expecting success.
-fn push(dir: &Path, image: &str, extra: &[&str]) -> Results {
-    let out = tempfile::tempdir().unwrap();
-    let file = |n: &str| out.path().join(n);
-    ocistep()
-        .arg("--push-image")
-        .arg(dir)
-        .args(["--image", image])
-        .arg("--result-file-image-digest")
-        .arg(file("digest"))
-        .arg("--result-file-image-size")
-        .arg(file("size"))
-        .arg("--result-file-image-ref")
-        .arg(file("ref"))
-        .args(extra)
-        .assert()
-        .success();
-    let read = |n: &str| std::fs::read_to_string(file(n)).unwrap();
-    Results {
-        digest: read("digest"),
-        size: read("size"),
-        reference: read("ref"),
-    }
-}
-
-/// Runs `--push-image` expecting failure; returns the exit code and stderr.
-fn push_fails(dir: &Path, image: &str) -> (i32, String) {
-    let out = ocistep()
-        .arg("--push-image")
-        .arg(dir)
-        .args(["--image", image])
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// `skopeo inspect --config --raw` of a `docker://` or `oci:` image.
 fn inspect_config(image: &str) -> Value {
     let mut cmd = tool("skopeo");
@@ -125,7 +79,7 @@ fn umoci_layout_round_trips_with_its_own_digest() {
     let (layout, layout_digest) = umoci_layout(tmp.path());
     let image = format!("{}/app:v1", reg.host());
 
-    let results = push(&layout, &image, &[]);
+    let results = Run::push_image(&layout).image(&image).results();
     let raw = inspect_raw(&format!("docker://{image}"));
     assert_eq!(Digest::of(&raw), layout_digest, "bytes pushed untouched");
     assert_eq!(results.digest, layout_digest.as_str());
@@ -151,7 +105,9 @@ fn umoci_layout_round_trips_with_its_own_digest() {
 
     let uploads = blob_uploads(&reg);
     assert!(uploads >= 2, "config and layer uploaded: {uploads}");
-    let again = push(&layout, &format!("{}/app:v2", reg.host()), &[]);
+    let again = Run::push_image(&layout)
+        .image(format!("{}/app:v2", reg.host()))
+        .results();
     assert_eq!(again.digest, results.digest);
     assert_eq!(blob_uploads(&reg), uploads, "second push uploads nothing");
 }
@@ -164,18 +120,17 @@ fn mutations_reach_config_and_manifest() {
     let (layout, layout_digest) = umoci_layout(tmp.path());
     let image = format!("{}/app:mutated", reg.host());
 
-    let results = push(
-        &layout,
-        &image,
-        &[
+    let results = Run::push_image(&layout)
+        .image(&image)
+        .args([
             "--annotation",
             "org.opencontainers.image.source=https://example.com/app",
             "--label",
             "team=build",
             "--image-timestamp",
             TIME,
-        ],
-    );
+        ])
+        .results();
     let raw = inspect_raw(&format!("docker://{image}"));
     assert_ne!(results.digest, layout_digest.as_str(), "mutated image");
     assert_eq!(results.digest, Digest::of(&raw).as_str());
@@ -209,29 +164,24 @@ fn image_timestamp_file_matches_the_flag() {
     let ts_file = tmp.path().join("timestamp");
     std::fs::write(&ts_file, format!("{TIME_SECS}\n")).unwrap();
 
-    let from_file = push(
-        &layout,
-        &format!("{}/app:file", reg.host()),
-        &["--image-timestamp-file", ts_file.to_str().unwrap()],
-    );
-    let from_flag = push(
-        &layout,
-        &format!("{}/app:flag", reg.host()),
-        &["--image-timestamp", TIME],
-    );
+    let from_file = Run::push_image(&layout)
+        .image(format!("{}/app:file", reg.host()))
+        .args(["--image-timestamp-file", ts_file.to_str().unwrap()])
+        .results();
+    let from_flag = Run::push_image(&layout)
+        .image(format!("{}/app:flag", reg.host()))
+        .args(["--image-timestamp", TIME])
+        .results();
     assert_eq!(from_file.digest, from_flag.digest, "same time, same image");
     let config = inspect_config(&format!("docker://{}/app:file", reg.host()));
     assert_eq!(config["created"], TIME);
 
     std::fs::write(&ts_file, "  \n").unwrap();
-    let out = ocistep()
-        .arg("--push-image")
-        .arg(&layout)
-        .args(["--image", &format!("{}/app:empty", reg.host())])
+    let out = Run::push_image(&layout)
+        .image(format!("{}/app:empty", reg.host()))
         .arg("--image-timestamp-file")
         .arg(&ts_file)
-        .output()
-        .unwrap();
+        .output();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is empty"));
 }
@@ -254,7 +204,7 @@ fn oci_archives_push_plain_and_gzipped() {
                 .arg("."),
         );
         let image = format!("{}/archive:{}", reg.host(), name.replace('.', "-"));
-        let results = push(&dir, &image, &[]);
+        let results = Run::push_image(&dir).image(&image).results();
         assert_eq!(results.digest, layout_digest.as_str(), "{name}");
         let inspect: Value = serde_json::from_str(&run_ok(tool("skopeo").args([
             "inspect",
@@ -332,7 +282,7 @@ fn docker_archive_becomes_a_docker_schema2_image() {
     std::fs::write(tmp.path().join("image.tar"), &tarball).unwrap();
     let image = format!("{}/docker:v1", reg.host());
 
-    let results = push(tmp.path(), &image, &[]);
+    let results = Run::push_image(tmp.path()).image(&image).results();
     let raw = inspect_raw(&format!("docker://{image}"));
     assert_eq!(results.digest, Digest::of(&raw).as_str());
     let manifest = json(&raw);
@@ -377,7 +327,9 @@ fn docker_archive_becomes_a_docker_schema2_image() {
     assert_eq!(inspect["Labels"]["maintainer"], "docker-archive-test");
 
     // The conversion is deterministic: the same archive gives the same digest.
-    let again = push(tmp.path(), &format!("{}/docker:v2", reg.host()), &[]);
+    let again = Run::push_image(tmp.path())
+        .image(format!("{}/docker:v2", reg.host()))
+        .results();
     assert_eq!(again.digest, results.digest);
 }
 
@@ -389,7 +341,9 @@ fn docker_archive_naming_paths_outside_it_is_unsafe() {
     ));
     std::fs::write(tmp.path().join("image.tar"), &tarball).unwrap();
     let layout = tmp.path().join("out");
-    let (code, stderr) = push_fails(tmp.path(), &format!("oci:{}:v1", layout.display()));
+    let (code, stderr) = Run::push_image(tmp.path())
+        .image(format!("oci:{}:v1", layout.display()))
+        .code_and_stderr();
     assert_eq!(code, 6, "{stderr}");
     assert!(stderr.contains("../../etc/passwd"), "{stderr}");
 }
@@ -402,7 +356,9 @@ fn several_images_without_platforms_are_refused() {
     platform_layout(&layout, "amd", &TestPlatform::parse("linux/amd64"));
     platform_layout(&layout, "arm", &TestPlatform::parse("linux/arm64"));
 
-    let (code, stderr) = push_fails(&layout, &format!("{}/app:v1", reg.host()));
+    let (code, stderr) = Run::push_image(&layout)
+        .image(format!("{}/app:v1", reg.host()))
+        .code_and_stderr();
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("amd") && stderr.contains("arm"), "{stderr}");
     assert_eq!(reg.request_count("PUT", "/manifests/"), 0, "nothing pushed");
@@ -437,7 +393,7 @@ fn images_with_platforms_become_an_index() {
     );
 
     let image = format!("{}/multi:v1", reg.host());
-    let results = push(&layout, &image, &[]);
+    let results = Run::push_image(&layout).image(&image).results();
     let raw = inspect_raw(&format!("docker://{image}"));
     assert_eq!(results.digest, Digest::of(&raw).as_str());
     let index = json(&raw);
@@ -477,7 +433,10 @@ fn images_with_platforms_become_an_index() {
     assert_eq!(arm_config["architecture"], "arm64");
 
     let annotated = format!("{}/multi:annotated", reg.host());
-    push(&layout, &annotated, &["--annotation", "stage=release"]);
+    Run::push_image(&layout)
+        .image(&annotated)
+        .args(["--annotation", "stage=release"])
+        .results();
     let index = json(&inspect_raw(&format!("docker://{annotated}")));
     assert_eq!(index["annotations"]["stage"], "release");
     for child in index["manifests"].as_array().unwrap() {
@@ -498,13 +457,15 @@ fn directory_without_an_image_is_a_usage_error() {
     std::fs::write(tmp.path().join("README.txt"), "not an image").unwrap();
     let target = format!("oci:{}:v1", tmp.path().join("out").display());
 
-    let (code, stderr) = push_fails(tmp.path(), &target);
+    let (code, stderr) = Run::push_image(tmp.path()).image(&target).code_and_stderr();
     assert_eq!(code, 2, "{stderr}");
     assert!(
         stderr.contains("neither an OCI image layout") && stderr.contains("tarball"),
         "{stderr}"
     );
-    let (code, stderr) = push_fails(&tmp.path().join("missing"), &target);
+    let (code, stderr) = Run::push_image(tmp.path().join("missing"))
+        .image(&target)
+        .code_and_stderr();
     assert_eq!(code, 2, "{stderr}");
     assert!(!tmp.path().join("out").exists(), "no target layout created");
 }
@@ -516,7 +477,9 @@ fn layout_to_layout() {
     let (layout, layout_digest) = umoci_layout(tmp.path());
     let out = tmp.path().join("out");
 
-    let results = push(&layout, &format!("oci:{}:v1", out.display()), &[]);
+    let results = Run::push_image(&layout)
+        .image(format!("oci:{}:v1", out.display()))
+        .results();
     assert_eq!(results.digest, layout_digest.as_str());
     assert_eq!(
         results.reference,
@@ -525,11 +488,10 @@ fn layout_to_layout() {
     let raw = inspect_raw(&format!("oci:{}:v1", out.display()));
     assert_eq!(Digest::of(&raw), layout_digest);
 
-    let labelled = push(
-        &layout,
-        &format!("oci:{}:labelled", out.display()),
-        &["--label", "k=v"],
-    );
+    let labelled = Run::push_image(&layout)
+        .image(format!("oci:{}:labelled", out.display()))
+        .args(["--label", "k=v"])
+        .results();
     assert_eq!(tag_digest(&out, "labelled").as_str(), labelled.digest);
     assert_ne!(labelled.digest, results.digest);
     let config = inspect_config(&format!("oci:{}:labelled", out.display()));

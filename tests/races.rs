@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use support::tree::write;
-use support::{ocistep, push_bundle};
+use support::Run;
 
 /// What the outside file holds: as long as the file it takes the place of,
 /// so only the identity check can tell them apart.
@@ -123,12 +123,9 @@ fn a_push_never_publishes_the_file_a_swapped_in_symlink_points_to() {
     while (rounds < ROUNDS || caught == 0) && started.elapsed() < TIME_LIMIT {
         rounds += 1;
         let tag = format!("r{rounds}");
-        let out = ocistep()
-            .arg("--push-source-bundle")
-            .arg(&root)
-            .args(["--image", &format!("oci:{}:{tag}", layout.display())])
-            .output()
-            .unwrap();
+        let out = Run::push_bundle(&root)
+            .image(format!("oci:{}:{tag}", layout.display()))
+            .output();
         let stderr = String::from_utf8_lossy(&out.stderr);
         match out.status.code() {
             Some(0) => {
@@ -169,7 +166,7 @@ fn a_pull_never_writes_through_a_directory_swapped_for_a_symlink() {
     }
     let layout = dir.path().join("layout");
     let image = format!("oci:{}:v1", layout.display());
-    push_bundle(&src, &image).success();
+    Run::push_bundle(&src).image(&image).assert().success();
     let outside = dir.path().join("outside");
     std::fs::create_dir(&outside).unwrap();
     let target = dir.path().join("target");
@@ -201,12 +198,7 @@ fn a_pull_never_writes_through_a_directory_swapped_for_a_symlink() {
     while (rounds < ROUNDS / 3 || caught == 0) && started.elapsed() < TIME_LIMIT {
         rounds += 1;
         let _ = std::fs::remove_dir_all(&target);
-        let out = ocistep()
-            .arg("--pull-source-bundle")
-            .arg(&target)
-            .args(["--image", &image])
-            .output()
-            .unwrap();
+        let out = Run::pull_bundle(&target).image(&image).output();
         let stderr = String::from_utf8_lossy(&out.stderr);
         let written: Vec<_> = std::fs::read_dir(&outside).unwrap().flatten().collect();
         assert!(

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use base64::Engine as _;
 use support::faults::{Fault, FaultProxy, Rule};
-use support::{ocistep, Registry, RegistryOptions, TokenPolicy, TokenReply};
+use support::{Registry, RegistryOptions, Run, TokenPolicy, TokenReply};
 
 const USER: &str = "echo-user";
 /// Characters that change under URL and base64 encodings on purpose.
@@ -43,19 +43,16 @@ fn docker_config(dir: &Path, host: &str) -> String {
 fn pull_and_check(tmp: &Path, image: &str, config_dir: &str, format: &str) -> (i32, String) {
     let results = tmp.join(format!("results-{format}"));
     std::fs::create_dir_all(&results).unwrap();
-    let run = ocistep()
-        .env("DOCKER_CONFIG", config_dir)
-        .arg("--pull-source-bundle")
-        .arg(tmp.join(format!("work-{format}")))
-        .args(["--image", image, "--retries", "2", "-v"])
+    let run = Run::pull_bundle(tmp.join(format!("work-{format}")))
+        .image(image)
+        .args(["--retries", "2", "-v"])
         .args(["--log-format", format])
-        .arg("--result-file-image-digest")
-        .arg(results.join("digest"))
+        .digest_to(results.join("digest"))
         .arg("--dotenv-file")
         .arg(results.join("dotenv"))
+        .env("DOCKER_CONFIG", config_dir)
         .timeout(std::time::Duration::from_secs(60))
-        .output()
-        .unwrap();
+        .output();
     let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
     let mut outputs = vec![
         (

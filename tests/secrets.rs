@@ -9,7 +9,7 @@ mod support;
 use std::path::Path;
 
 use support::tree::write;
-use support::{ocistep, push_artifact_dir};
+use support::Run;
 
 /// Secret values planted in the tree; none may appear in any output.
 const SECRETS: &[&str] = &[
@@ -114,21 +114,6 @@ fn harmless_tree(root: &Path) {
     write(root, "README.md", b"# app\n");
 }
 
-fn push(src: &Path, image: &str, extra: &[&str]) -> (String, String) {
-    let out = ocistep()
-        .arg("--push-source-bundle")
-        .arg(src)
-        .args(["--image", image])
-        .args(extra)
-        .assert()
-        .success();
-    let output = out.get_output();
-    (
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 fn assert_no_secret(text: &str) {
     for secret in SECRETS {
         assert!(!text.contains(secret), "{secret} printed:\n{text}");
@@ -142,7 +127,10 @@ fn secrets_in_the_tree_are_named_with_a_hint_and_never_printed() {
     tree_with_secrets(&src);
     let image = format!("oci:{}:v1", tmp.path().join("layout").display());
     for format in ["text", "json"] {
-        let (stdout, stderr) = push(&src, &image, &["--log-format", format]);
+        let (stdout, stderr) = Run::push_bundle(&src)
+            .image(&image)
+            .args(["--log-format", format])
+            .printed_ok();
         assert_no_secret(&stdout);
         assert_no_secret(&stderr);
         let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("WARN")).collect();
@@ -169,12 +157,15 @@ fn secrets_in_the_tree_are_named_with_a_hint_and_never_printed() {
         excludes.extend(["--exclude".to_string(), format!("/{file}")]);
     }
     let excludes: Vec<&str> = excludes.iter().map(String::as_str).collect();
-    let (_, stderr) = push(&src, &image, &excludes);
+    let (_, stderr) = Run::push_bundle(&src)
+        .image(&image)
+        .args(&excludes)
+        .printed_ok();
     assert!(!stderr.contains("WARN"), "{stderr}");
     let mut shpignore: String = SECRET_FILES.iter().map(|f| format!("/{f}\n")).collect();
     shpignore.push('\n');
     write(&src, ".shpignore", shpignore.as_bytes());
-    let (_, stderr) = push(&src, &image, &[]);
+    let (_, stderr) = Run::push_bundle(&src).image(&image).printed_ok();
     assert!(!stderr.contains("WARN"), "{stderr}");
 }
 
@@ -184,7 +175,7 @@ fn files_without_credentials_give_no_warning() {
     let src = tmp.path().join("src");
     harmless_tree(&src);
     let image = format!("oci:{}:v1", tmp.path().join("layout").display());
-    let (_, stderr) = push(&src, &image, &[]);
+    let (_, stderr) = Run::push_bundle(&src).image(&image).printed_ok();
     assert!(!stderr.contains("WARN"), "{stderr}");
 }
 
@@ -194,7 +185,13 @@ fn artifact_directories_are_checked_too() {
     let src = tmp.path().join("site");
     tree_with_secrets(&src);
     let image = format!("oci:{}:v1", tmp.path().join("layout").display());
-    let out = push_artifact_dir(&src, &image).success();
+    let out = Run::push_artifact()
+        .args(["--artifact-type", "application/vnd.example.test"])
+        .arg("--file")
+        .arg(&src)
+        .image(&image)
+        .assert()
+        .success();
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
     assert_no_secret(&stderr);
     for file in SECRET_FILES {

@@ -8,25 +8,14 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use support::faults::{Fault, FaultProxy, Rule};
 use support::tree::{pseudo_random, sample_tree, snapshot, write};
-use support::{ocistep, Registry};
+use support::{Registry, Run};
 
 const STAGING_PREFIX: &str = ".ocistep-staging-";
-
-/// ocistep with `args`, started in the background with its stderr in
-/// `log`.
-fn spawn(args: &[&str], log: &Path) -> Child {
-    support::ocistep_process()
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("start ocistep")
-}
 
 /// Sends `signal` to `child` and returns its exit code (within 20 s).
 fn signal_and_wait(child: &mut Child, signal: i32) -> Option<i32> {
@@ -95,10 +84,8 @@ fn pushed_tree(reg: &Registry, dir: &Path, repo: &str, seed: u64) -> PathBuf {
     let src = dir.join(format!("src-{repo}"));
     sample_tree(&src);
     write(&src, "noise.bin", &pseudo_random(3 << 20, seed));
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(&src)
-        .args(["--image", &format!("{}/{repo}:v1", reg.host())])
+    Run::push_bundle(&src)
+        .image(format!("{}/{repo}:v1", reg.host()))
         .assert()
         .success();
     src
@@ -118,19 +105,6 @@ fn stalling_downloads(reg: &Registry) -> FaultProxy {
     )
 }
 
-/// A bundle pull into `target` through `proxy`, in the background.
-fn spawn_pull(proxy: &FaultProxy, repo: &str, target: &Path, log: &Path) -> Child {
-    spawn(
-        &[
-            "--pull-source-bundle",
-            target.to_str().unwrap(),
-            "--image",
-            &format!("{}/{repo}:v1", proxy.host()),
-        ],
-        log,
-    )
-}
-
 #[test]
 fn sigterm_mid_pull_removes_the_staging_and_the_directory_it_made() {
     let reg = Registry::start();
@@ -139,7 +113,9 @@ fn sigterm_mid_pull_removes_the_staging_and_the_directory_it_made() {
     let proxy = stalling_downloads(&reg);
     let target = tmp.path().join("new/out");
     let log = tmp.path().join("log");
-    let mut child = spawn_pull(&proxy, "term", &target, &log);
+    let mut child = Run::pull_bundle(&target)
+        .image(format!("{}/term:v1", proxy.host()))
+        .spawn_logged(&log);
     wait_until("extraction under way", || extracting(&target));
     let code = signal_and_wait(&mut child, libc::SIGTERM);
     let stderr = std::fs::read_to_string(&log).unwrap();
@@ -164,7 +140,9 @@ fn sigint_mid_pull_leaves_an_existing_directory_as_it_was() {
     write(&target, "keep/me.txt", b"already here\n");
     let before = snapshot(&target);
     let log = tmp.path().join("log");
-    let mut child = spawn_pull(&proxy, "int", &target, &log);
+    let mut child = Run::pull_bundle(&target)
+        .image(format!("{}/int:v1", proxy.host()))
+        .spawn_logged(&log);
     wait_until("extraction under way", || extracting(&target));
     let code = signal_and_wait(&mut child, libc::SIGINT);
     let stderr = std::fs::read_to_string(&log).unwrap();
@@ -182,8 +160,8 @@ fn sighup_mid_artifact_pull_removes_its_staging() {
     let site = tmp.path().join("site");
     sample_tree(&site);
     write(&site, "noise.bin", &pseudo_random(3 << 20, 4));
-    ocistep()
-        .args(["--push-artifact", "--image"])
+    Run::push_artifact()
+        .arg("--image")
         .arg(format!("{}/art:v1", reg.host()))
         .args(["--artifact-type", "application/vnd.example.test"])
         .arg("--file")
@@ -196,15 +174,9 @@ fn sighup_mid_artifact_pull_removes_its_staging() {
     let target = tmp.path().join("out");
     std::fs::create_dir(&target).unwrap();
     let log = tmp.path().join("log");
-    let mut child = spawn(
-        &[
-            "--pull-artifact",
-            target.to_str().unwrap(),
-            "--image",
-            &format!("{}/art:v1", proxy.host()),
-        ],
-        &log,
-    );
+    let mut child = Run::pull_artifact(&target)
+        .image(format!("{}/art:v1", proxy.host()))
+        .spawn_logged(&log);
     wait_until("download under way", || extracting(&target));
     let code = signal_and_wait(&mut child, libc::SIGHUP);
     let stderr = std::fs::read_to_string(&log).unwrap();
@@ -230,15 +202,9 @@ fn sigterm_mid_push_cancels_its_upload_session() {
         )],
     );
     let log = tmp.path().join("log");
-    let mut child = spawn(
-        &[
-            "--push-source-bundle",
-            src.to_str().unwrap(),
-            "--image",
-            &format!("{}/pushed:v1", proxy.host()),
-        ],
-        &log,
-    );
+    let mut child = Run::push_bundle(&src)
+        .image(format!("{}/pushed:v1", proxy.host()))
+        .spawn_logged(&log);
     wait_until("the PATCH under way", || {
         proxy.count("PATCH", "/blobs/uploads/") > 0
     });
@@ -263,16 +229,16 @@ fn a_killed_pull_leaves_its_staging_to_the_next_pull_which_removes_it() {
     let src = pushed_tree(&reg, tmp.path(), "killed", 6);
     let proxy = stalling_downloads(&reg);
     let target = tmp.path().join("out");
-    let mut child = spawn_pull(&proxy, "killed", &target, &tmp.path().join("log"));
+    let mut child = Run::pull_bundle(&target)
+        .image(format!("{}/killed:v1", proxy.host()))
+        .spawn_logged(&tmp.path().join("log"));
     wait_until("extraction under way", || extracting(&target));
     assert_eq!(signal_and_wait(&mut child, libc::SIGKILL), None);
     let left = stagings(&target);
     assert_eq!(left.len(), 1, "SIGKILL leaves the staging directory");
 
-    let out = ocistep()
-        .arg("--pull-source-bundle")
-        .arg(&target)
-        .args(["--image", &format!("{}/killed:v1", reg.host())])
+    let out = Run::pull_bundle(&target)
+        .image(format!("{}/killed:v1", reg.host()))
         .assert()
         .success();
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
@@ -291,22 +257,20 @@ fn a_pull_leaves_the_live_staging_of_another_pull_alone() {
     pushed_tree(&reg, tmp.path(), "slow", 7);
     let other = tmp.path().join("other");
     write(&other, "other/file.txt", b"the other bundle\n");
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(&other)
-        .args(["--image", &format!("{}/other:v1", reg.host())])
+    Run::push_bundle(&other)
+        .image(format!("{}/other:v1", reg.host()))
         .assert()
         .success();
     let proxy = stalling_downloads(&reg);
     let target = tmp.path().join("out");
-    let mut slow = spawn_pull(&proxy, "slow", &target, &tmp.path().join("log"));
+    let mut slow = Run::pull_bundle(&target)
+        .image(format!("{}/slow:v1", proxy.host()))
+        .spawn_logged(&tmp.path().join("log"));
     wait_until("extraction under way", || extracting(&target));
     let live = stagings(&target);
 
-    let out = ocistep()
-        .arg("--pull-source-bundle")
-        .arg(&target)
-        .args(["--image", &format!("{}/other:v1", reg.host())])
+    let out = Run::pull_bundle(&target)
+        .image(format!("{}/other:v1", reg.host()))
         .assert()
         .success();
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();

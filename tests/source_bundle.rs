@@ -6,30 +6,10 @@ mod support;
 use std::path::Path;
 
 use support::tree::{sample_tree, snapshot};
-use support::{ocistep, Registry};
+use support::{Registry, Run};
 
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap()
-}
-
-fn push(dir: &Path, image: &str, out: &Path) {
-    push_with(dir, image, out, &[]);
-}
-
-fn push_with(dir: &Path, image: &str, out: &Path, extra: &[&str]) {
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(dir)
-        .args(["--image", image, "--source-timestamp", "1700000000"])
-        .arg("--result-file-image-digest")
-        .arg(out.join("digest"))
-        .arg("--result-file-image-size")
-        .arg(out.join("size"))
-        .arg("--result-file-image-ref")
-        .arg(out.join("ref"))
-        .args(extra)
-        .assert()
-        .success();
 }
 
 #[test]
@@ -39,7 +19,10 @@ fn push_then_pull_round_trips_the_tree_byte_for_byte() {
     let src = tmp.path().join("src");
     sample_tree(&src);
     let image = format!("{}/team/app:v1-src", reg.host());
-    push(&src, &image, tmp.path());
+    Run::push_bundle(&src)
+        .image(&image)
+        .args(["--source-timestamp", "1700000000"])
+        .results_in(tmp.path());
 
     let digest = read(&tmp.path().join("digest"));
     assert!(
@@ -57,12 +40,9 @@ fn push_then_pull_round_trips_the_tree_byte_for_byte() {
     );
 
     let work = tmp.path().join("work");
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(&work)
-        .args(["--image", &image])
-        .arg("--result-file-image-digest")
-        .arg(tmp.path().join("pulled-digest"))
+    Run::pull_bundle(&work)
+        .image(&image)
+        .digest_to(tmp.path().join("pulled-digest"))
         .arg("--result-file-source-timestamp")
         .arg(tmp.path().join("ts"))
         .assert()
@@ -90,14 +70,16 @@ fn pull_by_digest_lists_entries_and_prunes() {
     let src = tmp.path().join("src");
     sample_tree(&src);
     let image = format!("{}/app:prune-me", reg.host());
-    push(&src, &image, tmp.path());
+    Run::push_bundle(&src)
+        .image(&image)
+        .args(["--source-timestamp", "1700000000"])
+        .results_in(tmp.path());
     let pinned = read(&tmp.path().join("ref"));
 
     let work = tmp.path().join("work");
-    let out = ocistep()
-        .arg("--pull-source-bundle")
-        .arg(&work)
-        .args(["--image", &pinned, "--show-listing", "--prune"])
+    let out = Run::pull_bundle(&work)
+        .image(&pinned)
+        .args(["--show-listing", "--prune"])
         .assert()
         .success();
     let listing = String::from_utf8(out.get_output().stdout.clone()).unwrap();
@@ -111,10 +93,8 @@ fn pull_by_digest_lists_entries_and_prunes() {
 
     // The bundle is gone: pulling again by tag and by digest fails with "not found".
     for reference in [&image, &pinned] {
-        ocistep()
-            .arg("--pull-source-bundle")
-            .arg(tmp.path().join("again"))
-            .args(["--image", reference])
+        Run::pull_bundle(tmp.path().join("again"))
+            .image(reference)
             .assert()
             .code(4);
     }
@@ -131,7 +111,10 @@ fn second_push_of_an_unchanged_tree_completes_no_blob_upload() {
     let src = tmp.path().join("src");
     sample_tree(&src);
     let image = format!("{}/app:v1-src", reg.host());
-    push(&src, &image, tmp.path());
+    Run::push_bundle(&src)
+        .image(&image)
+        .args(["--source-timestamp", "1700000000"])
+        .results_in(tmp.path());
     let first = read(&tmp.path().join("digest"));
     let uploads_before = reg.request_count("POST", "/blobs/uploads/");
     assert_eq!(uploads_before, 2, "layer and config uploaded once each");
@@ -152,7 +135,10 @@ fn second_push_of_an_unchanged_tree_completes_no_blob_upload() {
     // known, a HEAD finds it and the session is cancelled, not completed.
     let closed_before = reg.request_count("PUT", "/blobs/uploads/");
     let heads_before = reg.request_count("HEAD", "/blobs/sha256:");
-    push(&src, &format!("{}/app:v2-src", reg.host()), tmp.path());
+    Run::push_bundle(&src)
+        .image(format!("{}/app:v2-src", reg.host()))
+        .args(["--source-timestamp", "1700000000"])
+        .results_in(tmp.path());
     assert_eq!(read(&tmp.path().join("digest")), first);
     assert_eq!(
         reg.request_count("PUT", "/blobs/uploads/"),
@@ -165,12 +151,11 @@ fn second_push_of_an_unchanged_tree_completes_no_blob_upload() {
     // Packed first: HEAD requests only, no upload session at all.
     let uploads_before = reg.request_count("POST", "/blobs/uploads/");
     let heads_before = reg.request_count("HEAD", "/blobs/sha256:");
-    push_with(
-        &src,
-        &format!("{}/app:v3-src", reg.host()),
-        tmp.path(),
-        &["--stream-upload=never"],
-    );
+    Run::push_bundle(&src)
+        .image(format!("{}/app:v3-src", reg.host()))
+        .args(["--source-timestamp", "1700000000"])
+        .arg("--stream-upload=never")
+        .results_in(tmp.path());
     assert_eq!(read(&tmp.path().join("digest")), first);
     assert_eq!(
         reg.request_count("POST", "/blobs/uploads/"),
@@ -189,7 +174,10 @@ fn layout_round_trip_needs_no_registry() {
     let src = tmp.path().join("src");
     sample_tree(&src);
     let layout = tmp.path().join("layout");
-    push(&src, &format!("oci:{}:v1", layout.display()), tmp.path());
+    Run::push_bundle(&src)
+        .image(format!("oci:{}:v1", layout.display()))
+        .args(["--source-timestamp", "1700000000"])
+        .results_in(tmp.path());
     let digest = read(&tmp.path().join("digest"));
     assert_eq!(
         read(&tmp.path().join("ref")),
@@ -202,12 +190,7 @@ fn layout_round_trip_needs_no_registry() {
         format!("oci:{}@{digest}", layout.display()),
     ] {
         let work = tmp.path().join(format!("work-{}", image.len()));
-        ocistep()
-            .arg("--pull-source-bundle")
-            .arg(&work)
-            .args(["--image", &image])
-            .assert()
-            .success();
+        Run::pull_bundle(&work).image(&image).assert().success();
         assert_eq!(snapshot(&src), snapshot(&work));
     }
 }
@@ -218,13 +201,15 @@ fn same_tree_gives_same_digest_in_layout_and_registry() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     sample_tree(&src);
-    push(
-        &src,
-        &format!("oci:{}:x", tmp.path().join("layout").display()),
-        tmp.path(),
-    );
+    Run::push_bundle(&src)
+        .image(format!("oci:{}:x", tmp.path().join("layout").display()))
+        .args(["--source-timestamp", "1700000000"])
+        .results_in(tmp.path());
     let layout_digest = read(&tmp.path().join("digest"));
-    push(&src, &format!("{}/app:x", reg.host()), tmp.path());
+    Run::push_bundle(&src)
+        .image(format!("{}/app:x", reg.host()))
+        .args(["--source-timestamp", "1700000000"])
+        .results_in(tmp.path());
     assert_eq!(read(&tmp.path().join("digest")), layout_digest);
 }
 
@@ -234,16 +219,17 @@ fn pull_into_a_directory_with_conflicting_entries_is_refused_unless_overwrite() 
     let src = tmp.path().join("src");
     sample_tree(&src);
     let image = format!("oci:{}:v1", tmp.path().join("layout").display());
-    push(&src, &image, tmp.path());
+    Run::push_bundle(&src)
+        .image(&image)
+        .args(["--source-timestamp", "1700000000"])
+        .results_in(tmp.path());
 
     let work = tmp.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
     std::fs::write(work.join("README.md"), "mine").unwrap();
     std::fs::write(work.join("unrelated"), "keep").unwrap();
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(&work)
-        .args(["--image", &image])
+    Run::pull_bundle(&work)
+        .image(&image)
         .assert()
         .code(10)
         .stderr(
@@ -256,10 +242,9 @@ fn pull_into_a_directory_with_conflicting_entries_is_refused_unless_overwrite() 
         "nothing else was added"
     );
 
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(&work)
-        .args(["--image", &image, "--overwrite"])
+    Run::pull_bundle(&work)
+        .image(&image)
+        .arg("--overwrite")
         .assert()
         .success();
     assert_eq!(read(&work.join("README.md")), read(&src.join("README.md")));

@@ -13,7 +13,7 @@ use support::faults::{Fault, FaultProxy, Rule};
 use support::token::{self, decode_claims, Grant};
 use support::tree::{sample_tree, snapshot};
 use support::{
-    http_get, http_request_with, ocistep, AccessLogEntry, Registry, RegistryOptions, TokenPolicy,
+    http_get, http_request_with, AccessLogEntry, Registry, RegistryOptions, Run, TokenPolicy,
 };
 
 const USER: &str = "ci";
@@ -76,20 +76,6 @@ fn manifest_dir(reg: &Registry, repository: &str) -> PathBuf {
         .join("docker/registry/v2/repositories")
         .join(repository)
         .join("_manifests")
-}
-
-fn push(reg: &Registry, src: &Path, image: &str, secrets: &Path, digest_file: &Path) {
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(src)
-        .args(["--image", image])
-        .arg("--secret-path")
-        .arg(secrets)
-        .arg("--result-file-image-digest")
-        .arg(digest_file)
-        .assert()
-        .success();
-    assert!(reg.token_requests() > 0);
 }
 
 #[test]
@@ -220,12 +206,10 @@ fn push_and_pull_with_a_token() {
     let secrets = secret_dir(&tmp.path().join("secret"), &reg.host(), USER, PASSWORD);
     let image = format!("{}/private/app:v1", reg.host());
 
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(&src)
-        .args(["--image", &image, "-vv"])
-        .arg("--secret-path")
-        .arg(&secrets)
+    Run::push_bundle(&src)
+        .image(&image)
+        .arg("-vv")
+        .secret_path(&secrets)
         .assert()
         .success()
         .stderr(contains(PASSWORD).not());
@@ -243,12 +227,10 @@ fn push_and_pull_with_a_token() {
     );
 
     let work = tmp.path().join("work");
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(&work)
-        .args(["--image", &image, "-vv"])
-        .arg("--secret-path")
-        .arg(&secrets)
+    Run::pull_bundle(&work)
+        .image(&image)
+        .arg("-vv")
+        .secret_path(&secrets)
         .assert()
         .success()
         .stderr(contains(PASSWORD).not());
@@ -303,20 +285,11 @@ fn wrong_password_exits_3_without_leaking_and_pushes_nothing() {
     let bad_password = "Wr0ng-t0ken-pa55word";
     let secrets = secret_dir(&tmp.path().join("wrong"), &reg.host(), USER, bad_password);
     let digest_file = tmp.path().join("digest");
-    let out = ocistep()
-        .arg("--push-source-bundle")
-        .arg(tmp.path().join("src"))
-        .args([
-            "--image",
-            &format!("{}/app:v1", reg.host()),
-            "-vv",
-            "--log-format",
-            "json",
-        ])
-        .arg("--secret-path")
-        .arg(&secrets)
-        .arg("--result-file-image-digest")
-        .arg(&digest_file)
+    let out = Run::push_bundle(tmp.path().join("src"))
+        .image(format!("{}/app:v1", reg.host()))
+        .args(["-vv", "--log-format", "json"])
+        .secret_path(&secrets)
+        .digest_to(&digest_file)
         .assert()
         .code(3)
         .stderr(contains("credentials").and(contains(bad_password).not()));
@@ -352,10 +325,8 @@ fn no_credentials_exit_3_because_the_anonymous_token_grants_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     support::tree::write(tmp.path(), "src/a", b"a");
     let image = format!("{}/app:v1", reg.host());
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(tmp.path().join("src"))
-        .args(["--image", &image])
+    Run::push_bundle(tmp.path().join("src"))
+        .image(&image)
         .assert()
         .code(3)
         .stderr(contains("credentials").and(contains("--secret-path")));
@@ -378,18 +349,16 @@ fn no_credentials_exit_3_because_the_anonymous_token_grants_nothing() {
 
     // A bundle that exists cannot be pulled anonymously either.
     let secrets = secret_dir(&tmp.path().join("secret"), &reg.host(), USER, PASSWORD);
-    push(
-        &reg,
-        &tmp.path().join("src"),
-        &image,
-        &secrets,
-        &tmp.path().join("d"),
-    );
+    Run::push_bundle(tmp.path().join("src"))
+        .image(&image)
+        .secret_path(&secrets)
+        .digest_to(tmp.path().join("d"))
+        .assert()
+        .success();
+    assert!(reg.token_requests() > 0);
     let work = tmp.path().join("work");
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(&work)
-        .args(["--image", &image])
+    Run::pull_bundle(&work)
+        .image(&image)
         .assert()
         .code(3)
         .stderr(contains("credentials"));
@@ -411,12 +380,9 @@ fn prune_with_token_auth_asks_for_a_delete_scope_and_deletes() {
     let pushed_tokens = reg.token_requests();
 
     let work = tmp.path().join("work");
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(&work)
-        .args(["--image", &format!("{}/prune/app@{digest}", reg.host())])
-        .arg("--secret-path")
-        .arg(&secrets)
+    Run::pull_bundle(&work)
+        .image(format!("{}/prune/app@{digest}", reg.host()))
+        .secret_path(&secrets)
         .arg("--prune")
         .assert()
         .success()
@@ -464,7 +430,7 @@ struct Pushed {
     digest: String,
 }
 
-/// Pushes the sample tree to `image` through [`push`] on `reg`, with
+/// Pushes the sample tree to `image` on `reg` with its secret, with
 /// credentials for `host` (the registry's, or a proxy's in front of it).
 fn push_sample(reg: &Registry, host: &str, image: &str) -> Pushed {
     let tmp = tempfile::tempdir().unwrap();
@@ -472,7 +438,13 @@ fn push_sample(reg: &Registry, host: &str, image: &str) -> Pushed {
     sample_tree(&src);
     let secrets = secret_dir(&tmp.path().join("secret"), host, USER, PASSWORD);
     let digest_file = tmp.path().join("digest");
-    push(reg, &src, image, &secrets, &digest_file);
+    Run::push_bundle(&src)
+        .image(image)
+        .secret_path(&secrets)
+        .digest_to(&digest_file)
+        .assert()
+        .success();
+    assert!(reg.token_requests() > 0);
     let digest = std::fs::read_to_string(&digest_file).unwrap();
     Pushed {
         tmp,
@@ -551,12 +523,9 @@ fn a_token_that_expires_during_an_upload_is_renewed() {
         Some(digest.as_str())
     );
     let work = tmp.path().join("work");
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(&work)
-        .args(["--image", &image])
-        .arg("--secret-path")
-        .arg(&secrets)
+    Run::pull_bundle(&work)
+        .image(&image)
+        .secret_path(&secrets)
         .assert()
         .success();
     assert_eq!(snapshot(&src), snapshot(&work));
@@ -575,16 +544,14 @@ fn copy_across_repositories(reg: &Registry) -> Vec<AccessLogEntry> {
         ..
     } = push_sample(reg, &reg.host(), &format!("{}/src/app:v1", reg.host()));
     let copied_file = tmp.path().join("copied");
-    ocistep()
+    Run::new()
         .args([
             "--copy",
             &format!("{}/src/app:v1", reg.host()),
             &format!("{}/dst/app:v1", reg.host()),
         ])
-        .arg("--secret-path")
-        .arg(&secrets)
-        .arg("--result-file-image-digest")
-        .arg(&copied_file)
+        .secret_path(&secrets)
+        .digest_to(&copied_file)
         .assert()
         .success();
     assert_eq!(std::fs::read_to_string(&copied_file).unwrap(), pushed);
@@ -673,13 +640,10 @@ fn a_token_service_that_fails_for_a_while_is_asked_again() {
         fail_first: usize::MAX,
         ..TokenPolicy::default()
     });
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(&src)
-        .args(["--image", &format!("{}/private/app:v1", reg.host())])
+    Run::push_bundle(&src)
+        .image(format!("{}/private/app:v1", reg.host()))
         .args(["--retries", "2"])
-        .arg("--secret-path")
-        .arg(secret_dir(
+        .secret_path(secret_dir(
             &tmp.path().join("secret2"),
             &reg.host(),
             USER,
@@ -714,7 +678,13 @@ fn into_an_existing_repository_a_streamed_layer_is_cancelled_or_finished_with_a_
     // and the session is cancelled. distribution wants a `delete` action for
     // that (the push token gets a 401 naming it), so the token is asked for
     // again with it added.
-    push(&reg, &src, &image("v2"), &secrets, &digest_file);
+    Run::push_bundle(&src)
+        .image(image("v2"))
+        .secret_path(&secrets)
+        .digest_to(&digest_file)
+        .assert()
+        .success();
+    assert!(reg.token_requests() > 0);
     assert_eq!(std::fs::read_to_string(&digest_file).unwrap(), digest);
     let patched: Vec<u16> = requests_for(&reg, "PATCH", "/v2/private/app/blobs/uploads/")
         .iter()
@@ -741,16 +711,19 @@ fn into_an_existing_repository_a_streamed_layer_is_cancelled_or_finished_with_a_
 
     // A changed tree: streamed, and the closing PUT finishes the upload.
     std::fs::write(src.join("added.txt"), "a change").unwrap();
-    push(&reg, &src, &image("v3"), &secrets, &digest_file);
+    Run::push_bundle(&src)
+        .image(image("v3"))
+        .secret_path(&secrets)
+        .digest_to(&digest_file)
+        .assert()
+        .success();
+    assert!(reg.token_requests() > 0);
     assert_ne!(std::fs::read_to_string(&digest_file).unwrap(), digest);
     assert!(closed(&reg) > closed_before, "{}", reg.access_log());
     let work = tmp.path().join("work");
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(&work)
-        .args(["--image", &image("v3")])
-        .arg("--secret-path")
-        .arg(&secrets)
+    Run::pull_bundle(&work)
+        .image(image("v3"))
+        .secret_path(&secrets)
         .assert()
         .success();
     assert_eq!(snapshot(&src), snapshot(&work));

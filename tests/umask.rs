@@ -6,29 +6,14 @@
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use support::tree::{all_paths, sample_tree, write};
-use support::{ocistep_process, push_bundle, require_tool, run_ok, Registry};
+use support::{require_tool, Registry, Run};
 
 /// The uid and gid of `nobody`.
 const NOBODY: u32 = 65534;
-
-/// `ocistep` with `args`, run under `umask`; panics unless it succeeds.
-fn ocistep_under(umask: u32, args: &[&std::ffi::OsStr]) {
-    let mut cmd = ocistep_process();
-    cmd.args(args);
-    // SAFETY: umask is async-signal-safe and touches no memory.
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::umask(umask as libc::mode_t);
-            Ok(())
-        });
-    }
-    run_ok(&mut cmd);
-}
 
 /// Writes a layout (a bundle and an artifact) and fills a cache (a pull
 /// from the registry, then a push that records its packed layer), all
@@ -39,42 +24,26 @@ fn write_all_under(umask: u32, image: &str, dir: &Path) -> (PathBuf, PathBuf) {
     let src = dir.join("src");
     sample_tree(&src);
     write(dir, "notes.txt", b"notes\n");
-    let os = |s: &str| std::ffi::OsString::from(s);
-    let layout_ref = |tag: &str| os(&format!("oci:{}:{tag}", layout.display()));
-    ocistep_under(
-        umask,
-        &[
-            &os("--pull-source-bundle"),
-            dir.join("work").as_os_str(),
-            &os("--image"),
-            &os(image),
-            &os("--cache-dir"),
-            cache.as_os_str(),
-        ],
-    );
-    ocistep_under(
-        umask,
-        &[
-            &os("--push-source-bundle"),
-            src.as_os_str(),
-            &os("--image"),
-            &layout_ref("v1"),
-            &os("--cache-dir"),
-            cache.as_os_str(),
-        ],
-    );
-    ocistep_under(
-        umask,
-        &[
-            &os("--push-artifact"),
-            &os("--artifact-type"),
-            &os("application/vnd.example.notes"),
-            &os("--file"),
-            dir.join("notes.txt").as_os_str(),
-            &os("--image"),
-            &layout_ref("notes"),
-        ],
-    );
+    let layout_ref = |tag: &str| format!("oci:{}:{tag}", layout.display());
+    Run::pull_bundle(dir.join("work"))
+        .image(image)
+        .cache_dir(&cache)
+        .umask(umask)
+        .assert()
+        .success();
+    Run::push_bundle(&src)
+        .image(layout_ref("v1"))
+        .cache_dir(&cache)
+        .umask(umask)
+        .assert()
+        .success();
+    Run::push_artifact()
+        .args(["--artifact-type", "application/vnd.example.notes", "--file"])
+        .arg(dir.join("notes.txt"))
+        .image(layout_ref("notes"))
+        .umask(umask)
+        .assert()
+        .success();
     assert!(
         cache.join("ocistep-packed").is_dir(),
         "the push recorded its layer"
@@ -102,7 +71,7 @@ fn pushed_bundle(reg: &Registry, dir: &Path) -> String {
     let src = dir.join("pushed");
     sample_tree(&src);
     let image = format!("{}/app:v1", reg.host());
-    push_bundle(&src, &image).success();
+    Run::push_bundle(&src).image(&image).assert().success();
     image
 }
 

@@ -11,26 +11,11 @@ use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
 use support::jail::Jail;
 use support::tree::{layout_with_layer, raw_tar, sample_tree, snapshot};
-use support::{ocistep, require_tool, run_ok, tool, Registry};
+use support::{require_tool, run_ok, tool, Registry, Run};
 
 const ZSTD_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 const GZIP_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
-
-/// Pushes `src` as a bundle to `image` with `extra` flags; returns the digest.
-fn push(src: &Path, image: &str, extra: &[&str]) -> String {
-    let out = tempfile::NamedTempFile::new().unwrap();
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(src)
-        .args(["--image", image, "--source-timestamp", "1700000000"])
-        .args(extra)
-        .arg("--result-file-image-digest")
-        .arg(out.path())
-        .assert()
-        .success();
-    std::fs::read_to_string(out.path()).unwrap()
-}
 
 /// The manifest of `image` as skopeo reads it.
 fn manifest(image: &str) -> serde_json::Value {
@@ -68,7 +53,11 @@ fn zstd_bundle_round_trips_and_is_deterministic() {
     let src = tmp.path().join("src");
     sample_tree(&src);
     let image = format!("{}/team/app:v1-src", reg.host());
-    let digest = push(&src, &image, &["--compression", "zstd"]);
+    let digest = Run::push_bundle(&src)
+        .image(&image)
+        .args(["--source-timestamp", "1700000000"])
+        .args(["--compression", "zstd"])
+        .digest();
 
     let m = manifest(&image);
     assert_eq!(m["layers"].as_array().unwrap().len(), 1);
@@ -101,39 +90,47 @@ fn zstd_bundle_round_trips_and_is_deterministic() {
     ];
     for (i, image) in sources.iter().enumerate() {
         let work = tmp.path().join(format!("work{i}"));
-        ocistep()
-            .arg("--pull-source-bundle")
-            .arg(&work)
-            .args(["--image", image])
-            .assert()
-            .success();
+        Run::pull_bundle(&work).image(image).assert().success();
         assert_eq!(snapshot(&src), snapshot(&work), "{image}");
     }
 
     // Same tree and flags, same digest; the default level is 3.
     let again = format!("{}/team/app:v2-src", reg.host());
-    assert_eq!(push(&src, &again, &["--compression", "zstd"]), digest);
+    assert_eq!(
+        Run::push_bundle(&src)
+            .image(&again)
+            .args(["--source-timestamp", "1700000000"])
+            .args(["--compression", "zstd"])
+            .digest(),
+        digest
+    );
     let level3 = format!("{}/team/app:v3-src", reg.host());
     assert_eq!(
-        push(
-            &src,
-            &level3,
-            &["--compression", "zstd", "--compression-level", "3"]
-        ),
+        Run::push_bundle(&src)
+            .image(&level3)
+            .args(["--source-timestamp", "1700000000"])
+            .args(["--compression", "zstd", "--compression-level", "3"])
+            .digest(),
         digest
     );
     let level19 = format!("{}/team/app:v4-src", reg.host());
     assert_ne!(
-        push(
-            &src,
-            &level19,
-            &["--compression", "zstd", "--compression-level", "19"]
-        ),
+        Run::push_bundle(&src)
+            .image(&level19)
+            .args(["--source-timestamp", "1700000000"])
+            .args(["--compression", "zstd", "--compression-level", "19"])
+            .digest(),
         digest
     );
     // gzip stays the default.
     let gz = format!("{}/team/app:v5-src", reg.host());
-    assert_ne!(push(&src, &gz, &[]), digest);
+    assert_ne!(
+        Run::push_bundle(&src)
+            .image(&gz)
+            .args(["--source-timestamp", "1700000000"])
+            .digest(),
+        digest
+    );
     assert_eq!(manifest(&gz)["layers"][0]["mediaType"], GZIP_LAYER);
 }
 
@@ -146,7 +143,11 @@ fn umoci_unpacks_the_skopeo_copy() {
     let src = tmp.path().join("src");
     sample_tree(&src);
     let image = format!("{}/app:v1-src", reg.host());
-    push(&src, &image, &["--compression", "zstd"]);
+    Run::push_bundle(&src)
+        .image(&image)
+        .args(["--source-timestamp", "1700000000"])
+        .args(["--compression", "zstd"])
+        .digest();
     let layout = tmp.path().join("layout");
     skopeo_copy(&image, &layout);
 
@@ -179,8 +180,8 @@ fn zstd_artifact_directories_round_trip_and_the_cache_keys_on_the_compression() 
     let src = tmp.path().join("site");
     sample_tree(&src);
     let image = format!("{}/app:v1-site", reg.host());
-    ocistep()
-        .args(["--push-artifact", "--image", &image])
+    Run::push_artifact()
+        .image(&image)
         .args(["--artifact-type", "application/vnd.example.site.v1"])
         .args(["--compression", "zstd", "--file"])
         .arg(&src)
@@ -188,30 +189,22 @@ fn zstd_artifact_directories_round_trip_and_the_cache_keys_on_the_compression() 
         .success();
     assert_eq!(manifest(&image)["layers"][0]["mediaType"], ZSTD_LAYER);
     let out = tmp.path().join("out");
-    ocistep()
-        .arg("--pull-artifact")
-        .arg(&out)
-        .args(["--image", &image])
-        .assert()
-        .success();
+    Run::pull_artifact(&out).image(&image).assert().success();
     assert_eq!(snapshot(&src), snapshot(&out.join("site")));
 
     // A packed-layer cache filled by a zstd push is not reused for gzip.
     let cache = tmp.path().join("cache");
     let bundle = format!("{}/app:zstd-src", reg.host());
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(&src)
-        .args(["--image", &bundle, "--compression", "zstd", "--cache-dir"])
+    Run::push_bundle(&src)
+        .image(&bundle)
+        .args(["--compression", "zstd", "--cache-dir"])
         .arg(&cache)
         .assert()
         .success();
     let bundle_gz = format!("{}/app:gzip-src", reg.host());
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(&src)
-        .args(["--image", &bundle_gz, "--cache-dir"])
-        .arg(&cache)
+    Run::push_bundle(&src)
+        .image(&bundle_gz)
+        .cache_dir(&cache)
         .assert()
         .success();
     assert_eq!(manifest(&bundle)["layers"][0]["mediaType"], ZSTD_LAYER);
@@ -223,10 +216,9 @@ fn zstd_artifact_directories_round_trip_and_the_cache_keys_on_the_compression() 
     );
     // And the zstd push again, with the cache, still gives the zstd bundle.
     let bundle2 = format!("{}/app:zstd2-src", reg.host());
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(&src)
-        .args(["--image", &bundle2, "--compression", "zstd", "--cache-dir"])
+    Run::push_bundle(&src)
+        .image(&bundle2)
+        .args(["--compression", "zstd", "--cache-dir"])
         .arg(&cache)
         .assert()
         .success();
@@ -238,10 +230,8 @@ fn pull_layer(layer: &[u8], extra: &[&str]) -> (assert_cmd::assert::Assert, Jail
     let layouts = tempfile::tempdir().unwrap();
     layout_with_layer(layouts.path(), "t", layer, ZSTD_LAYER);
     let jail = Jail::new();
-    let assert = ocistep()
-        .arg("--pull-source-bundle")
-        .arg(&jail.target)
-        .args(["--image", &format!("oci:{}:t", layouts.path().display())])
+    let assert = Run::pull_bundle(&jail.target)
+        .image(format!("oci:{}:t", layouts.path().display()))
         .args(extra)
         .assert();
     (assert, jail)
@@ -283,8 +273,8 @@ fn levels_are_checked_per_algorithm() {
     let tmp = tempfile::tempdir().unwrap();
     let image = format!("oci:{}:x", tmp.path().join("l").display());
     let bad = |args: &[&str], range: &str| {
-        ocistep()
-            .args(["--push-source-bundle", ".", "--image", &image])
+        Run::push_bundle(".")
+            .image(&image)
             .args(args)
             .assert()
             .code(2)
@@ -310,7 +300,7 @@ fn levels_are_checked_per_algorithm() {
         "nothing written on a usage error"
     );
 
-    let help = ocistep().arg("--help").assert().success();
+    let help = Run::new().arg("--help").assert().success();
     let help = String::from_utf8(help.get_output().stdout.clone()).unwrap();
     assert!(help.contains("--compression <ALGORITHM>"), "{help}");
     assert!(help.contains("zstd 1 to 19, default 3"), "{help}");

@@ -10,18 +10,28 @@
 //!   TCP for probing a registry without extra crates;
 //! * [`require_tool`]: a hard check (never a silent skip) that an external
 //!   program the tests rely on is installed;
-//! * [`ocistep`]: the CLI under test, with an environment isolated from the
-//!   developer's or CI's real credentials and settings;
-//! * [`tree`]: sample source trees, snapshots and hand-made bundles.
+//! * [`Run`]: the one builder that runs the CLI under test, with an
+//!   environment isolated from the developer's or CI's real credentials and
+//!   settings;
+//! * [`tree`]: sample source trees, snapshots and hand-made bundles;
+//! * [`faults`]: a fault-injecting proxy, and [`fault_runs`] what the fault
+//!   tests share;
+//! * [`assembly`], [`ci`] and [`tekton`]: what the `--assemble-index` and
+//!   the pipeline contract test files share.
 
 // Every test file compiles this module on its own and uses only part of it.
 #![allow(dead_code, unused_imports)]
 
+pub mod assembly;
+pub mod ci;
+pub mod fault_runs;
 pub mod faults;
 pub mod http;
 pub mod images;
 pub mod jail;
 pub mod registry;
+pub mod run;
+pub mod tekton;
 pub mod tls;
 pub mod token;
 pub mod tree;
@@ -31,6 +41,7 @@ use std::process::{Command, Output};
 
 pub use http::{http_get, http_request, http_request_with, HttpResponse};
 pub use registry::{AccessLogEntry, Registry, RegistryOptions};
+pub use run::{ocistep_bin, Run};
 pub use tls::TlsMaterial;
 pub use token::{TokenPolicy, TokenReply, TokenRequest, TokenServer};
 
@@ -124,73 +135,21 @@ pub fn fresh_home() -> PathBuf {
         .keep()
 }
 
-/// The `ocistep` binary as an [`assert_cmd::Command`], with `HOME` set to a
-/// fresh empty directory and the variables in [`SCRUBBED_ENV`] removed, so
-/// no real credentials or settings leak into a test.
-pub fn ocistep() -> assert_cmd::Command {
-    let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_ocistep"));
-    for var in SCRUBBED_ENV {
-        cmd.env_remove(var);
-    }
-    cmd.env("HOME", fresh_home());
-    cmd
-}
-
-/// `ocistep --push-source-bundle DIR --image IMAGE`.
-pub fn push_bundle(dir: &Path, image: &str) -> assert_cmd::assert::Assert {
-    ocistep()
-        .arg("--push-source-bundle")
-        .arg(dir)
-        .args(["--image", image])
-        .assert()
-}
-
-/// `ocistep --push-artifact --file DIR --image IMAGE`: a directory pushed
-/// as a one-layer artifact of a test artifact type.
-pub fn push_artifact_dir(dir: &Path, image: &str) -> assert_cmd::assert::Assert {
-    ocistep()
-        .args([
-            "--push-artifact",
-            "--artifact-type",
-            "application/vnd.example.test",
-        ])
-        .arg("--file")
-        .arg(dir)
-        .args(["--image", image])
-        .assert()
-}
-
-/// The `ocistep` binary as a [`std::process::Command`], isolated like
-/// [`ocistep`], for runs started in the background (signalled, raced) or
-/// set up by the test itself (e.g. its umask).
-pub fn ocistep_process() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocistep"));
-    for var in SCRUBBED_ENV {
-        cmd.env_remove(var);
-    }
-    cmd.env("HOME", fresh_home());
-    cmd
-}
-
-/// `ocistep --pull-source-bundle TARGET --image IMAGE EXTRA...`, run.
-pub fn pull_bundle(target: &Path, image: &str, extra: &[&str]) -> assert_cmd::assert::Assert {
-    ocistep()
-        .arg("--pull-source-bundle")
-        .arg(target)
-        .args(["--image", image])
-        .args(extra)
-        .assert()
-}
-
 /// The external program `name` (see [`require_tool`]) as a
-/// [`std::process::Command`], isolated like [`ocistep`]: fresh `HOME`,
+/// [`std::process::Command`], isolated like [`Run`]: fresh `HOME`,
 /// [`SCRUBBED_ENV`] removed.
 pub fn tool(name: &str) -> Command {
-    let mut cmd = Command::new(require_tool(name));
+    isolated(require_tool(name), &fresh_home())
+}
+
+/// `program` as a [`std::process::Command`] with the variables in
+/// [`SCRUBBED_ENV`] removed and `HOME` set to `home`.
+fn isolated(program: impl AsRef<std::ffi::OsStr>, home: &Path) -> Command {
+    let mut cmd = Command::new(program);
     for var in SCRUBBED_ENV {
         cmd.env_remove(var);
     }
-    cmd.env("HOME", fresh_home());
+    cmd.env("HOME", home);
     cmd
 }
 
