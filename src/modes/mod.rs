@@ -1,5 +1,4 @@
 //! One file per mode; each composes library calls and writes its results.
-//! `stream_feed` is the packing thread's end of a streamed upload.
 
 pub mod assemble_index;
 pub mod copy;
@@ -8,7 +7,6 @@ pub mod pull_source_bundle;
 pub mod push_artifact;
 pub mod push_image;
 pub mod push_source_bundle;
-mod stream_feed;
 
 use std::sync::Arc;
 

@@ -61,7 +61,7 @@ impl StreamFeed {
 
     /// Hands the next compressed bytes to the PATCH, or ends the PATCH
     /// before them once the tar stream is near its end (`ending`, see
-    /// [`PATCH_SHARE`]).
+    /// [`patch_end`]).
     pub fn offer(&mut self, bytes: &[u8], ending: bool) {
         let Some(sender) = &self.sender else {
             return;
@@ -117,7 +117,7 @@ pub fn tar_size(entry: &SourceEntry) -> u64 {
     512 + content
 }
 
-/// The bytes of tar after which the PATCH may end (see [`PATCH_SHARE`]).
+/// The bytes of tar after which the PATCH may end: 31/32 of the tar stream.
 pub fn patch_end(entries: &[SourceEntry]) -> u64 {
     let total: u64 = entries.iter().map(tar_size).sum();
     total / PATCH_SHARE.1 * PATCH_SHARE.0
