@@ -40,23 +40,58 @@ pub fn open_beneath(
     mode: Mode,
 ) -> io::Result<OwnedFd> {
     rel.split('/').try_for_each(check_component)?;
-    if !NO_OPENAT2.load(Ordering::Relaxed) {
-        let resolve =
-            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
-        let how = flags | OFlags::CLOEXEC | OFlags::NOFOLLOW;
-        for _ in 0..OPENAT2_ATTEMPTS {
-            match rustix::fs::openat2(root, rel, how, mode, resolve) {
-                Err(Errno::AGAIN | Errno::INTR) => continue,
-                Err(Errno::NOSYS) => {
-                    NO_OPENAT2.store(true, Ordering::Relaxed);
-                    break;
-                }
-                other => return refuse_symlink(other?, flags),
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    let how = flags | OFlags::NOFOLLOW;
+    match openat2(root, rel, how, mode, resolve) {
+        Some(opened) => refuse_symlink(opened?, flags),
+        None => open_by_components(root, rel, flags, mode),
+    }
+}
+
+/// `openat2` with `how | O_CLOEXEC`, tried again when the kernel asks to
+/// (`EAGAIN`, `EINTR`); `None` when the kernel does not have it, or kept
+/// asking: then the caller opens one component at a time.
+fn openat2(
+    root: BorrowedFd<'_>,
+    rel: &str,
+    how: OFlags,
+    mode: Mode,
+    resolve: ResolveFlags,
+) -> Option<io::Result<OwnedFd>> {
+    if NO_OPENAT2.load(Ordering::Relaxed) {
+        return None;
+    }
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match rustix::fs::openat2(root, rel, how | OFlags::CLOEXEC, mode, resolve) {
+            Err(Errno::AGAIN | Errno::INTR) if attempts < OPENAT2_ATTEMPTS => continue,
+            Err(Errno::AGAIN | Errno::INTR) => return None,
+            Err(Errno::NOSYS) => {
+                NO_OPENAT2.store(true, Ordering::Relaxed);
+                return None;
             }
+            other => return Some(other.map_err(io::Error::from)),
         }
     }
-    open_by_components(root, rel, flags, mode)
 }
+
+/// Opens the directory at `path`, which must be a directory itself (not a
+/// symlink to one), for listing and as a handle to open entries beneath.
+pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::open(path, DIR_FLAGS, Mode::empty())?)
+}
+
+/// Opens the directory `name` in `dir`, not through a symlink.
+pub fn open_dir_at<P: rustix::path::Arg>(dir: BorrowedFd<'_>, name: P) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::openat(dir, name, DIR_FLAGS, Mode::empty())?)
+}
+
+/// How [`open_dir`] and [`open_dir_at`] open a directory.
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
 
 /// Refuses `fd` when it is a symlink: `O_PATH | O_NOFOLLOW` opens a symlink
 /// at the end of a path rather than failing, and only `O_PATH` without
@@ -81,20 +116,11 @@ pub fn open_following_beneath(
     flags: OFlags,
 ) -> io::Result<OwnedFd> {
     rel.split('/').try_for_each(check_component)?;
-    if !NO_OPENAT2.load(Ordering::Relaxed) {
-        let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
-        for _ in 0..OPENAT2_ATTEMPTS {
-            match rustix::fs::openat2(root, rel, flags | OFlags::CLOEXEC, Mode::empty(), resolve) {
-                Err(Errno::AGAIN | Errno::INTR) => continue,
-                Err(Errno::NOSYS) => {
-                    NO_OPENAT2.store(true, Ordering::Relaxed);
-                    break;
-                }
-                other => return other.map_err(io::Error::from),
-            }
-        }
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+    match openat2(root, rel, flags, Mode::empty(), resolve) {
+        Some(opened) => opened,
+        None => open_by_components(root, rel, flags, Mode::empty()),
     }
-    open_by_components(root, rel, flags, Mode::empty())
 }
 
 /// [`open_beneath`] without `openat2`: each directory on the way is opened
@@ -162,10 +188,8 @@ impl Beneath {
     /// Opens the directory at `path`, which must be a directory itself (not
     /// a symlink to one).
     pub fn open(path: &Path) -> io::Result<Self> {
-        let how = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let root = rustix::fs::open(path, how, Mode::empty())?;
         Ok(Beneath {
-            root,
+            root: open_dir(path)?,
             path: path.to_path_buf(),
         })
     }
@@ -222,8 +246,7 @@ impl Beneath {
     pub fn create_dir(&self, rel: &str, mode: u32) -> io::Result<()> {
         self.in_parent(rel, |dir, name| {
             rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(mode))?;
-            let how = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            let created = rustix::fs::openat(dir, name, how, Mode::empty())?;
+            let created = open_dir_at(dir, name)?;
             rustix::fs::fchmod(&created, Mode::from_raw_mode(mode))?;
             Ok(())
         })

@@ -17,8 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustix::fs::{FlockOperation, Mode, OFlags};
+use rustix::fs::FlockOperation;
 
+use crate::archive::beneath::open_dir;
 use crate::error::{Error, Result};
 
 /// Name prefix of staging directories (never part of a bundle's result).
@@ -195,14 +196,6 @@ fn lock_target(target: &Path) -> Result<OwnedFd> {
     rustix::fs::flock(&fd, FlockOperation::LockExclusive)
         .map_err(|e| Error::io("locking", target, e.into()))?;
     Ok(fd)
-}
-
-fn open_dir(path: &Path) -> std::io::Result<OwnedFd> {
-    Ok(rustix::fs::open(
-        path,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?)
 }
 
 /// Tries to lock a directory for this process: `Some(true)` when locked,

@@ -28,7 +28,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use rustix::fs::{Access, AtFlags, FileType, Mode, OFlags};
+use rustix::fs::{Access, AtFlags, FileType, OFlags};
 
 use crate::archive::beneath;
 pub use crate::archive::ignore_rules::IGNORE_FILE_NAME;
@@ -152,10 +152,9 @@ impl FileStamp {
 pub fn walk(root: &Path, opts: &WalkOptions, warn: &mut dyn FnMut(String)) -> Result<SourceTree> {
     let base = canonical_root(root)?;
     let rules = Rules::new(&base, &opts.excludes, &opts.ignore_files)?;
-    let how = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let root_fd = rustix::fs::open(&base, how, Mode::empty())
+    let root_fd = beneath::open_dir(&base)
         .map(Arc::new)
-        .map_err(|e| unreadable(&base, &io::Error::from(e)))?;
+        .map_err(|e| unreadable(&base, &e))?;
     let found = walk_tree(&base, &root_fd, &rules, opts);
     let first_error = found
         .errors
@@ -265,8 +264,7 @@ fn list_directory(
 /// gave. A directory swapped for a symlink since its parent was listed
 /// fails here (`ELOOP`) rather than being listed where the link points.
 fn read_directory(dir: &Pending) -> io::Result<(OwnedFd, Vec<(std::ffi::CString, FileType)>)> {
-    let how = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let fd = rustix::fs::openat(dir.parent.as_fd(), dir.name.as_c_str(), how, Mode::empty())?;
+    let fd = beneath::open_dir_at(dir.parent.as_fd(), dir.name.as_c_str())?;
     let mut listing = rustix::fs::Dir::new(rustix::io::dup(&fd)?)?;
     let mut names = Vec::new();
     while let Some(entry) = listing.read() {
