@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use ocistep::oci::digest::Digest;
 use serde_json::json;
 use support::assembly::*;
-use support::images::{blobs_of, push_platform_image, PushFormat, TestPlatform};
+use support::images::{blobs_of, push_platform_image, PushFormat, PushedImage, TestPlatform};
 use support::{run_ok, tool, Registry, Run};
 
 #[test]
@@ -67,26 +67,31 @@ fn missing_children_are_all_reported_and_nothing_is_pushed() {
     assert_eq!(results.platforms().len(), 2);
 }
 
-#[test]
-fn mislabelled_child_is_refused_naming_both_platforms() {
-    let reg = Registry::start();
-    let host = reg.host();
+/// Pushes a linux/amd64 and a linux/arm/v7 image to `host`; returns the
+/// amd64 one and entries that declare it linux/arm64 (the arm/v7 one
+/// labelled by its config).
+fn mislabelled_entries(host: &str) -> (PushedImage, Vec<String>) {
     let amd64 = image(
-        &host,
+        host,
         TestPlatform::parse("linux/amd64"),
         "v1",
         PushFormat::Oci,
     );
     let armv7 = image(
-        &host,
+        host,
         TestPlatform::parse("linux/arm/v7"),
         "v1",
         PushFormat::Oci,
     );
-    let entries = vec![
-        format!("linux/arm64={}", amd64.reference),
-        armv7.reference.clone(),
-    ];
+    let entries = vec![format!("linux/arm64={}", amd64.reference), armv7.reference];
+    (amd64, entries)
+}
+
+#[test]
+fn mislabelled_child_is_refused_naming_both_platforms() {
+    let reg = Registry::start();
+    let host = reg.host();
+    let (amd64, entries) = mislabelled_entries(&host);
 
     let out = Run::assemble_index()
         .image(format!("{host}/app:v1"))
@@ -112,22 +117,7 @@ fn mislabelled_child_is_refused_naming_both_platforms() {
 fn allow_missing_does_not_excuse_a_mislabelled_child() {
     let reg = Registry::start();
     let host = reg.host();
-    let amd64 = image(
-        &host,
-        TestPlatform::parse("linux/amd64"),
-        "v1",
-        PushFormat::Oci,
-    );
-    let armv7 = image(
-        &host,
-        TestPlatform::parse("linux/arm/v7"),
-        "v1",
-        PushFormat::Oci,
-    );
-    let entries = vec![
-        format!("linux/arm64={}", amd64.reference),
-        armv7.reference.clone(),
-    ];
+    let (_, entries) = mislabelled_entries(&host);
 
     // The image exists, so it is not missing: its label is wrong.
     let out = Run::assemble_index()

@@ -93,10 +93,7 @@ fn a_push_streams_its_layer_while_packing_unless_told_not_to() {
             expected,
             "{tag}: the same bundle as a monolithic upload"
         );
-        let requests: Vec<String> = labelled(&proxy, &layer)
-            .into_iter()
-            .map(|(r, _)| r)
-            .collect();
+        let requests = request_labels(&proxy, &layer);
         assert_eq!(requests, sequence, "{tag}: {requests:#?}");
     }
     assert_eq!(
@@ -118,10 +115,7 @@ fn a_push_streams_its_layer_while_packing_unless_told_not_to() {
         .success();
     let changed = layer_digest(&reg, "streamed", "v5");
     assert_ne!(changed, layer);
-    let requests: Vec<String> = labelled(&proxy, &changed)
-        .into_iter()
-        .map(|(r, _)| r)
-        .collect();
+    let requests = request_labels(&proxy, &changed);
     assert_eq!(
         requests,
         [
@@ -224,15 +218,7 @@ fn into_an_existing_repository_a_layer_streams_only_while_the_registry_keeps_up(
     // The registry leaves the PATCH's body unread for 3 s: the push stops
     // waiting on it after a moment, ends the PATCH with what it queued, and
     // sends the rest with the closing PUT.
-    let proxy = FaultProxy::start(
-        &reg.host(),
-        vec![Rule::new(
-            "PATCH",
-            "/blobs/uploads/",
-            &[1],
-            Fault::StallBeforeBody { millis: 3000 },
-        )],
-    );
+    let proxy = FaultProxy::stalling_first_patch(&reg.host(), 3000);
     let (_, size, patch, put) = streamed_push(&reg, &proxy, &src, "slow", &expected);
     // Streaming all of it, the PATCH would carry 31/32 of the layer.
     assert!(
@@ -253,10 +239,7 @@ fn a_large_streamed_layer_sends_its_last_part_with_the_closing_put() {
 
     let proxy = FaultProxy::start(&reg.host(), vec![]);
     let (layer, size, patch, put) = streamed_push(&reg, &proxy, &src, "big", &expected);
-    let requests: Vec<String> = labelled(&proxy, &layer)
-        .into_iter()
-        .map(|(r, _)| r)
-        .collect();
+    let requests = request_labels(&proxy, &layer);
     assert_eq!(requests, STREAMED_INTO_A_NEW_REPOSITORY, "{requests:#?}");
     assert!(
         patch[0] > 1 << 20 && put[0] > 0 && put[0] < size - (1 << 20),

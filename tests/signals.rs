@@ -192,15 +192,7 @@ fn sigterm_mid_push_cancels_its_upload_session() {
     sample_tree(&src);
     write(&src, "noise.bin", &pseudo_random(4 << 20, 5));
     // The registry takes the streamed PATCH's body only after 2.5 s.
-    let proxy = FaultProxy::start(
-        &reg.host(),
-        vec![Rule::new(
-            "PATCH",
-            "/blobs/uploads/",
-            &[1],
-            Fault::StallBeforeBody { millis: 2_500 },
-        )],
-    );
+    let proxy = FaultProxy::stalling_first_patch(&reg.host(), 2_500);
     let log = tmp.path().join("log");
     let mut child = Run::push_bundle(&src)
         .image(format!("{}/pushed:v1", proxy.host()))

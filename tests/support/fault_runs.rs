@@ -69,6 +69,12 @@ pub fn existing_repository(reg: &Registry, dir: &Path, repo: &str) {
         .success();
 }
 
+/// The proxy's requests as `METHOD what`, without their faults (see
+/// [`labelled`]).
+pub fn request_labels(proxy: &FaultProxy, layer: &Digest) -> Vec<String> {
+    labelled(proxy, layer).into_iter().map(|(r, _)| r).collect()
+}
+
 /// The proxy's requests as (`METHOD what`, fault): `what` is `layer` for
 /// the layer (by digest), `manifest`, `upload` for opening, streaming and
 /// cancelling an upload session, and `config` for the rest (the config

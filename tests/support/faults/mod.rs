@@ -78,6 +78,20 @@ impl FaultProxy {
         FaultProxy::launch(upstream, schedule, None)
     }
 
+    /// A proxy in front of `upstream` that leaves the body of the first
+    /// streamed upload (its `PATCH`) unread for `millis` milliseconds.
+    pub fn stalling_first_patch(upstream: &str, millis: u64) -> FaultProxy {
+        FaultProxy::start(
+            upstream,
+            vec![Rule::new(
+                "PATCH",
+                "/blobs/uploads/",
+                &[1],
+                Fault::StallBeforeBody { millis },
+            )],
+        )
+    }
+
     /// Starts a proxy in front of `upstream` that fails requests as the
     /// [`Seeded`] schedule draws them.
     pub fn seeded(upstream: &str, schedule: Seeded) -> FaultProxy {
