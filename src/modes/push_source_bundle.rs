@@ -34,9 +34,7 @@ pub async fn run(
     annotations: &BTreeMap<String, String>,
 ) -> Result<()> {
     require_tag(target, "app:v1-src")?;
-    let source_timestamp = args.source_timestamp;
     let walk_opts = args.walk.clone();
-    let compression = args.compression;
     let pack_opts = args.pack_options();
     let root = dir.to_path_buf();
     let started = std::time::Instant::now();
@@ -91,15 +89,15 @@ pub async fn run(
                 }
             };
             let stream_to = streaming.map(|how| (&store, how));
-            pack_layer(ctx, stream_to, tree, pack_opts, fp, source_timestamp).await?
+            pack_layer(ctx, stream_to, tree, pack_opts, fp, args.source_timestamp).await?
         }
     };
     let docs = format::build_compressed(
-        compression,
+        args.compression,
         &layer.digest,
         layer.size,
         &layer.diff_id,
-        source_timestamp,
+        args.source_timestamp,
         annotations,
     );
     match (&layer.file, layer.sent) {
@@ -151,7 +149,7 @@ pub async fn run(
             digest: Some(digest),
             size: Some(total),
             reference: Some(pinned),
-            source_timestamp: source_timestamp.map(|ts| ts.to_string()),
+            source_timestamp: args.source_timestamp.map(|ts| ts.to_string()),
             platform_results: None,
         },
     )?;
