@@ -145,30 +145,6 @@ fn conflict(target: &Path, what: &str) -> Error {
     ))
 }
 
-/// An extraction error the file system reported but the archive caused: a
-/// name too long for the file system (`ENAMETOOLONG`) makes the archive
-/// unsafe to extract here (exit 6). The name is shown shortened, relative
-/// to the staging directory. Other errors are returned as they are.
-pub fn archive_fault(e: Error) -> Error {
-    let Error::Io { path, source, .. } = &e else {
-        return e;
-    };
-    if source.raw_os_error() != Some(libc::ENAMETOOLONG) {
-        return e;
-    }
-    let inside: PathBuf = path
-        .components()
-        .skip_while(|c| !c.as_os_str().to_string_lossy().starts_with(STAGING_PREFIX))
-        .skip(1)
-        .collect();
-    let name = inside.to_string_lossy();
-    let shown: String = name.chars().take(60).collect();
-    Error::UnsafeArchive(format!(
-        "entry name too long for the file system ({} bytes, \"{shown}…\"); the archive cannot be extracted here",
-        name.len()
-    ))
-}
-
 /// Creates the target unless it exists; true when this call created it.
 fn create_target(target: &Path) -> Result<bool> {
     if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {

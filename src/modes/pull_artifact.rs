@@ -52,9 +52,7 @@ pub async fn run(
     );
 
     let staging = Staging::new(dir)?;
-    let mut written = write_files(ctx, &store, &planned, &staging, &mut budget)
-        .await
-        .map_err(staging::archive_fault)?;
+    let mut written = write_files(ctx, &store, &planned, &staging, &mut budget).await?;
     for (layer, paths) in planned.iter().zip(written.iter_mut()) {
         if let PlannedKind::Unpack(compression) = layer.kind {
             *paths = unpack_layer(
@@ -66,8 +64,7 @@ pub async fn run(
                 staging.path(),
                 &mut budget,
             )
-            .await
-            .map_err(staging::archive_fault)?;
+            .await?;
         }
     }
     let listing: Vec<String> = written.into_iter().flatten().collect();

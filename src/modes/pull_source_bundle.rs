@@ -63,8 +63,7 @@ pub async fn run(
                 Ok::<(ExtractStats, Vec<String>), Error>((extracted?, listing))
             })
         })
-        .await
-        .map_err(staging::archive_fault)?;
+        .await?;
     staging.commit(args.overwrite)?;
     tracing::info!(
         "extracted {} entries ({} bytes) into {} in {:.2?}",

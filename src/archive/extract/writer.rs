@@ -404,13 +404,22 @@ fn perform(dest: &Beneath, job: Job, open: &mut Option<Open>) -> Result<()> {
     Ok(())
 }
 
-/// The error for a failure to write `rel` beneath `dest`: a symlink or a
-/// file met on its way, a directory gone that the extraction made, or an
-/// entry where it made none, means another process changed the target while
-/// it was written; anything else is a local I/O error.
+/// The error for a failure to write `rel` beneath `dest`. A name too long
+/// for the file system (`ENAMETOOLONG`) makes the archive unsafe to extract
+/// here (its name is shown shortened). A symlink or a file met on its way,
+/// a directory gone that the extraction made, or an entry where it made
+/// none, means another process changed the target while it was written.
+/// Anything else is a local I/O error.
 pub(crate) fn written_error(dest: &Beneath, rel: &str, e: std::io::Error) -> Error {
     use std::io::ErrorKind::{AlreadyExists, NotFound};
-    if beneath::is_swapped(&e) || matches!(e.kind(), NotFound | AlreadyExists) {
+    if e.raw_os_error() == Some(libc::ENAMETOOLONG) {
+        let shown: String = rel.chars().take(60).collect();
+        Error::UnsafeArchive(format!(
+            "entry name too long for the file system ({} bytes, \"{shown}…\"); the archive \
+             cannot be extracted here",
+            rel.len()
+        ))
+    } else if beneath::is_swapped(&e) || matches!(e.kind(), NotFound | AlreadyExists) {
         Error::UnsafeArchive(format!(
             "{:?} was removed, replaced (by a symlink or a file) or created by another process \
              while the pull wrote to it; nothing was written through a symlink, and the pull \
