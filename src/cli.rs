@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, ValueEnum};
@@ -20,6 +19,8 @@ use crate::settings::{
     ArtifactSettings, AssembleSettings, PullSettings, PushSettings, StreamUpload,
 };
 use crate::signals;
+use crate::store::cache::Cache;
+use crate::store::remote::Remote;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -483,8 +484,16 @@ pub fn parse_annotations(values: &[String]) -> Result<BTreeMap<String, String>> 
 }
 
 impl Cli {
+    /// The registry client these flags describe, with the cache in front.
+    pub fn remote(&self) -> Result<Remote> {
+        let cache = non_empty(&self.registry.cache_dir)
+            .map(|dir| Cache::open(&dir, self.registry.offline))
+            .transpose()?;
+        Ok(Remote::new(self.registry_client()?, cache))
+    }
+
     /// The registry client these flags describe.
-    pub fn registry_client(&self) -> Result<RegistryClient> {
+    fn registry_client(&self) -> Result<RegistryClient> {
         let secret_path = non_empty(&self.registry.secret_path);
         if let Some(p) = &secret_path {
             credentials::validate_secret_path(p)?;
@@ -493,8 +502,6 @@ impl Cli {
             insecure: self.registry.insecure,
             ca_file: non_empty(&self.registry.ca_file),
             credential_files: credentials::config_files(secret_path.as_deref()),
-            cache_dir: non_empty(&self.registry.cache_dir),
-            offline: self.registry.offline,
             read_timeout: Some(Duration::from_secs(self.registry.timeout)),
             min_rate: self.registry.min_rate,
             max_transfers: usize::try_from(self.registry.max_transfers).unwrap_or(1),
@@ -536,7 +543,7 @@ pub fn run(cli: Cli) -> Result<()> {
         .build()
         .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
     let ctx = Context {
-        client: Arc::new(cli.registry_client()?),
+        remote: cli.remote()?,
         progress: !cli.output.quiet && log_format == LogFormat::Text,
         results: cli.result_files(),
     };

@@ -139,6 +139,17 @@ impl Error {
         }
     }
 
+    /// The error with `what` (the input it concerns) put before its
+    /// message, for errors that do not name their input themselves (a blob
+    /// not found, a registry unreachable).
+    pub fn in_context(self, what: &str) -> Self {
+        match self {
+            Error::NotFound(m) => Error::NotFound(format!("{what}: {m}")),
+            Error::Unreachable(m) => Error::Unreachable(format!("{what}: {m}")),
+            other => other,
+        }
+    }
+
     /// Wraps an I/O error with the action and path it concerns.
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {

@@ -10,6 +10,7 @@
 
 pub mod archive;
 mod artifact;
+mod assemble;
 pub mod bundle;
 pub mod cli;
 pub mod compress;

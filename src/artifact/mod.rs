@@ -17,6 +17,7 @@
 //! ocistep adds `dev.ocistep.file.mode` (`0755` or `0644`) to file layers,
 //! so an executable (a CLI binary) keeps its exec bit through a pull.
 
+pub mod download;
 pub mod pull;
 pub mod push;
 pub mod title;

@@ -11,9 +11,9 @@ use crate::store::Store;
 
 /// Runs the mode.
 pub async fn run(ctx: &Context, src: &Target, dst: &Target) -> Result<()> {
-    let from = Store::for_reading(src, &ctx.client)?;
+    let from = Store::for_reading(src, &ctx.remote)?;
     let manifest = from.get_manifest().await?;
-    let to = Store::for_writing(dst, &ctx.client)?;
+    let to = Store::for_writing(dst, &ctx.remote)?;
     let stats = copy_manifest(&from, &to, &manifest).await?;
     let digest = match to.tag() {
         Some(_) => {

@@ -8,18 +8,17 @@ pub mod push_artifact;
 pub mod push_image;
 pub mod push_source_bundle;
 
-use std::sync::Arc;
-
 use std::io::Write;
 
 use crate::error::{Error, Result};
 use crate::oci::reference::Target;
-use crate::registry::RegistryClient;
+use crate::store::remote::Remote;
 
 /// What every mode shares in one run.
 pub struct Context {
-    /// The registry client (unused for `oci:` layouts).
-    pub client: Arc<RegistryClient>,
+    /// The registry client with the cache in front (unused for `oci:`
+    /// layouts).
+    pub remote: Remote,
     /// Show progress bars (only ever on a terminal).
     pub progress: bool,
     /// Where to write results.

@@ -29,7 +29,7 @@ pub async fn run(
     let limits = args.limits;
     let started = std::time::Instant::now();
     staging::remove_stale(dir);
-    let store = Store::for_reading(target, &ctx.client)?;
+    let store = Store::for_reading(target, &ctx.remote)?;
     let top = store.get_manifest().await?;
     let fetched = store.resolve_platform(top.clone(), platform).await?;
     let manifest = fetched.image_manifest()?;

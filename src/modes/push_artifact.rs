@@ -62,7 +62,7 @@ pub async fn run(
     .await
     .map_err(|e| Error::Internal(format!("packing thread failed: {e}")))??;
 
-    let store = Store::for_writing(target, &ctx.client)?;
+    let store = Store::for_writing(target, &ctx.remote)?;
     for blob in layers.iter().chain(std::iter::once(&config)) {
         upload(ctx, &store, blob).await?;
     }

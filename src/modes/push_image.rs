@@ -17,7 +17,7 @@ use crate::store::Store;
 /// Runs the mode.
 pub async fn run(ctx: &Context, dir: &Path, target: &Target, mutations: &Mutations) -> Result<()> {
     let source = open(dir).await?;
-    let dst = Store::for_writing(target, &ctx.client)?;
+    let dst = Store::for_writing(target, &ctx.remote)?;
     require_tag(target, "app:v1-linux-arm64")?;
     let pushed = push(&source.store(), &dst, &source.selection, mutations).await?;
     let pinned = dst.pinned(&pushed.digest);

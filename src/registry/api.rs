@@ -19,11 +19,9 @@ pub const MAX_MANIFEST_BYTES: usize = 8 * 1024 * 1024;
 impl RegistryClient {
     /// Fetches the manifest `image` names (by digest if it has one, else by
     /// tag) and verifies its bytes against the digest asked for, or the
-    /// digest the registry reports.
+    /// digest the registry reports. The cache is not consulted: see
+    /// [`crate::store::remote::Remote`].
     pub async fn get_manifest(&self, image: &ImageRef) -> Result<FetchedManifest> {
-        if let Some(cached) = self.cached_manifest(image)? {
-            return Ok(cached);
-        }
         let reference = image.manifest_reference();
         let what = format!("fetching manifest {image}");
         let (bytes, media_type, reported) = self
@@ -45,30 +43,7 @@ impl RegistryClient {
                 0,
             )?;
         }
-        if let Some(cache) = self.cache() {
-            cache.put_manifest(
-                &fetched,
-                image.digest.is_none().then(|| image.to_string()).as_deref(),
-            );
-        }
         Ok(fetched)
-    }
-
-    /// A manifest the cache can answer for: by digest always, by tag only
-    /// with `--offline` (then a miss is an error).
-    fn cached_manifest(&self, image: &ImageRef) -> Result<Option<FetchedManifest>> {
-        let Some(cache) = self.cache() else {
-            return Ok(None);
-        };
-        if let Some(digest) = &image.digest {
-            return cache.manifest_by_digest(digest, &image.to_string());
-        }
-        if !cache.offline() {
-            return Ok(None);
-        }
-        cache.manifest_for_tag(&image.to_string()).map(Some).ok_or_else(|| {
-            Error::NotFound(format!("{image} is not in the cache and --offline forbids asking the registry; pull it once without --offline"))
-        })
     }
 
     /// One GET of a manifest: bytes, media type and the reported digest.

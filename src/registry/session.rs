@@ -23,7 +23,6 @@ use super::retry::{is_transient_error, is_transient_status, retry_after, RetryPo
 use super::token;
 use crate::error::{Error, Result};
 use crate::oci::reference::ImageRef;
-use crate::store::cache::Cache;
 
 /// What a request needs the registry to allow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -47,10 +46,6 @@ pub struct ClientOptions {
     pub credential_files: Vec<PathBuf>,
     /// Retry policy for transient faults.
     pub retry: RetryPolicy,
-    /// Cache of pulled manifests and blobs.
-    pub cache_dir: Option<PathBuf>,
-    /// Resolve tags from the cache only.
-    pub offline: bool,
     /// How long a registry may stay silent mid-request; 60 s when `None`.
     /// Also the window over which `min_rate` is averaged.
     pub read_timeout: Option<Duration>,
@@ -76,7 +71,6 @@ pub struct RegistryClient {
     hosts: Mutex<HashMap<String, Arc<Host>>>,
     /// Blob transfers in flight, per registry host.
     transfer_slots: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
-    cache: Option<Cache>,
 }
 
 /// What is known about one registry host.
@@ -221,24 +215,13 @@ impl RegistryClient {
             .tls_backend_preconfigured(tls)
             .build()
             .map_err(|e| Error::Internal(format!("cannot set up the HTTP client: {e}")))?;
-        let cache = opts
-            .cache_dir
-            .as_deref()
-            .map(|dir| Cache::open(dir, opts.offline))
-            .transpose()?;
         Ok(RegistryClient {
-            cache,
             opts,
             ca_certs,
             http,
             hosts: Mutex::new(HashMap::new()),
             transfer_slots: std::sync::Mutex::new(HashMap::new()),
         })
-    }
-
-    /// The cache of pulled content, when `--cache-dir` is set.
-    pub fn cache(&self) -> Option<&Cache> {
-        self.cache.as_ref()
     }
 
     /// Waits for one of the registry's transfer slots (`--max-transfers`):
