@@ -47,6 +47,24 @@ pub fn create_atomic(dest: &Path, bytes: &[u8]) -> Result<()> {
     }
 }
 
+/// Takes the exclusive lock (`flock`) on the file at `path`, created empty
+/// when missing, waiting for a run that holds it; released when the
+/// returned file is dropped (or the process ends). A lock file another user
+/// created is opened read-only, which is enough to lock it.
+pub fn lock(path: &Path) -> Result<std::fs::File> {
+    let file = match std::fs::File::open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path),
+        opened => opened,
+    }
+    .map_err(|e| Error::io("opening the lock file", path, e))?;
+    file.lock().map_err(|e| Error::io("locking", path, e))?;
+    Ok(file)
+}
+
 /// A temporary file beside `dest` holding `bytes`.
 fn written(dest: &Path, bytes: &[u8]) -> Result<NamedTempFile> {
     let dir = match dest.parent() {

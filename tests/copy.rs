@@ -4,6 +4,7 @@
 mod support;
 
 use support::faults::FaultProxy;
+use support::images::four_bundle_index;
 use support::tree::write;
 use support::{require_tool, run_ok, Registry, Run};
 
@@ -82,33 +83,11 @@ fn copy_of_a_missing_source_is_not_found() {
     );
 }
 
-/// Pushes four single-file bundles to `reg` and assembles them into the
-/// index `src:v1`; returns its reference.
-fn four_platform_index(reg: &Registry, dir: &std::path::Path) -> String {
-    let mut entries = Vec::new();
-    for arch in ["amd64", "arm64", "ppc64le", "s390x"] {
-        write(&dir.join(arch), "arch", arch.as_bytes());
-        Run::push_bundle(dir.join(arch))
-            .image(format!("{}/src:{arch}", reg.host()))
-            .assert()
-            .success();
-        entries.push(format!("linux/{arch}={}/src:{arch}", reg.host()));
-    }
-    let index = format!("{}/src:v1", reg.host());
-    Run::assemble_index()
-        .image(&index)
-        .arg("--platform-image")
-        .args(&entries)
-        .assert()
-        .success();
-    index
-}
-
 #[test]
 fn blobs_move_in_parallel_up_to_max_transfers_per_registry() {
     let (a, b) = (Registry::start(), Registry::start());
     let tmp = tempfile::tempdir().unwrap();
-    let index = four_platform_index(&a, tmp.path());
+    let index = four_bundle_index(&a, tmp.path());
     let index = index.replacen(&a.host(), "PROXY", 1);
     // Each run copies into a repository of its own, so every blob moves:
     // eight blobs, four configs and four layers.

@@ -160,9 +160,9 @@ async fn upload_layer(
                 path: file.path().to_path_buf(),
                 progress: progress.clone(),
             };
-            let uploaded = store.put_blob(desc, &source).await?;
+            let placed = store.put_blob(desc, &source).await?;
             progress.finish();
-            !uploaded
+            !placed.sent_bytes()
         }
         (None, _) => {
             tracing::info!(

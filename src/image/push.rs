@@ -177,6 +177,7 @@ async fn prepare_image(
     if dst
         .put_blob(&config_desc, &BlobSource::Bytes(Bytes::from(config)))
         .await?
+        .sent_bytes()
     {
         tally.uploaded += 1;
     } else {

@@ -41,7 +41,12 @@ pub async fn run(
 ) -> Result<()> {
     require_tag(target, "app:v1")?;
     let entries = parse_entries(&args.platform_images)?;
-    let (resolved, problems) = resolve_all(&ctx.remote, &entries).await?;
+    // Whether the target repository is new is asked meanwhile.
+    let (resolved, ()) = futures_util::join!(
+        resolve_all(&ctx.remote, &entries),
+        ctx.remote.learn_if_new(target)
+    );
+    let (resolved, problems) = resolved?;
     if !problems.is_empty() {
         let list = problems.join("\n");
         if !args.allow_missing || resolved.is_empty() {

@@ -12,7 +12,8 @@ use crate::store::Store;
 /// Runs the mode.
 pub async fn run(ctx: &Context, src: &Target, dst: &Target) -> Result<()> {
     let from = Store::for_reading(src, &ctx.remote)?;
-    let manifest = from.get_manifest().await?;
+    let (manifest, ()) = futures_util::join!(from.get_manifest(), ctx.remote.learn_if_new(dst));
+    let manifest = manifest?;
     let to = Store::for_writing(dst, &ctx.remote)?;
     let stats = copy_manifest(&from, &to, &manifest).await?;
     let digest = match to.tag() {
@@ -27,12 +28,16 @@ pub async fn run(ctx: &Context, src: &Target, dst: &Target) -> Result<()> {
     };
     let pinned = to.pinned(&digest);
     tracing::info!(
-        "copied {src} to {pinned}: {} manifests, {} blobs copied ({} bytes), {} mounted, {} already there",
+        "copied {src} to {pinned}: {} manifests, {} blobs copied ({} bytes), {} mounted, {} already there{}",
         stats.manifests,
         stats.blobs_copied,
         stats.bytes_copied,
         stats.blobs_mounted,
-        stats.blobs_present
+        stats.blobs_present,
+        match stats.mounts_declined {
+            0 => String::new(),
+            n => format!(" ({n} mounts declined, copied instead)"),
+        }
     );
     results::publish(
         &ctx.results,

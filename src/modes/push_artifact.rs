@@ -98,7 +98,7 @@ async fn upload(ctx: &Context, store: &Store, blob: &Blob) -> Result<()> {
         },
         (_, None) => return Err(Error::Internal("blob without content".to_string())),
     };
-    let uploaded = store.put_blob(&blob.desc, &source).await?;
+    let uploaded = store.put_blob(&blob.desc, &source).await?.sent_bytes();
     progress.finish();
     let title = blob
         .desc

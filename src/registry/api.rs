@@ -189,9 +189,14 @@ impl RegistryClient {
     }
 
     /// Asks the registry to mount a blob from another repository on the
-    /// same registry. True when mounted (201); false when the registry
-    /// opened an upload instead (202, e.g. no pull access to `from`), in
-    /// which case the caller copies the blob.
+    /// same registry; true when mounted (201). Anything else is a decline
+    /// and the caller uploads the blob: a 202 (the registry opened an
+    /// upload session instead: the blob is not in `from`, or, on ECR, no
+    /// manifest there uses it), whose session is cancelled so none is left
+    /// open; 401 or 403 (no token covers both repositories: the blob is
+    /// then read with a token for `from` and written with one for the
+    /// target); any other refusal (404, 405: no cross-repository mounts).
+    /// A registry that keeps failing is an error, as for any request.
     pub async fn mount_blob(&self, image: &ImageRef, digest: &Digest, from: &str) -> Result<bool> {
         let what = format!("mounting blob {digest} from {from} into {}", image.name());
         let resp = self
@@ -202,18 +207,20 @@ impl RegistryClient {
                     .header(reqwest::header::CONTENT_LENGTH, 0))
             })
             .await?;
-        match resp.status() {
-            StatusCode::CREATED => Ok(true),
-            StatusCode::ACCEPTED => Ok(false),
-            // The token service may grant no token covering both
-            // repositories: the blob is then copied, reading with a token
-            // for `from` and writing with one for the target.
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                tracing::debug!("{what}: not allowed ({}), copying instead", resp.status());
-                Ok(false)
+        let status = resp.status();
+        match status {
+            StatusCode::CREATED => return Ok(true),
+            s if super::retry::is_transient_status(s) => {
+                return check(resp, image, &what, Access::Push).await.map(|_| false)
             }
-            _ => check(resp, image, &what, Access::Push).await.map(|_| false),
+            _ => tracing::debug!("{what}: declined ({status}), uploading instead"),
         }
+        if let (StatusCode::ACCEPTED, Some(session)) = (status, header(&resp, "location")) {
+            if let Err(e) = self.cancel_upload(image, &session).await {
+                tracing::debug!("{e}");
+            }
+        }
+        Ok(false)
     }
 
     /// Starts a blob download; the caller streams and verifies the body.
@@ -227,25 +234,20 @@ impl RegistryClient {
         check(resp, image, &what, Access::Pull).await
     }
 
-    /// Uploads a blob unless the repository has it already: HEAD, then a
-    /// POST to open an upload and one streamed PUT. A failed attempt starts a
-    /// new upload session. Returns false when the blob was already there.
+    /// Uploads a blob: a POST to open an upload and one streamed PUT. A
+    /// failed attempt starts a new upload session. Whether the repository
+    /// has the blob already is the caller's to ask first.
     pub async fn upload_blob(
         &self,
         image: &ImageRef,
         digest: &Digest,
         size: u64,
         source: &BlobSource,
-    ) -> Result<bool> {
-        if self.blob_exists(image, digest).await? {
-            tracing::debug!("blob {digest} already in {}, not uploading", image.name());
-            return Ok(false);
-        }
+    ) -> Result<()> {
         let what = format!("uploading blob {digest} to {}", image.name());
         self.retry_policy()
             .restarting(|_| self.upload_once(image, digest, size, source, &what))
-            .await?;
-        Ok(true)
+            .await
     }
 
     async fn upload_once(
@@ -268,10 +270,16 @@ impl RegistryClient {
                     .body(source.body()?))
             })
             .await
-            .map_err(|e| match e {
-                Error::Unreachable(msg) => Error::Interrupted(msg),
-                other => other,
+            .map_err(|e| match (source.failure(), e) {
+                // The body broke off because its source failed: that is
+                // the error, not the connection's.
+                (Some(failure), _) => failure,
+                (None, Error::Unreachable(msg)) => Error::Interrupted(msg),
+                (None, other) => other,
             })?;
+        if let Some(failure) = source.failure() {
+            return Err(failure);
+        }
         if super::retry::is_transient_status(resp.status()) {
             return Err(Error::Interrupted(format!(
                 "{what}: registry answered {}",

@@ -4,8 +4,11 @@
 use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use std::sync::{Arc, Mutex};
+
 use bytes::Bytes;
-use futures_util::TryStreamExt;
+use futures_util::stream::BoxStream;
+use futures_util::{StreamExt, TryStreamExt};
 
 use crate::error::{Error, Result};
 use crate::progress::Progress;
@@ -22,12 +25,57 @@ pub enum BlobSource {
         /// Progress to advance as bytes are sent.
         progress: Progress,
     },
+    /// Chunks from elsewhere (another registry), opened anew for each
+    /// attempt; a chunk that fails ends the body, and the failure is what
+    /// the upload reports (see [`BlobSource::failure`]).
+    Stream {
+        /// Opens the chunks for one attempt.
+        open: OpenChunks,
+        /// The failure that ended the last attempt's body, if one did.
+        failure: Arc<Mutex<Option<Error>>>,
+    },
 }
 
+/// Opens a stream of a blob's chunks.
+pub type OpenChunks = Arc<dyn Fn() -> BoxStream<'static, Result<Bytes>> + Send + Sync>;
+
 impl BlobSource {
+    /// A source of the chunks `open` gives.
+    pub fn stream(open: OpenChunks) -> Self {
+        BlobSource::Stream {
+            open,
+            failure: Arc::default(),
+        }
+    }
+
+    /// Why the last attempt's body broke off, when its source failed (and
+    /// not the connection); taken, so it is reported once.
+    pub fn failure(&self) -> Option<Error> {
+        match self {
+            BlobSource::Stream { failure, .. } => failure
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(),
+            _ => None,
+        }
+    }
+
     /// A request body for one attempt.
     pub fn body(&self) -> Result<reqwest::Body> {
         match self {
+            BlobSource::Stream { open, failure } => {
+                let failure = failure.clone();
+                let chunks = open().map(move |chunk| {
+                    chunk.map_err(|e| {
+                        let message = e.to_string();
+                        *failure
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+                        std::io::Error::other(message)
+                    })
+                });
+                Ok(reqwest::Body::wrap_stream(chunks))
+            }
             BlobSource::Bytes(b) => Ok(reqwest::Body::from(b.clone())),
             BlobSource::File { path, progress } => {
                 let file = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;

@@ -5,6 +5,8 @@
 use std::io::Read;
 
 use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
 
 use crate::error::{Error, Result};
 use crate::oci::digest::{self, Digest, StreamHasher};
@@ -96,6 +98,71 @@ impl Store {
             entry.commit();
         }
         consumed
+    }
+
+    /// The blob's chunks as they arrive from this store, checked against
+    /// the descriptor's size as they pass and its digest at the end (a
+    /// mismatch ends the stream with an error). Nothing is read until the
+    /// stream is first polled, and nothing is cached: for sending a blob on
+    /// to another registry.
+    pub fn verified_chunks(&self, desc: &Descriptor) -> BoxStream<'static, Result<Bytes>> {
+        /// A stream under way.
+        struct Open {
+            source: BlobStream,
+            hasher: StreamHasher,
+            received: u64,
+        }
+        let from = std::sync::Arc::new((self.clone(), desc.clone()));
+        futures_util::stream::try_unfold(None::<Open>, move |open| {
+            let from = from.clone();
+            async move {
+                let (store, desc) = &*from;
+                let digest = desc.parsed_digest()?;
+                let mut open = match open {
+                    Some(open) => open,
+                    None => Open {
+                        source: store.open_uncached(&digest).await?,
+                        hasher: StreamHasher::default(),
+                        received: 0,
+                    },
+                };
+                let what = format!("blob {digest}");
+                match open.source.next_chunk().await? {
+                    Some(chunk) => {
+                        open.received += chunk.len() as u64;
+                        if open.received > desc.size {
+                            return Err(Error::DigestMismatch {
+                                what: format!("{what} (size)"),
+                                expected: format!("{} bytes", desc.size),
+                                actual: format!("more than {} bytes", desc.size),
+                            });
+                        }
+                        open.hasher.update(&chunk);
+                        Ok(Some((chunk, Some(open))))
+                    }
+                    None => {
+                        let (actual, size) = open.hasher.finish();
+                        digest::verify(&what, &digest, Some(desc.size), &actual, size)?;
+                        Ok(None)
+                    }
+                }
+            }
+        })
+        .boxed()
+    }
+
+    /// Opens a blob from the registry or the layout itself, past the cache.
+    async fn open_uncached(&self, digest: &Digest) -> Result<BlobStream> {
+        match self {
+            Store::Registry { remote, image } => {
+                let response = remote.client.get_blob(image, digest).await?;
+                remote.remember(image, digest);
+                Ok(BlobStream::Http(response))
+            }
+            Store::Layout { layout, .. } => {
+                BlobStream::open_file(&layout.blob_path(digest), digest).await
+            }
+        }
     }
 
     /// Opens a blob: from the cache when it holds a verified copy, else from

@@ -18,6 +18,7 @@ use crate::oci::digest::{Digest, HashingReader};
 use crate::oci::manifest::{Descriptor, FetchedManifest};
 use crate::shared_file;
 use crate::store::layout::Layout;
+use crate::store::locations::Locations;
 
 /// The layer a tree packed to, remembered under the tree's fingerprint
 /// (what the tree looked like: paths, sizes, inodes and times).
@@ -37,6 +38,7 @@ pub struct PackedRecord {
 #[derive(Debug, Clone)]
 pub struct Cache {
     layout: Layout,
+    locations: Locations,
     offline: bool,
 }
 
@@ -45,8 +47,22 @@ impl Cache {
     pub fn open(dir: &Path, offline: bool) -> Result<Self> {
         Ok(Cache {
             layout: Layout::open_or_create(dir)?,
+            locations: Locations::new(dir),
             offline,
         })
+    }
+
+    /// Where blobs were seen.
+    pub fn locations(&self) -> &Locations {
+        &self.locations
+    }
+
+    /// Records that `registry/repository` holds `digest`; a cache that
+    /// cannot be written gets a warning.
+    pub fn remember_location(&self, digest: &Digest, registry: &str, repository: &str) {
+        if let Err(e) = self.locations.remember(digest, registry, repository) {
+            self.warn_unwritable(&e);
+        }
     }
 
     /// True when tags are resolved from the cache instead of the registry.

@@ -1,9 +1,11 @@
 //! Copying content between stores: blobs are skipped when present, mounted
-//! within one registry, otherwise streamed through a spool file (never held
-//! in memory); manifests follow their blobs, index children before the index.
+//! within one registry (from the source, or from where the cache saw them),
+//! otherwise streamed across as they are read (into a layout through a
+//! spool file; never held in memory); manifests follow their blobs, index children before the index.
 //! Blobs move in parallel, bounded by each registry's transfer slots.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use futures_util::future::{try_join_all, BoxFuture};
 use futures_util::FutureExt;
@@ -12,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::oci::manifest::{Descriptor, FetchedManifest};
 use crate::progress::Progress;
 use crate::registry::BlobSource;
+use crate::store::remote::Placed;
 use crate::store::Store;
 
 /// What a copy moved, for logs and benchmarks.
@@ -23,6 +26,8 @@ pub struct CopyStats {
     pub blobs_mounted: u64,
     /// Blobs streamed across.
     pub blobs_copied: u64,
+    /// Mounts the destination declined before a blob was streamed across.
+    pub mounts_declined: u64,
     /// Bytes streamed across.
     pub bytes_copied: u64,
     /// Manifests stored.
@@ -34,6 +39,7 @@ impl CopyStats {
         self.blobs_present += other.blobs_present;
         self.blobs_mounted += other.blobs_mounted;
         self.blobs_copied += other.blobs_copied;
+        self.mounts_declined += other.mounts_declined;
         self.bytes_copied += other.bytes_copied;
         self.manifests += other.manifests;
     }
@@ -41,32 +47,56 @@ impl CopyStats {
 
 /// Copies one blob from `src` to `dst` unless `dst` has it.
 pub async fn copy_blob(src: &Store, dst: &Store, desc: &Descriptor) -> Result<CopyStats> {
-    let digest = desc.parsed_digest()?;
     let _slots = dst.transfer_slots(src).await;
     let mut stats = CopyStats::default();
-    if dst.same_repository(src) || dst.has_blob(&digest).await? {
-        stats.blobs_present = 1;
-        return Ok(stats);
+    let placed = match dst.same_repository(src) {
+        true => Placed::Present,
+        false => place_blob(src, dst, desc).await?,
+    };
+    match placed {
+        Placed::Present => stats.blobs_present = 1,
+        Placed::Mounted => stats.blobs_mounted = 1,
+        Placed::Uploaded { declined } => {
+            stats.blobs_copied = 1;
+            stats.bytes_copied = desc.size;
+            stats.mounts_declined = u64::from(declined);
+        }
     }
-    if dst.mount_blob_from(src, &digest).await? {
-        stats.blobs_mounted = 1;
-        return Ok(stats);
-    }
-    let spool = src
-        .retry_policy()
-        .restarting(|_| spool_blob(src, desc))
-        .await?;
-    dst.put_blob(
-        desc,
-        &BlobSource::File {
-            path: spool.path().to_path_buf(),
-            progress: Progress::hidden(),
-        },
-    )
-    .await?;
-    stats.blobs_copied = 1;
-    stats.bytes_copied = desc.size;
     Ok(stats)
+}
+
+/// Puts a blob of `src` into `dst`: into a registry, mounted from `src`
+/// when both are on one registry (or from where the cache saw it there),
+/// else streamed across as it is read, verified on the way; into a layout,
+/// through a spool file.
+async fn place_blob(src: &Store, dst: &Store, desc: &Descriptor) -> Result<Placed> {
+    match dst {
+        Store::Registry { remote, image } => {
+            let from = match src {
+                Store::Registry { image: s, .. } if s.registry == image.registry => {
+                    Some(s.repository.as_str())
+                }
+                _ => None,
+            };
+            let (src, desc_owned) = (src.clone(), desc.clone());
+            let source = BlobSource::stream(Arc::new(move || src.verified_chunks(&desc_owned)));
+            remote.put_blob(image, desc, &source, from).await
+        }
+        Store::Layout { .. } => {
+            if dst.has_blob(&desc.parsed_digest()?).await? {
+                return Ok(Placed::Present);
+            }
+            let spool = src
+                .retry_policy()
+                .restarting(|_| spool_blob(src, desc))
+                .await?;
+            let source = BlobSource::File {
+                path: spool.path().to_path_buf(),
+                progress: Progress::hidden(),
+            };
+            dst.put_blob(desc, &source).await
+        }
+    }
 }
 
 /// Downloads a blob into a temporary file, verified against its digest.

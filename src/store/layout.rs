@@ -239,23 +239,9 @@ impl Layout {
         shared_file::write_atomic(&self.root.join("index.json"), &index_bytes(&index)?)
     }
 
-    /// Takes the exclusive lock on [`INDEX_LOCK`], waiting for a run that
-    /// holds it; released when the returned file is dropped (or the process
-    /// ends). A lock file another user created is opened read-only, which
-    /// is enough to lock it.
+    /// Takes the exclusive lock on [`INDEX_LOCK`] (see [`shared_file::lock`]).
     fn lock_index(&self) -> Result<File> {
-        let path = self.root.join(INDEX_LOCK);
-        let file = match File::open(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&path),
-            opened => opened,
-        }
-        .map_err(|e| Error::io("opening the lock file", &path, e))?;
-        file.lock().map_err(|e| Error::io("locking", &path, e))?;
-        Ok(file)
+        shared_file::lock(&self.root.join(INDEX_LOCK))
     }
 }
 

@@ -5,6 +5,7 @@ mod blob_stream;
 pub mod cache;
 pub mod copy;
 pub mod layout;
+pub mod locations;
 pub mod remote;
 mod streamed;
 
@@ -16,9 +17,10 @@ use crate::oci::platform::Platform;
 use crate::oci::reference::{ImageRef, LayoutRef, Target};
 use crate::registry::BlobSource;
 use crate::store::layout::Layout;
-use crate::store::remote::Remote;
+use crate::store::remote::{Placed, Remote};
 
 /// A registry repository or a layout, with the reference the user gave.
+#[derive(Clone)]
 pub enum Store {
     /// A registry repository.
     Registry {
@@ -91,25 +93,26 @@ impl Store {
         }
     }
 
-    /// Stores a blob unless it is there already; true when bytes were written.
-    pub async fn put_blob(&self, desc: &Descriptor, source: &BlobSource) -> Result<bool> {
-        let digest = desc.parsed_digest()?;
+    /// Stores a blob unless it is there already (a registry mounts it
+    /// instead when it knows a repository there that holds it).
+    pub async fn put_blob(&self, desc: &Descriptor, source: &BlobSource) -> Result<Placed> {
         match self {
-            Store::Registry { remote, image } => {
-                remote
-                    .client
-                    .upload_blob(image, &digest, desc.size, source)
-                    .await
-            }
+            Store::Registry { remote, image } => remote.put_blob(image, desc, source, None).await,
             Store::Layout { layout, .. } => {
+                let digest = desc.parsed_digest()?;
                 if layout.has_blob(&digest) {
-                    return Ok(false);
+                    return Ok(Placed::Present);
                 }
                 match source {
                     BlobSource::Bytes(b) => layout.put_blob_bytes(&digest, b)?,
                     BlobSource::File { path, .. } => layout.put_blob_file(&digest, path)?,
+                    BlobSource::Stream { .. } => {
+                        return Err(Error::Internal(
+                            "a layout takes blobs from memory or a file".to_string(),
+                        ))
+                    }
                 }
-                Ok(true)
+                Ok(Placed::Uploaded { declined: 0 })
             }
         }
     }
@@ -123,7 +126,6 @@ impl Store {
             Store::Registry { remote, image } => {
                 let reference = image.tag.clone().unwrap_or_else(|| digest.to_string());
                 remote
-                    .client
                     .put_manifest(image, &reference, bytes, media_type)
                     .await
             }
@@ -146,7 +148,6 @@ impl Store {
         match self {
             Store::Registry { remote, image } => {
                 remote
-                    .client
                     .put_manifest(image, digest.as_str(), bytes, media_type)
                     .await
             }
@@ -160,7 +161,10 @@ impl Store {
     /// True when the store has the manifest with `digest`.
     pub async fn has_manifest(&self, digest: &Digest) -> Result<bool> {
         match self {
-            Store::Registry { remote, image } => remote.client.manifest_exists(image, digest).await,
+            Store::Registry { remote, image } => match remote.known_to_hold(image, digest) {
+                Some(known) => Ok(known),
+                None => remote.client.manifest_exists(image, digest).await,
+            },
             Store::Layout { layout, .. } => Ok(layout.has_blob(digest)),
         }
     }
@@ -168,7 +172,13 @@ impl Store {
     /// True when the store has the blob.
     pub async fn has_blob(&self, digest: &Digest) -> Result<bool> {
         match self {
-            Store::Registry { remote, image } => remote.client.blob_exists(image, digest).await,
+            Store::Registry { remote, image } => {
+                let present = remote.client.blob_exists(image, digest).await?;
+                if present {
+                    remote.remember(image, digest);
+                }
+                Ok(present)
+            }
             Store::Layout { layout, .. } => Ok(layout.has_blob(digest)),
         }
     }
@@ -204,22 +214,6 @@ impl Store {
             }
         }
         slots
-    }
-
-    /// Mounts a blob from `from` when both are repositories of one registry;
-    /// false when that is not possible or the registry declined.
-    pub async fn mount_blob_from(&self, from: &Store, digest: &Digest) -> Result<bool> {
-        match (self, from) {
-            (Store::Registry { remote, image }, Store::Registry { image: src, .. })
-                if image.registry == src.registry =>
-            {
-                remote
-                    .client
-                    .mount_blob(image, digest, &src.repository)
-                    .await
-            }
-            _ => Ok(false),
-        }
     }
 
     /// Fetches and verifies the manifest with `digest` in this repository.

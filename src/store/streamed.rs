@@ -69,7 +69,9 @@ impl Store {
                 remote
                     .client
                     .finish_streamed_upload(image, location, digest, blob, sent)
-                    .await
+                    .await?;
+                remote.remember(image, digest);
+                Ok(())
             }
             Store::Layout { .. } => Err(no_streams()),
         }

@@ -15,7 +15,8 @@ use ocistep::oci::digest::Digest;
 use ocistep::oci::manifest::{Descriptor, DOCKER_MANIFEST, OCI_MANIFEST};
 use ocistep::store::layout::Layout;
 
-use super::{run_ok, tool};
+use super::tree::write;
+use super::{run_ok, tool, Registry, Run};
 
 /// A platform to build an image for, exactly as it goes into the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -323,4 +324,26 @@ pub fn try_inspect_raw(image: &str) -> Result<Vec<u8>, String> {
     } else {
         Err(String::from_utf8_lossy(&output.stderr).into_owned())
     }
+}
+
+/// Pushes four single-file bundles to `reg` and assembles them into the
+/// index `src:v1`; returns its reference.
+pub fn four_bundle_index(reg: &Registry, dir: &Path) -> String {
+    let mut entries = Vec::new();
+    for arch in ["amd64", "arm64", "ppc64le", "s390x"] {
+        write(&dir.join(arch), "arch", arch.as_bytes());
+        Run::push_bundle(dir.join(arch))
+            .image(format!("{}/src:{arch}", reg.host()))
+            .assert()
+            .success();
+        entries.push(format!("linux/{arch}={}/src:{arch}", reg.host()));
+    }
+    let index = format!("{}/src:v1", reg.host());
+    Run::assemble_index()
+        .image(&index)
+        .arg("--platform-image")
+        .args(&entries)
+        .assert()
+        .success();
+    index
 }

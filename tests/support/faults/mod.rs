@@ -396,6 +396,18 @@ fn handle(
             state.sleep(millis);
             relay(writer, state, request, &body, keep_open)
         }
+        Some(Fault::DeclineMount) => {
+            let plain = RequestHead {
+                target: request
+                    .target
+                    .split('?')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+                ..request.clone()
+            };
+            relay(writer, state, &plain, &body, keep_open)
+        }
         Some(Fault::StallBeforeBody { .. }) | None => {
             relay(writer, state, request, &body, keep_open)
         }

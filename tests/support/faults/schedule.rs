@@ -72,6 +72,11 @@ pub enum Fault {
         /// The pause before each body byte, in milliseconds.
         millis_per_byte: u64,
     },
+    /// Forward a blob mount (`POST …/blobs/uploads/?mount=D&from=R`)
+    /// without its `mount` and `from` parameters, so the registry opens an
+    /// upload session and answers 202, as ECR does when no manifest in the
+    /// source repository uses the blob.
+    DeclineMount,
     /// Answer with this status and a JSON error body whose message quotes
     /// the request's `Authorization` header, as some servers echo what
     /// they refused; the request is not forwarded.
@@ -85,7 +90,7 @@ impl fmt::Display for Fault {
     /// A short label, as logged in [`FaultProxy::hits`](super::FaultProxy::hits): `status 503`,
     /// `reset before response`, `reset mid-body`, `truncated body`,
     /// `stall mid-body`, `stall`, `stall before body`, `trickle`,
-    /// `echo authorization 401`.
+    /// `echo authorization 401`, `decline mount`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Fault::Status { code, .. } => write!(f, "status {code}"),
@@ -97,6 +102,7 @@ impl fmt::Display for Fault {
             Fault::StallBeforeBody { .. } => f.write_str("stall before body"),
             Fault::Trickle { .. } => f.write_str("trickle"),
             Fault::EchoAuthorization { code } => write!(f, "echo authorization {code}"),
+            Fault::DeclineMount => f.write_str("decline mount"),
         }
     }
 }

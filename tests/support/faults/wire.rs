@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use super::{State, UPSTREAM_TIMEOUT};
 
 /// A request line and its header fields.
+#[derive(Clone)]
 pub(super) struct RequestHead {
     pub(super) method: String,
     pub(super) target: String,
