@@ -594,27 +594,24 @@ pub fn run(cli: Cli) -> Result<()> {
     logging::init(log_format, cli.output.verbose, cli.output.quiet);
     // Shipwright's image-processing step: `--push DIR`, or no mode at all.
     let processing = cli.mode.push.is_some() || cli.mode.is_empty();
-    let target = match cli.image.as_deref().filter(|i| !i.is_empty()) {
-        Some(image) => Target::parse(image)?,
-        None if cli.mode.copy.is_some() => Target::parse("oci:.")?,
-        None if processing && cli.names_image_processing() => {
-            return Err(Error::ImageMissing(
+    let target =
+        match cli.image.as_deref().filter(|i| !i.is_empty()) {
+            Some(image) => Target::parse(image)?,
+            None if cli.mode.copy.is_some() => Target::parse("oci:.")?,
+            None if processing && cli.names_image_processing() => return Err(Error::ImageMissing(
                 "the 'image' argument must not be empty: give --image REF, the image to process"
                     .to_string(),
-            ))
-        }
-        None if cli.mode.is_empty() => {
-            return Err(Error::Usage(
+            )),
+            None if cli.mode.is_empty() => return Err(Error::Usage(
                 "no mode given; see --help (or --image REF to process an image as Shipwright does)"
                     .to_string(),
-            ))
-        }
-        None => {
-            return Err(Error::Usage(
-                "--image is required for this mode".to_string(),
-            ))
-        }
-    };
+            )),
+            None => {
+                return Err(Error::Usage(
+                    "--image is required for this mode".to_string(),
+                ))
+            }
+        };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -633,7 +630,12 @@ pub fn run(cli: Cli) -> Result<()> {
         if let Some(dir) = &cli.mode.push_source_bundle {
             let push = PushSettings::new(&cli.push)?;
             modes::push_source_bundle::run(&ctx, dir, &target, &push, &annotations).await
-        } else if let Some(dir) = cli.mode.pull_source_bundle.as_ref().or(cli.mode.target.as_ref()) {
+        } else if let Some(dir) = cli
+            .mode
+            .pull_source_bundle
+            .as_ref()
+            .or(cli.mode.target.as_ref())
+        {
             let pull = PullSettings::for_bundle(&cli.pull);
             modes::pull_source_bundle::run(&ctx, dir, &target, &pull, &platform).await
         } else if cli.mode.assemble_index {
@@ -702,7 +704,13 @@ mod tests {
     fn exactly_one_mode() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
-        assert!(Cli::try_parse_from(["ocistep", "--image", "x"]).is_err());
+        // No mode: Shipwright's image-processing of --image.
+        let c = Cli::try_parse_from(["ocistep", "--image", "x", "--insecure=false"]).unwrap();
+        assert!(c.mode.is_empty() && !c.registry.insecure);
+        let c = Cli::try_parse_from(["ocistep", "--image", "x", "--target", "d"]).unwrap();
+        assert!(!c.mode.is_empty());
+        assert!(Cli::try_parse_from(["ocistep", "--target", "d", "--push", "e"]).is_err());
+        assert!(Cli::try_parse_from(["ocistep", "--insecure=yes", "--image", "x"]).is_err());
         assert!(Cli::try_parse_from([
             "ocistep",
             "--push-source-bundle",

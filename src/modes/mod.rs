@@ -2,8 +2,8 @@
 
 pub mod assemble_index;
 pub mod copy;
-pub mod pull_artifact;
 pub mod process_image;
+pub mod pull_artifact;
 pub mod pull_source_bundle;
 pub mod push_artifact;
 pub mod push_image;
@@ -77,10 +77,9 @@ pub async fn scan(
     settings: &crate::scan::ScanSettings,
 ) -> Result<String> {
     let settings = settings.clone();
-    let found =
-        tokio::task::spawn_blocking(move || crate::scan::trivy::scan(&subject, &settings))
-            .await
-            .map_err(|e| Error::Internal(format!("the scan failed: {e}")))??;
+    let found = tokio::task::spawn_blocking(move || crate::scan::trivy::scan(&subject, &settings))
+        .await
+        .map_err(|e| Error::Internal(format!("the scan failed: {e}")))??;
     if !found.is_empty() {
         tracing::warn!("vulnerabilities found in the image:");
         for v in &found {

@@ -369,12 +369,23 @@ impl RegistryClient {
                 Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED && !authenticated => {
                     authenticated = true;
                     attempt -= 1;
-                    let challenge = resp
+                    let www = resp
                         .headers()
                         .get(reqwest::header::WWW_AUTHENTICATE)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(token::parse_challenge);
-                    self.authenticate(&host, image, &key, challenge).await?;
+                        .and_then(|v| v.to_str().ok());
+                    let challenge = www.and_then(token::parse_challenge);
+                    // A basic challenge is answered here, so that the
+                    // config's HttpHeaders go with every request.
+                    let basic = www.is_some_and(|w| {
+                        w.get(..6).is_some_and(|s| s.eq_ignore_ascii_case("basic "))
+                    });
+                    match (&host.credentials, basic) {
+                        (Credentials::Basic { username, password }, true) => {
+                            let header = AuthHeader::Basic(username.clone(), password.clone());
+                            host.auth.lock().await.insert(key.clone(), header);
+                        }
+                        _ => self.authenticate(&host, image, &key, challenge).await?,
+                    }
                 }
                 Ok(resp) if is_transient_status(resp.status()) && policy.may_retry(attempt) => {
                     let retry_after = retry_after(&resp);

@@ -131,7 +131,12 @@ mod tests {
 
     #[test]
     fn malformed_settings_are_usage_errors() {
-        for bad in ["{", "[true]", r#"{"enabled":"yes"}"#, r#"{"enabled":true,"ignore":{"id":"CVE-1"}}"#] {
+        for bad in [
+            "{",
+            "[true]",
+            r#"{"enabled":"yes"}"#,
+            r#"{"enabled":true,"ignore":{"id":"CVE-1"}}"#,
+        ] {
             let e = ScanSettings::parse(bad, 50).unwrap_err();
             assert_eq!(e.exit_code(), crate::ExitCode::Usage, "{bad}");
             assert!(e.to_string().contains("--vuln-settings"), "{e}");

@@ -89,7 +89,9 @@ pub fn arguments(subject: &Subject, settings: &ScanSettings) -> Vec<String> {
 pub fn scan(subject: &Subject, settings: &ScanSettings) -> Result<Vec<Vulnerability>> {
     let trivy = find()?;
     let mut command = Command::new(&trivy);
-    command.args(arguments(subject, settings)).stdin(Stdio::null());
+    command
+        .args(arguments(subject, settings))
+        .stdin(Stdio::null());
     if let Subject::Image { registry, .. } = subject {
         if let Credentials::Basic { username, password } =
             credentials::lookup(registry, &settings.credential_files)?
@@ -148,7 +150,9 @@ mod tests {
     use super::*;
 
     fn settings() -> ScanSettings {
-        ScanSettings::parse(r#"{"enabled":true}"#, 50).unwrap().unwrap()
+        ScanSettings::parse(r#"{"enabled":true}"#, 50)
+            .unwrap()
+            .unwrap()
     }
 
     #[test]
