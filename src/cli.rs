@@ -56,7 +56,11 @@ Examples:
 
 Exit codes: 0 ok, 1 internal, 2 usage, 3 auth, 4 not found, 5 digest mismatch,
 6 unsafe archive, 7 platform not found, 8 registry unreachable, 9 invalid input,
-10 target conflict, 11 unusable registry content, 12 some inputs missing.";
+10 target conflict, 11 unusable registry content, 12 some inputs missing,
+22 vulnerabilities found (failOnFinding), 100 no --image to process.
+
+Shipwright's invocations work as they are (--image REF --target DIR; --push DIR;
+--image REF alone): see docs/shipwright.md.";
 
 /// ocistep: move source bundles and images through OCI registries for native
 /// multi-architecture builds.

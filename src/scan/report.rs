@@ -30,7 +30,7 @@ pub fn from_trivy(json: &[u8], ignore_ids: &[String], limit: usize) -> Result<Ve
     for result in array(&doc, "Results") {
         for v in array(result, "Vulnerabilities") {
             let id = text(v, "VulnerabilityID");
-            if ignore_ids.iter().any(|i| *i == id) {
+            if ignore_ids.contains(&id) {
                 continue;
             }
             found.push(Vulnerability {
