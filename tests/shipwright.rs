@@ -366,3 +366,57 @@ fn base64_of(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(s)
 }
+
+#[test]
+fn the_assemble_step_of_pull_request_2170_with_an_arm_variant() {
+    use support::assembly::image;
+    use support::images::PushFormat;
+    let registry = Registry::start();
+    let host = registry.host();
+    let arm = image(
+        &host,
+        TestPlatform::parse("linux/arm/v7"),
+        "v1",
+        PushFormat::Oci,
+    );
+    let amd = image(
+        &host,
+        TestPlatform::parse("linux/amd64"),
+        "v1",
+        PushFormat::Oci,
+    );
+    let index = format!("{host}/app/assembled:v1");
+    let tmp = tempfile::tempdir().unwrap();
+    let digest_file = tmp.path().join("shp-image-digest");
+    // multiarch.go: --assemble-index, os/arch=REF@DIGEST entries, then
+    // --image, --insecure=VALUE and the digest result.
+    Run::assemble_index()
+        .args([
+            "--platform-image",
+            &format!("linux/arm/v7={}", arm.pinned()),
+        ])
+        .args(["--platform-image", &format!("linux/amd64={}", amd.pinned())])
+        .args([
+            "--image",
+            &index,
+            "--insecure=false",
+            "--result-file-image-digest",
+        ])
+        .arg(&digest_file)
+        .assert()
+        .success();
+    let raw = inspect_raw(&format!("docker://{index}"));
+    assert_eq!(
+        std::fs::read_to_string(&digest_file).unwrap(),
+        ocistep::oci::digest::Digest::of(&raw).to_string()
+    );
+    let doc = json(&raw);
+    let arm_entry = doc["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["digest"] == arm.digest.as_str())
+        .expect("the arm image is a child");
+    assert_eq!(arm_entry["platform"]["architecture"], "arm");
+    assert_eq!(arm_entry["platform"]["variant"], "v7");
+}
