@@ -11,7 +11,7 @@ use serde_json::Value;
 use support::assembly::{amd64_and_arm64, EXIT_USAGE};
 use support::faults::FaultProxy;
 use support::images::{blobs_of, inspect_raw, platform_layout, TestPlatform};
-use support::shipwright::{push_bundle, Entry, EXIT_IMAGE_MISSING};
+use support::shipwright::{config_plus_layers, push_bundle, Entry, EXIT_IMAGE_MISSING};
 use support::{http_get, Registry, RegistryOptions, Run};
 
 const EXIT_NOT_FOUND: i32 = 4;
@@ -246,13 +246,7 @@ fn shipwright_sizes_are_config_plus_layers() {
         .arg(&size_file)
         .digest();
     let manifest = json(&inspect_raw(&format!("docker://{host}/app/one@{digest}")));
-    let expected = manifest["config"]["size"].as_u64().unwrap()
-        + manifest["layers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| l["size"].as_u64().unwrap())
-            .sum::<u64>();
+    let expected = config_plus_layers(&manifest);
     assert_eq!(
         std::fs::read_to_string(&size_file).unwrap(),
         expected.to_string()

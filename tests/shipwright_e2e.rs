@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use support::http_request_with;
 use support::images::{platform_layout, TestPlatform};
-use support::shipwright::Entry;
+use support::shipwright::{config_plus_layers, Entry};
 use support::tree::{sample_tree, snapshot};
 use support::{http_get, Registry, RegistryOptions, Run};
 
@@ -35,6 +35,15 @@ impl Results {
     fn read(&self, name: &str) -> String {
         std::fs::read_to_string(self.0.join(name)).unwrap_or_else(|e| panic!("result {name}: {e}"))
     }
+}
+
+/// A registry with basic auth, a scratch directory for the pods, and the
+/// push secret's volume in it.
+fn cluster(password: &str) -> (Registry, tempfile::TempDir, String) {
+    let registry = Registry::start_with(RegistryOptions::with_basic_auth("shp", password));
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = secret_volume(&registry, tmp.path());
+    (registry, tmp, secret)
 }
 
 /// The secret volume `/workspace/shp-push-secret`: `.dockerconfigjson`.
@@ -74,9 +83,7 @@ fn strings(args: &[&str]) -> Vec<String> {
 
 #[test]
 fn a_multi_arch_buildrun_in_shipwrights_shape() {
-    let registry = Registry::start_with(RegistryOptions::with_basic_auth("shp", "build-pass-5"));
-    let tmp = tempfile::tempdir().unwrap();
-    let secret = secret_volume(&registry, tmp.path());
+    let (registry, tmp, secret) = cluster("build-pass-5");
     // $(params.shp-output-image) and $(params.shp-output-insecure)
     let output_image = format!("{}/team/app:v1", registry.host());
     let insecure = "--insecure=false".to_string();
@@ -148,13 +155,7 @@ fn a_multi_arch_buildrun_in_shipwrights_shape() {
         let digest = results.read("shp-image-digest");
         let manifest: Value =
             serde_json::from_slice(&manifest_bytes(&registry, "team/app", &digest)).unwrap();
-        let size: u64 = manifest["config"]["size"].as_u64().unwrap()
-            + manifest["layers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|l| l["size"].as_u64().unwrap())
-                .sum::<u64>();
+        let size: u64 = config_plus_layers(&manifest);
         assert_eq!(results.read("shp-image-size"), size.to_string(), "{task}");
         platform_args.push("--platform-image".to_string());
         platform_args.push(format!("{os}/{arch}={platform_image}@{digest}"));
@@ -200,9 +201,7 @@ fn a_multi_arch_buildrun_in_shipwrights_shape() {
 
 #[test]
 fn a_single_arch_buildrun_in_shipwrights_shape() {
-    let registry = Registry::start_with(RegistryOptions::with_basic_auth("shp", "build-pass-6"));
-    let tmp = tempfile::tempdir().unwrap();
-    let secret = secret_volume(&registry, tmp.path());
+    let (registry, tmp, secret) = cluster("build-pass-6");
     // A Build whose source is an OCI artifact Shipwright's CLI pushed.
     let bundle = format!("{}/team/app-source:latest", registry.host());
     let scratch = tempfile::tempdir().unwrap();
@@ -312,13 +311,7 @@ fn a_single_arch_buildrun_in_shipwrights_shape() {
     let config: Value = serde_json::from_slice(&config.body).unwrap();
     assert_eq!(config["created"], "2023-07-22T04:27:22Z");
     assert_eq!(config["config"]["Labels"]["maintainer"], "team@example.com");
-    let size: u64 = manifest["config"]["size"].as_u64().unwrap()
-        + manifest["layers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| l["size"].as_u64().unwrap())
-            .sum::<u64>();
+    let size: u64 = config_plus_layers(&manifest);
     assert_eq!(results.read("shp-image-size"), size.to_string());
     assert!(!Path::new(&results.path("shp-image-vulnerabilities")).exists());
 }

@@ -105,6 +105,19 @@ pub fn push_bundle(reference: &str, entries: &[Entry<'_>]) -> String {
     digest.to_string()
 }
 
+/// The size Shipwright reports for an image manifest: its config's and
+/// layers' sizes added up.
+pub fn config_plus_layers(manifest: &serde_json::Value) -> u64 {
+    let size = |d: &serde_json::Value| d["size"].as_u64().expect("a descriptor size");
+    size(&manifest["config"])
+        + manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(size)
+            .sum::<u64>()
+}
+
 /// The directory holding the trivy stand-in (`tests/fixtures/trivy`).
 pub fn standin_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
