@@ -4,11 +4,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, ValueEnum};
+use clap::{ArgAction, Args, Parser, ValueEnum};
 
 use crate::compress::Compression;
 use crate::error::{Error, Result};
-use crate::image::mutate::Mutations;
 use crate::logging::{self, LogFormat};
 use crate::modes::{self, Context};
 use crate::oci::index::IndexFormat;
@@ -16,7 +15,7 @@ use crate::oci::platform::Platform;
 use crate::oci::reference::Target;
 use crate::registry::{credentials, retry::RetryPolicy, ClientOptions, RegistryClient};
 use crate::settings::{
-    ArtifactSettings, AssembleSettings, PullSettings, PushSettings, StreamUpload,
+    ArtifactSettings, AssembleSettings, ImageSettings, PullSettings, PushSettings, StreamUpload,
 };
 use crate::signals;
 use crate::store::cache::Cache;
@@ -57,7 +56,11 @@ Examples:
 
 Exit codes: 0 ok, 1 internal, 2 usage, 3 auth, 4 not found, 5 digest mismatch,
 6 unsafe archive, 7 platform not found, 8 registry unreachable, 9 invalid input,
-10 target conflict, 11 unusable registry content, 12 some inputs missing.";
+10 target conflict, 11 unusable registry content, 12 some inputs missing,
+22 vulnerabilities found (failOnFinding), 100 no --image to process.
+
+Shipwright's invocations work as they are (--image REF --target DIR; --push DIR;
+--image REF alone): see docs/shipwright.md.";
 
 /// ocistep: move source bundles and images through OCI registries for native
 /// multi-architecture builds.
@@ -69,12 +72,7 @@ pub struct Cli {
     pub mode: ModeArgs,
 
     /// Image reference: `registry/repo[:tag][@digest]` or `oci:PATH[:tag]` (an OCI layout on disk).
-    #[arg(
-        long,
-        value_name = "REF",
-        alias = "source-bundle-image",
-        required_unless_present = "copy"
-    )]
+    #[arg(long, value_name = "REF", alias = "source-bundle-image")]
     pub image: Option<String>,
 
     /// How to reach registries.
@@ -118,9 +116,10 @@ pub struct Cli {
     pub output: OutputArgs,
 }
 
-/// Exactly one of these selects what the run does.
+/// At most one of these selects what the run does; with none, `--image`
+/// is processed as Shipwright's image-processing step does.
 #[derive(Debug, Args)]
-#[group(required = true, multiple = false)]
+#[group(required = false, multiple = false)]
 pub struct ModeArgs {
     /// Pack DIR into a source bundle and push it to --image.
     #[arg(long, value_name = "DIR", help_heading = "Modes")]
@@ -143,6 +142,28 @@ pub struct ModeArgs {
     /// Pull the artifact --image (for --platform, if it is an index) and write its titled layers into DIR.
     #[arg(long, value_name = "DIR", help_heading = "Modes")]
     pub pull_artifact: Option<PathBuf>,
+    /// Shipwright's bundle puller: pull the bundle --image into DIR, as --pull-source-bundle does.
+    #[arg(long, value_name = "DIR", help_heading = "Shipwright")]
+    pub target: Option<PathBuf>,
+    /// Shipwright's image-processing: push the image in DIR as --push-image does, with the
+    /// size result as Shipwright computes it (config plus layers; none for an index).
+    #[arg(long, value_name = "DIR", help_heading = "Shipwright")]
+    pub push: Option<PathBuf>,
+}
+
+impl ModeArgs {
+    /// True when no mode flag was given.
+    pub fn is_empty(&self) -> bool {
+        self.push_source_bundle.is_none()
+            && self.pull_source_bundle.is_none()
+            && !self.assemble_index
+            && self.push_image.is_none()
+            && self.copy.is_none()
+            && !self.push_artifact
+            && self.pull_artifact.is_none()
+            && self.target.is_none()
+            && self.push.is_none()
+    }
 }
 
 /// How to reach registries.
@@ -151,8 +172,8 @@ pub struct RegistryArgs {
     /// Directory with `.dockerconfigjson` or `config.json` (an empty value means none).
     #[arg(long, value_parser = path_allowing_empty, value_name = "DIR", help_heading = "Registry")]
     pub secret_path: Option<PathBuf>,
-    /// Allow plain HTTP and self-signed certificates for every registry.
-    #[arg(long, help_heading = "Registry")]
+    /// Allow plain HTTP and self-signed certificates for every registry (`--insecure=false` too).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set, help_heading = "Registry")]
     pub insecure: bool,
     /// Extra CA certificates (PEM) to trust.
     #[arg(long, value_parser = path_allowing_empty, value_name = "FILE", help_heading = "Registry")]
@@ -281,7 +302,7 @@ pub struct PushArgs {
     #[arg(long, value_name = "PATTERN", help_heading = "Push")]
     pub exclude: Vec<String>,
     /// Store symlinks that leave the tree as the files they point to, instead of failing.
-    #[arg(long, help_heading = "Push")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set, help_heading = "Push")]
     pub dereference_symlinks: bool,
     /// When a bundle's layer is uploaded while it is packed (a chunked PATCH) rather than
     /// after; `--stream-upload` alone means `always`.
@@ -313,7 +334,7 @@ pub struct AssembleArgs {
     #[arg(long, value_name = "ENTRY", num_args = 1.., help_heading = "Assemble index")]
     pub platform_image: Vec<String>,
     /// Build the index from the images that exist, leaving out (and naming) the others.
-    #[arg(long, help_heading = "Assemble index")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set, help_heading = "Assemble index")]
     pub allow_missing: bool,
     /// Fail unless the index covers these platforms (comma-separated).
     #[arg(long, value_name = "PLATFORMS", help_heading = "Assemble index")]
@@ -321,6 +342,10 @@ pub struct AssembleArgs {
     /// Index format.
     #[arg(long, value_enum, default_value_t = IndexFormatArg::Oci, help_heading = "Assemble index")]
     pub index_format: IndexFormatArg,
+    /// A platform's scan result, `os/arch[/variant]=ID:S,…` (a vulnerabilities result), added to
+    /// that platform's entry in the platform results (repeatable).
+    #[arg(long, value_name = "PLATFORM=RESULT", help_heading = "Assemble index")]
+    pub platform_vulnerabilities: Vec<String>,
 }
 
 /// Flags of `--push-image`.
@@ -332,27 +357,29 @@ pub struct PushImageArgs {
     /// Creation time for the image config and history (seconds since the epoch or RFC 3339).
     #[arg(long, value_name = "TIME", help_heading = "Push image")]
     pub image_timestamp: Option<String>,
-    /// Read the creation time from FILE (e.g. a source-timestamp result).
-    #[arg(
-        long,
-        value_name = "FILE",
-        conflicts_with = "image_timestamp",
-        help_heading = "Push image"
-    )]
+    /// Read the creation time from FILE (e.g. a source-timestamp result); not with --image-timestamp.
+    #[arg(long, value_name = "FILE", value_parser = path_allowing_empty, help_heading = "Push image")]
     pub image_timestamp_file: Option<PathBuf>,
+    /// Scan the image with trivy first, as Shipwright does: `{"enabled":true,"failOnFinding":true,
+    /// "ignore":{"id":[…],"severity":"low|medium|high","unfixed":true}}`.
+    #[arg(long, value_name = "JSON", help_heading = "Push image")]
+    pub vuln_settings: Option<String>,
+    /// The most vulnerabilities the result holds, the most severe first.
+    #[arg(long, value_name = "N", default_value_t = crate::scan::settings::DEFAULT_COUNT_LIMIT, help_heading = "Push image")]
+    pub vuln_count_limit: usize,
 }
 
 /// Flags of the pulling modes.
 #[derive(Debug, Args)]
 pub struct PullArgs {
     /// Delete the bundle from the registry after a successful pull.
-    #[arg(long, help_heading = "Pull")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set, help_heading = "Pull")]
     pub prune: bool,
-    /// Print every extracted entry to stdout.
-    #[arg(long, help_heading = "Pull")]
+    /// Print every extracted entry to stdout (for a bundle, `BUNDLE_SHOW_LISTING`, when set, decides).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set, help_heading = "Pull")]
     pub show_listing: bool,
     /// Replace entries of DIR that the bundle also holds (otherwise they are a conflict).
-    #[arg(long, help_heading = "Pull")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set, help_heading = "Pull")]
     pub overwrite: bool,
     /// Refuse bundles that expand to more than SIZE (bytes, or with K/M/G/T suffix).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Pull")]
@@ -419,7 +446,11 @@ pub struct ResultArgs {
     /// Results also go to `$GITHUB_OUTPUT` when it is set.
     #[arg(long, value_parser = path_allowing_empty, value_name = "FILE", help_heading = "Results")]
     pub dotenv_file: Option<PathBuf>,
-    /// Write the bundle's source timestamp (seconds since the epoch; empty if it has none) here.
+    /// Write the scan's findings (`ID:S,…`, S the severity's initial) here.
+    #[arg(long, value_parser = path_allowing_empty, value_name = "FILE", help_heading = "Results")]
+    pub result_file_image_vulnerabilities: Option<PathBuf>,
+    /// Write the bundle's source timestamp (seconds since the epoch) here: its own, else the newest
+    /// file mtime in its layer; not written when it has neither.
     #[arg(long, value_parser = path_allowing_empty, value_name = "FILE", help_heading = "Results")]
     pub result_file_source_timestamp: Option<PathBuf>,
 }
@@ -436,6 +467,11 @@ pub struct OutputArgs {
     /// Warnings and errors only.
     #[arg(short, long, conflicts_with = "verbose", help_heading = "Output")]
     pub quiet: bool,
+}
+
+/// Parses a boolean flag value as Shipwright (Go) does.
+fn go_bool(s: &str) -> std::result::Result<bool, String> {
+    crate::shipwright::parse_bool(s)
 }
 
 /// Accepts any path, the empty one included (see [`non_empty`]).
@@ -512,6 +548,36 @@ impl Cli {
         })
     }
 
+    /// True when the flags are Shipwright's image-processing ones (an image,
+    /// a directory to push, changes or a scan), so that a missing
+    /// `--image` gets Shipwright's exit code.
+    fn names_image_processing(&self) -> bool {
+        let args = &self.push_image_args;
+        self.image.is_some()
+            || self.mode.push.is_some()
+            || !self.annotation.is_empty()
+            || !args.label.is_empty()
+            || args.image_timestamp.is_some()
+            || args.image_timestamp_file.is_some()
+            || args.vuln_settings.is_some()
+    }
+
+    /// What happens to an image pushed or processed; `shipwright_size`
+    /// for Shipwright's forms.
+    fn image_settings(
+        &self,
+        annotations: &BTreeMap<String, String>,
+        shipwright_size: bool,
+    ) -> Result<ImageSettings> {
+        ImageSettings::new(
+            &self.push_image_args,
+            annotations,
+            shipwright_size,
+            credentials::config_files(non_empty(&self.registry.secret_path).as_deref()),
+            self.registry.insecure,
+        )
+    }
+
     /// Result file paths, with empty values dropped.
     pub fn result_files(&self) -> modes::ResultFiles {
         modes::ResultFiles {
@@ -520,6 +586,7 @@ impl Cli {
             reference: non_empty(&self.results.result_file_image_ref),
             source_timestamp: non_empty(&self.results.result_file_source_timestamp),
             platform_results: non_empty(&self.results.result_file_platform_results),
+            vulnerabilities: non_empty(&self.results.result_file_image_vulnerabilities),
             dotenv: non_empty(&self.results.dotenv_file),
         }
     }
@@ -529,15 +596,26 @@ impl Cli {
 pub fn run(cli: Cli) -> Result<()> {
     let log_format = LogFormat::from(cli.output.log_format);
     logging::init(log_format, cli.output.verbose, cli.output.quiet);
-    let target = match cli.image.as_deref() {
-        Some(image) => Target::parse(image)?,
-        None if cli.mode.copy.is_some() => Target::parse("oci:.")?,
-        None => {
-            return Err(Error::Usage(
-                "--image is required for this mode".to_string(),
-            ))
-        }
-    };
+    // Shipwright's image-processing step: `--push DIR`, or no mode at all.
+    let processing = cli.mode.push.is_some() || cli.mode.is_empty();
+    let target =
+        match cli.image.as_deref().filter(|i| !i.is_empty()) {
+            Some(image) => Target::parse(image)?,
+            None if cli.mode.copy.is_some() => Target::parse("oci:.")?,
+            None if processing && cli.names_image_processing() => return Err(Error::ImageMissing(
+                "the 'image' argument must not be empty: give --image REF, the image to process"
+                    .to_string(),
+            )),
+            None if cli.mode.is_empty() => return Err(Error::Usage(
+                "no mode given; see --help (or --image REF to process an image as Shipwright does)"
+                    .to_string(),
+            )),
+            None => {
+                return Err(Error::Usage(
+                    "--image is required for this mode".to_string(),
+                ))
+            }
+        };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -556,23 +634,25 @@ pub fn run(cli: Cli) -> Result<()> {
         if let Some(dir) = &cli.mode.push_source_bundle {
             let push = PushSettings::new(&cli.push)?;
             modes::push_source_bundle::run(&ctx, dir, &target, &push, &annotations).await
-        } else if let Some(dir) = &cli.mode.pull_source_bundle {
-            let pull = PullSettings::new(&cli.pull);
+        } else if let Some(dir) = cli
+            .mode
+            .pull_source_bundle
+            .as_ref()
+            .or(cli.mode.target.as_ref())
+        {
+            let pull = PullSettings::for_bundle(&cli.pull);
             modes::pull_source_bundle::run(&ctx, dir, &target, &pull, &platform).await
         } else if cli.mode.assemble_index {
-            let assemble = AssembleSettings::new(&cli.assemble);
+            let assemble = AssembleSettings::new(&cli.assemble)?;
             modes::assemble_index::run(&ctx, &target, &assemble, &annotations).await
         } else if let Some([src, dst]) = cli.mode.copy.as_deref() {
             modes::copy::run(&ctx, &Target::parse(src)?, &Target::parse(dst)?).await
-        } else if let Some(dir) = &cli.mode.push_image {
-            let args = &cli.push_image_args;
-            let mutations = Mutations::new(
-                &args.label,
-                args.image_timestamp.as_deref(),
-                args.image_timestamp_file.as_deref(),
-                &annotations,
-            )?;
-            modes::push_image::run(&ctx, dir, &target, &mutations).await
+        } else if let Some(dir) = cli.mode.push_image.as_ref().or(cli.mode.push.as_ref()) {
+            let image = cli.image_settings(&annotations, cli.mode.push.is_some())?;
+            modes::push_image::run(&ctx, dir, &target, &image).await
+        } else if processing {
+            let image = cli.image_settings(&annotations, true)?;
+            modes::process_image::run(&ctx, &target, &image).await
         } else if cli.mode.push_artifact {
             let artifact = ArtifactSettings::new(&cli.artifact);
             let push = PushSettings::new(&cli.push)?;
@@ -628,7 +708,13 @@ mod tests {
     fn exactly_one_mode() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
-        assert!(Cli::try_parse_from(["ocistep", "--image", "x"]).is_err());
+        // No mode: Shipwright's image-processing of --image.
+        let c = Cli::try_parse_from(["ocistep", "--image", "x", "--insecure=false"]).unwrap();
+        assert!(c.mode.is_empty() && !c.registry.insecure);
+        let c = Cli::try_parse_from(["ocistep", "--image", "x", "--target", "d"]).unwrap();
+        assert!(!c.mode.is_empty());
+        assert!(Cli::try_parse_from(["ocistep", "--target", "d", "--push", "e"]).is_err());
+        assert!(Cli::try_parse_from(["ocistep", "--insecure=yes", "--image", "x"]).is_err());
         assert!(Cli::try_parse_from([
             "ocistep",
             "--push-source-bundle",

@@ -40,6 +40,12 @@ pub enum ExitCode {
     /// Some of several inputs (the children of an index) are missing or
     /// unreadable; the message lists each one.
     MissingInputs = 12,
+    /// A vulnerability scan found what `failOnFinding` forbids (Shipwright's
+    /// code for it).
+    Vulnerable = 22,
+    /// The image-processing form was given no (or an empty) `--image`
+    /// (Shipwright's code for it).
+    ImageMissing = 100,
     /// Stopped by SIGHUP (128 + 1).
     SigHup = 129,
     /// Stopped by SIGINT (128 + 2).
@@ -96,6 +102,12 @@ pub enum Error {
     /// Several inputs are missing or unreadable.
     #[error("{0}")]
     MissingInputs(String),
+    /// A vulnerability scan found what the settings forbid.
+    #[error("{0}")]
+    Vulnerable(String),
+    /// No image to process was named.
+    #[error("{0}")]
+    ImageMissing(String),
     /// A local I/O error, with the path it concerns.
     #[error("{action} {path}: {source}")]
     Io {
@@ -130,6 +142,8 @@ impl Error {
             Error::TargetConflict(_) => ExitCode::TargetConflict,
             Error::BadContent(_) => ExitCode::BadContent,
             Error::MissingInputs(_) => ExitCode::MissingInputs,
+            Error::Vulnerable(_) => ExitCode::Vulnerable,
+            Error::ImageMissing(_) => ExitCode::ImageMissing,
             Error::Stopped(signal) => match signal {
                 Signal::Term => ExitCode::SigTerm,
                 Signal::Int => ExitCode::SigInt,

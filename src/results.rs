@@ -21,6 +21,8 @@ pub struct ResultFiles {
     pub source_timestamp: Option<PathBuf>,
     /// Per-platform JSON of an index.
     pub platform_results: Option<PathBuf>,
+    /// A scan's findings (`ID:S,…`).
+    pub vulnerabilities: Option<PathBuf>,
     /// A dotenv file with every value (`OCISTEP_DIGEST=…`).
     pub dotenv: Option<PathBuf>,
 }
@@ -34,10 +36,12 @@ pub struct Outcome {
     pub size: Option<u64>,
     /// `registry/repo@sha256:…` or `oci:PATH@sha256:…`.
     pub reference: Option<String>,
-    /// Seconds since the epoch; empty when a bundle carries none.
+    /// Seconds since the epoch; `None` when a bundle has none (no file).
     pub source_timestamp: Option<String>,
     /// JSON array of `{platform, digest, size, reference}`.
     pub platform_results: Option<String>,
+    /// A scan's findings, `ID:S,…`; empty when it found none.
+    pub vulnerabilities: Option<String>,
 }
 
 impl Outcome {
@@ -84,6 +88,12 @@ impl Outcome {
             "platform-results",
             "OCISTEP_PLATFORM_RESULTS",
             self.platform_results.clone(),
+        );
+        push(
+            &files.vulnerabilities,
+            "vulnerabilities",
+            "OCISTEP_VULNERABILITIES",
+            self.vulnerabilities.clone(),
         );
         out
     }

@@ -4,13 +4,21 @@
 //! and checked here, only for the mode that runs. Nothing below the modes
 //! knows the command line.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
 use crate::archive::extract::{ExtractLimits, DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES};
 use crate::archive::pack::PackOptions;
 use crate::archive::walk::WalkOptions;
-use crate::cli::{ArtifactArgs, AssembleArgs, PullArgs, PushArgs};
+use crate::cli::{ArtifactArgs, AssembleArgs, PullArgs, PushArgs, PushImageArgs};
 use crate::compress::Compression;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::image::mutate::Mutations;
 use crate::oci::index::IndexFormat;
+use crate::oci::platform::Platform;
+use crate::scan::report::{self, Vulnerability};
+use crate::scan::ScanSettings;
+use crate::shipwright;
 use crate::timestamp;
 
 /// When a source bundle's layer is uploaded while it is packed.
@@ -102,6 +110,61 @@ impl PullSettings {
             },
         }
     }
+
+    /// Resolves the flags of a bundle pull: `BUNDLE_SHOW_LISTING`, when
+    /// set, decides whether it lists, as in Shipwright's bundle puller.
+    pub fn for_bundle(args: &PullArgs) -> Self {
+        let env = std::env::var(shipwright::SHOW_LISTING_ENV).ok();
+        PullSettings {
+            show_listing: shipwright::show_listing(args.show_listing, env.as_deref()),
+            ..PullSettings::new(args)
+        }
+    }
+}
+
+/// What happens to an image on its way to `--image`.
+#[derive(Debug, Clone)]
+pub struct ImageSettings {
+    /// Annotations, labels and creation time.
+    pub mutations: Mutations,
+    /// The vulnerability scan asked for.
+    pub scan: Option<ScanSettings>,
+    /// Report the size as Shipwright does (config plus layers; none for
+    /// an index) rather than the manifest's.
+    pub shipwright_size: bool,
+}
+
+impl ImageSettings {
+    /// Resolves the image flags; `credential_files` and `insecure` are what
+    /// a scan of a registry image needs.
+    pub fn new(
+        args: &PushImageArgs,
+        annotations: &BTreeMap<String, String>,
+        shipwright_size: bool,
+        credential_files: Vec<PathBuf>,
+        insecure: bool,
+    ) -> Result<Self> {
+        let mutations = Mutations::new(
+            &args.label,
+            args.image_timestamp.as_deref(),
+            args.image_timestamp_file.as_deref(),
+            annotations,
+        )?;
+        let scan = ScanSettings::parse(
+            args.vuln_settings.as_deref().unwrap_or(""),
+            args.vuln_count_limit,
+        )?
+        .map(|scan| ScanSettings {
+            credential_files,
+            insecure,
+            ..scan
+        });
+        Ok(ImageSettings {
+            mutations,
+            scan,
+            shipwright_size,
+        })
+    }
 }
 
 /// What `--assemble-index` builds.
@@ -115,17 +178,32 @@ pub struct AssembleSettings {
     pub require_platforms: Option<String>,
     /// OCI index or Docker manifest list.
     pub index_format: IndexFormat,
+    /// Scan findings per platform, for the platform results.
+    pub platform_vulnerabilities: Vec<(Platform, Vec<Vulnerability>)>,
 }
 
 impl AssembleSettings {
     /// Resolves the `--assemble-index` flags.
-    pub fn new(args: &AssembleArgs) -> Self {
-        AssembleSettings {
+    pub fn new(args: &AssembleArgs) -> Result<Self> {
+        let platform_vulnerabilities = args
+            .platform_vulnerabilities
+            .iter()
+            .map(|v| {
+                let (platform, found) = v.split_once('=').ok_or_else(|| {
+                    Error::Usage(format!(
+                        "invalid --platform-vulnerabilities {v:?}: expected os/arch=ID:S,… (a vulnerabilities result)"
+                    ))
+                })?;
+                Ok((Platform::parse(platform)?, report::from_result(found)?))
+            })
+            .collect::<Result<_>>()?;
+        Ok(AssembleSettings {
             platform_images: args.platform_image.clone(),
             allow_missing: args.allow_missing,
             require_platforms: args.require_platforms.clone(),
             index_format: IndexFormat::from(args.index_format),
-        }
+            platform_vulnerabilities,
+        })
     }
 }
 

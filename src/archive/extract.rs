@@ -83,6 +83,9 @@ pub struct EntryInfo<'a> {
     /// Permission bits as applied on disk (0644 or 0755 for files and
     /// directories, the linked file's mode for hard links, 0777 for symlinks).
     pub mode: u32,
+    /// The modification time the archive gives the entry, in seconds since
+    /// the epoch.
+    pub mtime: u64,
 }
 
 /// The kind of an extracted entry.
@@ -301,10 +304,10 @@ impl Extractor {
         let header_mode = header
             .mode()
             .map_err(|e| self.bad_field("mode", &shown, e))?;
-        let mtime = header
+        let mtime_secs = header
             .mtime()
             .map_err(|e| self.bad_field("mtime", &shown, e))?;
-        let mtime = UNIX_EPOCH.checked_add(Duration::from_secs(mtime));
+        let mtime = UNIX_EPOCH.checked_add(Duration::from_secs(mtime_secs));
 
         let (size, mode) = match kind {
             EntryKind::Dir => (0, self.extract_dir(&path, mtime)?),
@@ -328,6 +331,7 @@ impl Extractor {
             kind,
             size,
             mode,
+            mtime: mtime_secs,
         });
         Ok(())
     }

@@ -41,7 +41,12 @@ impl Mutations {
         let value = timestamp.filter(|v| !v.is_empty());
         let file = timestamp_file.filter(|f| !f.as_os_str().is_empty());
         let created = match (value, file) {
-            (Some(value), _) => Some(parse_time("--image-timestamp", value)?),
+            (Some(_), Some(_)) => {
+                return Err(Error::Usage(
+                    "--image-timestamp and --image-timestamp-file are mutually exclusive; give only one".to_string(),
+                ))
+            }
+            (Some(value), None) => Some(parse_time("--image-timestamp", value)?),
             (None, Some(file)) => Some(read_time_file(file)?),
             (None, None) => None,
         };
@@ -298,6 +303,12 @@ mod tests {
         assert!(parse_time("--image-timestamp", "soon").is_err());
         assert!(Mutations::default().is_empty());
         assert!(!mutations().is_empty());
+        let none = BTreeMap::new();
+        let both = Mutations::new(&[], Some("1"), Some(Path::new("f")), &none).unwrap_err();
+        assert_eq!(both.exit_code(), crate::ExitCode::Usage);
+        assert!(both.to_string().contains("mutually exclusive"), "{both}");
+        let empty = Mutations::new(&[], Some(""), Some(Path::new("")), &none).unwrap();
+        assert!(empty.is_empty(), "empty values mean unset");
     }
 
     #[test]

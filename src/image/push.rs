@@ -29,8 +29,8 @@ const MAX_CONFIG_BYTES: u64 = 16 << 20;
 pub struct Pushed {
     /// Digest of the tagged manifest.
     pub digest: Digest,
-    /// Its size in bytes.
-    pub size: u64,
+    /// The tagged manifest (or index) itself.
+    pub manifest: FetchedManifest,
     /// Blobs uploaded (or mutated configs written).
     pub blobs_uploaded: u64,
     /// Blobs the target had already, or mounted.
@@ -84,7 +84,7 @@ pub async fn push(
     let digest = dst.put_manifest(&bytes, &media_type).await?;
     Ok(Pushed {
         digest,
-        size: bytes.len() as u64,
+        manifest: FetchedManifest::new(bytes, Some(media_type)),
         blobs_uploaded: tally.uploaded,
         blobs_present: tally.present,
     })

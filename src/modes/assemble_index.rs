@@ -19,17 +19,22 @@ use crate::modes::{require_tag, Context};
 use crate::oci::index::{self, IndexChild};
 use crate::oci::reference::Target;
 use crate::results::{self, Outcome};
+use crate::scan::Vulnerability;
 use crate::settings::AssembleSettings;
 use crate::store::copy::copy_manifest;
 use crate::store::Store;
 
 /// One line of the platform results file.
 #[derive(Serialize)]
-struct PlatformResult {
+struct PlatformResult<'a> {
     platform: String,
     digest: String,
     size: u64,
     reference: String,
+    /// What a scan found, when `--platform-vulnerabilities` gave a result
+    /// for the platform.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vulnerabilities: Option<&'a [Vulnerability]>,
 }
 
 /// Runs the mode.
@@ -98,14 +103,19 @@ pub async fn run(
             size: Some(bytes.len() as u64),
             reference: Some(pinned),
             source_timestamp: None,
-            platform_results: Some(platform_results(&dst, &children)?),
+            platform_results: Some(platform_results(&dst, &children, args)?),
+            vulnerabilities: None,
         },
     )
 }
 
 /// The platform results file: each child's platform, digest, size and
-/// pinned reference, as JSON.
-fn platform_results(dst: &Store, children: &[IndexChild]) -> Result<String> {
+/// pinned reference (and scan findings, when given), as JSON.
+fn platform_results(
+    dst: &Store,
+    children: &[IndexChild],
+    args: &AssembleSettings,
+) -> Result<String> {
     let lines = children
         .iter()
         .map(|c| {
@@ -114,6 +124,11 @@ fn platform_results(dst: &Store, children: &[IndexChild]) -> Result<String> {
                 digest: c.descriptor.digest.clone(),
                 size: c.descriptor.size,
                 reference: dst.pinned(&c.descriptor.parsed_digest()?),
+                vulnerabilities: args
+                    .platform_vulnerabilities
+                    .iter()
+                    .find(|(p, _)| p.same_as(&c.platform))
+                    .map(|(_, found)| found.as_slice()),
             })
         })
         .collect::<Result<Vec<_>>>()?;

@@ -2,6 +2,7 @@
 
 pub mod assemble_index;
 pub mod copy;
+pub mod process_image;
 pub mod pull_artifact;
 pub mod pull_source_bundle;
 pub mod push_artifact;
@@ -65,4 +66,27 @@ pub async fn prune(store: &crate::store::Store, top: &crate::oci::manifest::Fetc
         Ok(()) => tracing::info!("pruned {}", store.pinned(&top.digest)),
         Err(e) => tracing::warn!("the pull succeeded but --prune failed: {e}"),
     }
+}
+
+/// Scans an image with trivy on a blocking thread, logs and writes what it
+/// found (the result file is written even when the findings then fail the
+/// run, as Shipwright does) and returns the `ID:S,…` result.
+pub async fn scan(
+    ctx: &Context,
+    subject: crate::scan::trivy::Subject,
+    settings: &crate::scan::ScanSettings,
+) -> Result<String> {
+    let settings = settings.clone();
+    let found = tokio::task::spawn_blocking(move || crate::scan::trivy::scan(&subject, &settings))
+        .await
+        .map_err(|e| Error::Internal(format!("the scan failed: {e}")))??;
+    if !found.is_empty() {
+        tracing::warn!("vulnerabilities found in the image:");
+        for v in &found {
+            tracing::warn!("ID: {}, Severity: {}", v.id, v.severity);
+        }
+    }
+    let value = crate::scan::report::to_result(&found);
+    crate::results::write(ctx.results.vulnerabilities.as_deref(), &value)?;
+    Ok(value)
 }

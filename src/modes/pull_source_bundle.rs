@@ -1,11 +1,16 @@
 //! `--pull-source-bundle DIR`: fetch and verify the manifest, stream the
 //! layer through digest verification into a staging directory, then move
 //! it into DIR. Optionally list what was extracted and prune the bundle.
+//!
+//! The source timestamp is the bundle's own (its `created` annotation) or,
+//! for a bundle without one (Shipwright's), the newest regular file's mtime
+//! in its layer, as Shipwright's bundle puller reports it; a layer without
+//! a regular file has none, and no timestamp file is written.
 
 use std::io::Read;
 use std::path::Path;
 
-use crate::archive::extract::{self, ExtractStats};
+use crate::archive::extract::{self, EntryKind, ExtractStats};
 use crate::archive::staging::{self, Staging};
 use crate::bundle::format;
 use crate::error::{Error, Result};
@@ -42,7 +47,7 @@ pub async fn run(
 
     let mut staging = Staging::new(dir)?;
     let compression = info.compression;
-    let (stats, listing) = store
+    let (stats, listing, newest_file) = store
         .stream_blob_restarting(&info.layer, |attempt| {
             // An attempt cut short leaves part of the tree: start afresh.
             if attempt > 1 {
@@ -54,13 +59,21 @@ pub async fn run(
             Ok(move |reader: &mut dyn Read| {
                 let _worker = worker;
                 let mut listing = Vec::new();
+                let mut newest_file: Option<u64> = None;
                 let mut reader = StopReader(ProgressReader::new(reader, progress.clone()));
                 let extracted =
                     extract::unpack(&mut reader, compression, &path, &limits, &mut |e| {
+                        if e.kind == EntryKind::File {
+                            newest_file = newest_file.max(Some(e.mtime));
+                        }
                         listing.push(e.path.to_string())
                     });
                 progress.finish();
-                Ok::<(ExtractStats, Vec<String>), Error>((extracted?, listing))
+                Ok::<(ExtractStats, Vec<String>, Option<u64>), Error>((
+                    extracted?,
+                    listing,
+                    newest_file,
+                ))
             })
         })
         .await?;
@@ -77,8 +90,12 @@ pub async fn run(
         print_listing(&listing)?;
     }
     let total = fetched.bytes.len() as u64 + manifest.config.size + info.layer.size;
-    if info.source_timestamp.is_none() && ctx.results.source_timestamp.is_some() {
-        tracing::warn!("the bundle carries no source timestamp; the result file is left empty");
+    let source_timestamp = info.source_timestamp.or(newest_file);
+    if source_timestamp.is_none() && ctx.results.source_timestamp.is_some() {
+        tracing::warn!(
+            "unable to determine the source timestamp of the content in {}: the bundle carries none and its layer holds no regular file; no timestamp file is written",
+            dir.display()
+        );
     }
     results::publish(
         &ctx.results,
@@ -86,12 +103,9 @@ pub async fn run(
             digest: Some(fetched.digest.clone()),
             size: Some(total),
             reference: Some(store.pinned(&fetched.digest)),
-            source_timestamp: Some(
-                info.source_timestamp
-                    .map(|t| t.to_string())
-                    .unwrap_or_default(),
-            ),
+            source_timestamp: source_timestamp.map(|t| t.to_string()),
             platform_results: None,
+            vulnerabilities: None,
         },
     )?;
 

@@ -36,6 +36,7 @@ pub async fn run(
             reference: Some(pinned),
             source_timestamp: args.source_timestamp.map(|ts| ts.to_string()),
             platform_results: None,
+            vulnerabilities: None,
         },
     )
 }

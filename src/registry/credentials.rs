@@ -76,14 +76,18 @@ impl Credentials {
     }
 }
 
-/// The config files to search, in order: the secret path's
-/// `.dockerconfigjson` / `config.json`, then `$DOCKER_CONFIG/config.json`,
-/// then `~/.docker/config.json`.
+/// The config files to search, in order: the secret path (a config file
+/// itself, or a directory's `.dockerconfigjson` / `config.json`), then
+/// `$DOCKER_CONFIG/config.json`, then `~/.docker/config.json`.
 pub fn config_files(secret_path: Option<&Path>) -> Vec<PathBuf> {
     let mut files = Vec::new();
-    if let Some(dir) = secret_path {
-        files.push(dir.join(".dockerconfigjson"));
-        files.push(dir.join("config.json"));
+    match secret_path {
+        Some(file) if file.is_file() => files.push(file.to_path_buf()),
+        Some(dir) => {
+            files.push(dir.join(".dockerconfigjson"));
+            files.push(dir.join("config.json"));
+        }
+        None => {}
     }
     if let Some(dir) = std::env::var_os("DOCKER_CONFIG") {
         files.push(PathBuf::from(dir).join("config.json"));
@@ -93,12 +97,16 @@ pub fn config_files(secret_path: Option<&Path>) -> Vec<PathBuf> {
     files
 }
 
-/// Checks that a `--secret-path` names a readable directory with a docker
-/// config in it. An empty path means "none" (an unbound Tekton workspace).
+/// Checks that a `--secret-path` names a docker config file, or a
+/// directory with one in it. An empty path means "none" (an unbound Tekton
+/// workspace).
 pub fn validate_secret_path(path: &Path) -> Result<()> {
+    if path.is_file() {
+        return Ok(());
+    }
     if !path.is_dir() {
         return Err(Error::Usage(format!(
-            "--secret-path {} is not a directory; point it at the directory holding .dockerconfigjson or config.json",
+            "--secret-path {} is neither a docker config file nor a directory; point it at the config file or the directory holding .dockerconfigjson or config.json",
             path.display()
         )));
     }
@@ -156,6 +164,45 @@ pub fn lookup(registry: &str, files: &[PathBuf]) -> Result<Credentials> {
         }
     }
     Ok(Credentials::Anonymous)
+}
+
+/// The `HttpHeaders` of the first config file that exists, as the docker
+/// CLI sends them with every request. Their values are treated as secrets
+/// (a header may carry a token): they never print and are redacted from
+/// server text. A `User-Agent` there is left out, as Shipwright leaves it.
+pub fn http_headers(files: &[PathBuf]) -> Result<Vec<(String, Secret)>> {
+    let Some(file) = files.iter().find(|f| f.is_file()) else {
+        return Ok(Vec::new());
+    };
+    let text = std::fs::read(file).map_err(|e| Error::io("reading", file, e))?;
+    let doc: serde_json::Value = serde_json::from_slice(&text).map_err(|_| {
+        Error::Auth(format!(
+            "{} is not a valid docker config (not JSON)",
+            file.display()
+        ))
+    })?;
+    let Some(headers) = doc.get("HttpHeaders") else {
+        return Ok(Vec::new());
+    };
+    let headers = headers.as_object().ok_or_else(|| {
+        Error::Auth(format!(
+            "\"HttpHeaders\" in {} is not an object of header names and values",
+            file.display()
+        ))
+    })?;
+    let mut out = Vec::new();
+    for (name, value) in headers {
+        let Some(value) = value.as_str() else {
+            return Err(Error::Auth(format!(
+                "header {name:?} of \"HttpHeaders\" in {} is not a string",
+                file.display()
+            )));
+        };
+        if !name.eq_ignore_ascii_case("user-agent") {
+            out.push((name.clone(), Secret::new(value)));
+        }
+    }
+    Ok(out)
 }
 
 /// The keys a docker config may use for a host: the bare host, with a
@@ -219,6 +266,37 @@ mod tests {
             }
         );
         assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn a_config_file_itself_is_a_secret_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write_config(dir.path(), "shp.json", r#"{"auths":{}}"#);
+        validate_secret_path(&f).unwrap();
+        assert_eq!(config_files(Some(&f))[0], f);
+        let e = validate_secret_path(&dir.path().join("absent")).unwrap_err();
+        assert!(e.to_string().contains("config file"), "{e}");
+    }
+
+    #[test]
+    fn http_headers_come_from_the_first_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write_config(
+            dir.path(),
+            "config.json",
+            r#"{"HttpHeaders":{"X-Meta-Source":"ci-hdr-value","User-Agent":"not-ours"}}"#,
+        );
+        let other = write_config(dir.path(), "other.json", r#"{"HttpHeaders":{"X-B":"b"}}"#);
+        let headers = http_headers(&[dir.path().join("absent"), f, other]).unwrap();
+        assert_eq!(headers.len(), 1);
+        assert_eq!(headers[0].0, "X-Meta-Source");
+        assert_eq!(headers[0].1.expose(), "ci-hdr-value");
+        assert!(!format!("{headers:?}").contains("ci-hdr-value"));
+        let bad = write_config(dir.path(), "bad.json", r#"{"HttpHeaders":{"X":1}}"#);
+        assert_eq!(
+            http_headers(&[bad]).unwrap_err().exit_code(),
+            crate::ExitCode::Auth
+        );
     }
 
     #[test]

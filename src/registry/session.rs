@@ -209,6 +209,7 @@ impl RegistryClient {
             .map_err(|e| Error::Internal(format!("cannot set up TLS: {e}")))?;
         let http = reqwest::Client::builder()
             .user_agent(USER_AGENT)
+            .default_headers(config_headers(&opts.credential_files)?)
             .connect_timeout(Duration::from_secs(15))
             .read_timeout(opts.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT))
             .pool_idle_timeout(Duration::from_secs(60))
@@ -368,12 +369,23 @@ impl RegistryClient {
                 Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED && !authenticated => {
                     authenticated = true;
                     attempt -= 1;
-                    let challenge = resp
+                    let www = resp
                         .headers()
                         .get(reqwest::header::WWW_AUTHENTICATE)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(token::parse_challenge);
-                    self.authenticate(&host, image, &key, challenge).await?;
+                        .and_then(|v| v.to_str().ok());
+                    let challenge = www.and_then(token::parse_challenge);
+                    // A basic challenge is answered here, so that the
+                    // config's HttpHeaders go with every request.
+                    let basic = www.is_some_and(|w| {
+                        w.get(..6).is_some_and(|s| s.eq_ignore_ascii_case("basic "))
+                    });
+                    match (&host.credentials, basic) {
+                        (Credentials::Basic { username, password }, true) => {
+                            let header = AuthHeader::Basic(username.clone(), password.clone());
+                            host.auth.lock().await.insert(key.clone(), header);
+                        }
+                        _ => self.authenticate(&host, image, &key, challenge).await?,
+                    }
                 }
                 Ok(resp) if is_transient_status(resp.status()) && policy.may_retry(attempt) => {
                     let retry_after = retry_after(&resp);
@@ -558,6 +570,27 @@ impl RegistryClient {
         };
         oci_client::Client::new(config)
     }
+}
+
+/// The docker config's `HttpHeaders`, sent with every request (marked
+/// sensitive, so they never print).
+fn config_headers(files: &[PathBuf]) -> Result<reqwest::header::HeaderMap> {
+    let mut map = reqwest::header::HeaderMap::new();
+    for (name, value) in credentials::http_headers(files)? {
+        let header = reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            Error::Usage(format!(
+                "\"HttpHeaders\" in the docker config names {name:?}, which is not a valid header name"
+            ))
+        })?;
+        let mut value = reqwest::header::HeaderValue::from_str(value.expose()).map_err(|_| {
+            Error::Usage(format!(
+                "\"HttpHeaders\" in the docker config gives {name:?} a value that is not a valid header value"
+            ))
+        })?;
+        value.set_sensitive(true);
+        map.insert(header, value);
+    }
+    Ok(map)
 }
 
 fn apply_auth(request: RequestBuilder, auth: Option<&AuthHeader>) -> RequestBuilder {

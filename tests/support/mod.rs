@@ -31,6 +31,7 @@ pub mod images;
 pub mod jail;
 pub mod registry;
 pub mod run;
+pub mod shipwright;
 pub mod tekton;
 pub mod tls;
 pub mod token;

@@ -61,6 +61,8 @@ struct State {
     /// Per [`seeded_key`]: requests so far, and faults in a row.
     seen: Mutex<HashMap<String, (u64, u32)>>,
     hits: Mutex<Vec<(String, String, Option<String>)>>,
+    /// The header fields of every request, in arrival order.
+    heads: Mutex<Vec<Vec<(String, String)>>>,
     /// Method, target and body length (as framed) of every request read whole.
     bodies: Mutex<Vec<(String, String, usize)>>,
     /// Target, start and end of every request answered.
@@ -110,6 +112,7 @@ impl FaultProxy {
             seeded,
             seen: Mutex::new(HashMap::new()),
             hits: Mutex::new(Vec::new()),
+            heads: Mutex::new(Vec::new()),
             bodies: Mutex::new(Vec::new()),
             spans: Mutex::new(Vec::new()),
             shutdown: AtomicBool::new(false),
@@ -137,6 +140,18 @@ impl FaultProxy {
     /// [`Fault`]'s `Display`).
     pub fn hits(&self) -> Vec<(String, String, Option<String>)> {
         self.state.hits.lock().unwrap().clone()
+    }
+
+    /// The value of header `name` (case-insensitive) in every request so
+    /// far, in arrival order (`None` where a request lacked it).
+    pub fn header_values(&self, name: &str) -> Vec<Option<String>> {
+        self.state
+            .heads
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|headers| header(headers, name).map(str::to_string))
+            .collect()
     }
 
     /// Method, target and body length of every request whose body was read
@@ -250,6 +265,7 @@ impl State {
             fault = drawn.filter(|_| *in_a_row < seeded.max_in_a_row);
             *in_a_row = if fault.is_some() { *in_a_row + 1 } else { 0 };
         }
+        self.heads.lock().unwrap().push(request.headers.clone());
         self.hits.lock().unwrap().push((
             request.method.clone(),
             request.target.clone(),
