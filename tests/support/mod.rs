@@ -58,6 +58,7 @@ fn package_for(tool: &str) -> &str {
     match tool {
         "htpasswd" => "apache2-utils",
         "setpriv" => "util-linux",
+        "busybox" => "busybox-static",
         other => other,
     }
 }
