@@ -59,6 +59,7 @@ fn package_for(tool: &str) -> &str {
         "htpasswd" => "apache2-utils",
         "setpriv" => "util-linux",
         "busybox" => "busybox-static",
+        "node" => "nodejs",
         other => other,
     }
 }
