@@ -195,10 +195,8 @@ fn check_task(t: &Task, flags: &BTreeSet<String>) -> Vec<String> {
             ));
         }
     }
-    if t.name.starts_with("ocistep-") {
-        if t.workspaces.get("dockerconfig") != Some(&true) {
-            p("no optional dockerconfig workspace".into());
-        }
+    if t.name.starts_with("ocistep-") && t.workspaces.get("dockerconfig") != Some(&true) {
+        p("no optional dockerconfig workspace".into());
     }
     // What Tekton Chains reads: a push names what it pushed; a pull has
     // nothing to sign and none of the names Chains reads.
