@@ -68,16 +68,22 @@ fn stderr_of(run: &support::github::ActionRun) -> String {
         .unwrap_or_default()
 }
 
+/// A runner and a release of this build's binary served on loopback, both
+/// under `scratch`.
+fn runner_and_release(scratch: &Path) -> (Runner, FileServer, PathBuf) {
+    let release = scratch.join("release");
+    publish(&release, &binary(), &binary());
+    let server = FileServer::start(&release);
+    (Runner::new(&scratch.join("runner")), server, release)
+}
+
 #[test]
 fn action_installs_the_release_and_runs_every_mode() {
     let registry = Registry::start();
     let host = registry.host();
     let a = action();
     let scratch = tempfile::tempdir().unwrap();
-    let release = scratch.path().join("release");
-    publish(&release, &binary(), &binary());
-    let server = FileServer::start(&release);
-    let runner = Runner::new(&scratch.path().join("runner"));
+    let (runner, server, release) = runner_and_release(scratch.path());
     let ws = &runner.workspace;
     let url = server.url();
     let use_action = |with: &[(&str, &str)]| {
@@ -206,10 +212,7 @@ fn action_uses_the_runners_docker_config() {
     let host = registry.host();
     let a = action();
     let scratch = tempfile::tempdir().unwrap();
-    let release = scratch.path().join("release");
-    publish(&release, &binary(), &binary());
-    let server = FileServer::start(&release);
-    let runner = Runner::new(&scratch.path().join("runner"));
+    let (runner, server, _) = runner_and_release(scratch.path());
     tree::sample_tree(&runner.workspace.join("src"));
     let image = format!("{host}/private:v1");
     let with = [
