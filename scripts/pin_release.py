@@ -4,7 +4,9 @@ release, pinned by digest:
 
   tasks/, pipelines/   the OCISTEP_IMAGE defaults (and the tasks' READMEs):
                        REPOSITORY:VERSION@NONROOT_DIGEST
-  templates/           the component's image: REPOSITORY:VERSION-shell@SHELL_DIGEST
+  templates/           the component's image: REPOSITORY:VERSION-shell@SHELL_DIGEST,
+                       and the release .ocistep-install installs: VERSION
+  examples/gitlab/     the component release the example includes: @VERSION
   action.yml           the release the action installs, and the sha256 of
                        that release's SHA256SUMS, which it checks
 
@@ -66,6 +68,24 @@ def main():
         with open(path, "w") as f:
             f.write(new)
         print(f"{os.path.relpath(path, root)}: {count} reference(s)")
+
+    component = os.path.join(root, "templates/ocistep.yml")
+    with open(component) as f:
+        text = f.read()
+    text, count = re.subn(r'(\n    version:\n      default: )"[^"]*"', rf'\g<1>"{version}"', text)
+    if count != 1:
+        sys.exit("error: templates/ocistep.yml has no version input")
+    with open(component, "w") as f:
+        f.write(text)
+    example = os.path.join(root, "examples/gitlab/.gitlab-ci.yml")
+    if os.path.exists(example):
+        with open(example) as f:
+            text = f.read()
+        text, count = re.subn(r"(/ocistep/ocistep/ocistep@)[0-9.]+", rf"\g<1>{version}", text)
+        if count != 1:
+            sys.exit("error: examples/gitlab/.gitlab-ci.yml includes no ocistep component release")
+        with open(example, "w") as f:
+            f.write(text)
 
     action = os.path.join(root, "action.yml")
     with open(action) as f:

@@ -115,11 +115,15 @@ $version-shell")" = "$(cat "$work/layout-tags")" ] || fail "the OCI layout's tag
 echo "==> 4. pin the CI wiring (a copy) to this release"
 pinned="$work/pinned"
 mkdir -p "$pinned"
+mkdir -p "$pinned/examples"
 cp -r tasks pipelines templates action.yml "$pinned/"
+cp -r examples/gitlab "$pinned/examples/"
 sums="$(sha256sum "$release/SHA256SUMS" | cut -d' ' -f1)"
 python3 scripts/pin_release.py --root "$pinned" --repository "$repo" "$version" \
   "$(cat "$work/refs/nonroot.digest")" "$(cat "$work/refs/shell.digest")" "$sums"
 if grep -rn 'ghcr\.io/ocistep/ocistep:' "$pinned"; then fail "references left unpinned"; fi
+grep -q "ocistep/ocistep/ocistep@$version\$" "$pinned/examples/gitlab/.gitlab-ci.yml" ||
+  fail "the GitLab example does not include component release $version"
 grep -rhoE "$repo:[0-9.]+(-shell)?@sha256:[0-9a-f]{64}" "$pinned" | sort -u >"$work/pins"
 [ "$(wc -l <"$work/pins")" -eq 2 ] || fail "expected the nonroot and shell pins, found: $(cat "$work/pins")"
 while read -r pin; do

@@ -180,9 +180,14 @@ fn check_task(t: &Task, flags: &BTreeSet<String>) -> Vec<String> {
             .get("OCISTEP_IMAGE")
             .and_then(|s| s.default.clone())
         {
-            Some(Param::Str(d)) if d == OCISTEP_IMAGE => {}
+            // The release, pinned by digest once scripts/pin_release.py ran.
+            Some(Param::Str(d))
+                if d == OCISTEP_IMAGE
+                    || d.strip_prefix(OCISTEP_REPOSITORY)
+                        .and_then(|rest| rest.split_once('@'))
+                        .is_some_and(|(tag, _)| tag.starts_with(':') && is_pinned(&d)) => {}
             other => p(format!(
-                "OCISTEP_IMAGE must default to {OCISTEP_IMAGE}, found {other:?}"
+                "OCISTEP_IMAGE must default to {OCISTEP_IMAGE} or a release pinned by digest, found {other:?}"
             )),
         }
     }
