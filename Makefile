@@ -1,11 +1,19 @@
 # ocistep: build, test, demo, lint.
 CARGO ?= cargo
-BIN := target/release/ocistep
+# Where cargo puts what it builds: CARGO_TARGET_DIR when set, as cargo does.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+BIN := $(TARGET_DIR)/release/ocistep
 
-.PHONY: build test demo lint fmt clean bench bench-smoke validate image-layout fuzz-smoke
+.PHONY: build static test demo lint fmt clean bench bench-smoke validate image-layout \
+	release-dry-run fuzz-smoke
 
 build:
 	$(CARGO) build --release --locked
+
+## A statically linked release binary, as releases ship it (the musl target
+## when installed, else glibc with crt-static); prints its path.
+static:
+	./scripts/build-static.sh
 
 ## The whole test suite: unit tests, then integration tests against a real
 ## registry (docker-registry), skopeo, umoci and buildah.
@@ -41,12 +49,20 @@ clean:
 validate:
 	./scripts/validate.sh
 
-## An OCI image layout of a static release binary (and the CA certificates
-## it checks TLS registries against) on an empty base, written
-## by scripts/image-layout.sh into target/image-layout and pushed with
-## ocistep --push-image to the layout target/image-out.
+## OCI image layouts of the three image variants (nonroot, root, shell) of a
+## static release binary and the CA certificates it checks TLS registries
+## against, on an empty base, written by scripts/image-layout.sh into
+## $(TARGET_DIR)/image-layout and pushed with ocistep --push-image to the
+## layout $(TARGET_DIR)/image-out.
 image-layout:
 	./scripts/image-layout.sh
+
+## What the release workflow does that needs no GitHub: the static binary and
+## SHA256SUMS, the image layouts, pushed and assembled into a loopback
+## registry and an OCI layout (checked with skopeo and umoci), the CI wiring
+## pinned to it and the action's install script run against it.
+release-dry-run:
+	./scripts/release-dry-run.sh
 
 ## A minute (FUZZ_SECONDS) of coverage-guided fuzzing for each cargo fuzz
 ## target in fuzz/ (libFuzzer with AddressSanitizer, debug assertions on):

@@ -7,9 +7,10 @@ set -euo pipefail
 
 bin=${OCISTEP:-target/release/ocistep}
 work=$(mktemp -d)
-registry_pid=""
+# shellcheck source=scripts/loopback-registry.sh
+. "$(dirname "${BASH_SOURCE[0]}")/loopback-registry.sh"
 cleanup() {
-  [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null || true
+  stop_registry
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -46,21 +47,12 @@ echo "   first:  $(cat "$work/digest")"
 echo "   second: $(cat "$work/digest2")"
 [ "$(cat "$work/digest")" = "$(cat "$work/digest2")" ]
 
-registry_bin=$(command -v docker-registry || true)
-if [ -z "$registry_bin" ]; then
+if ! command -v docker-registry >/dev/null 2>&1; then
   echo "== docker-registry is not installed: skipping the registry half (apt-get install docker-registry)"
   exit 0
 fi
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat > "$work/registry.yml" <<YAML
-version: 0.1
-log: {level: error}
-storage: {filesystem: {rootdirectory: $work/registry}, delete: {enabled: true}}
-http: {addr: 127.0.0.1:$port}
-YAML
-"$registry_bin" serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
-registry_pid=$!
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
+start_registry "$work/registry"
+port=$registry_port
 
 echo "== push to a throwaway registry at 127.0.0.1:$port"
 "$bin" --push-source-bundle "$work/src" --image "127.0.0.1:$port/demo/app:v1-src" \

@@ -20,7 +20,7 @@ for tool in python3 npm node; do
   command -v "$tool" >/dev/null 2>&1 || { echo "install-validators: $tool is needed" >&2; exit 1; }
 done
 echo "==> installing pinned validators into .tools/"
-rm -rf "$tools"
+rm -rf "$tools/venv" "$tools/npm" "$stamp"
 mkdir -p "$tools/npm"
 
 python3 -m venv "$tools/venv"

@@ -62,10 +62,19 @@ Exit codes: 0 ok, 1 internal, 2 usage, 3 auth, 4 not found, 5 digest mismatch,
 Shipwright's invocations work as they are (--image REF --target DIR; --push DIR;
 --image REF alone): see docs/shipwright.md.";
 
+/// What `--version` prints after the name: the version and the commit the
+/// binary was built from (see build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("OCISTEP_COMMIT"),
+    ")"
+);
+
 /// ocistep: move source bundles and images through OCI registries for native
 /// multi-architecture builds.
 #[derive(Debug, Parser)]
-#[command(name = "ocistep", version, about, after_help = EXAMPLES, max_term_width = 100)]
+#[command(name = "ocistep", version = VERSION, about, after_help = EXAMPLES, max_term_width = 100)]
 pub struct Cli {
     /// The mode of this run (exactly one).
     #[command(flatten)]

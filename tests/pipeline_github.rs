@@ -1,420 +1,330 @@
-//! The GitHub Action: its `args` run every mode against a real registry,
-//! their `${{ }}` expressions evaluated, with `$GITHUB_OUTPUT` read back;
-//! and the example workflow uses the action as declared.
+//! The GitHub composite action, run as a Linux runner runs it: its
+//! install step downloads the "release" (this build's binary and its
+//! SHA256SUMS, served on a loopback port), verifies and caches it, and its
+//! run step runs every mode against a real registry with the runner's
+//! `~/.docker/config.json` as the credentials; a binary that does not match
+//! SHA256SUMS is refused. The example workflow uses the action as declared.
 
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_yaml_ng::Value;
 
 use support::ci::*;
+use support::file_server::FileServer;
+use support::github::{action, script_flags, Runner};
 use support::images::{self};
-use support::{tree, Registry, Run};
+use support::{run_ok, tree, Registry, RegistryOptions};
 
-// ---------------------------------------------------------------------------
-// GitHub Action
-// ---------------------------------------------------------------------------
+/// The version the test release is published as.
+const VERSION: &str = "0.1.0";
 
-/// A value of a GitHub Actions expression.
-#[derive(Debug, Clone, PartialEq)]
-enum Expr {
-    Str(String),
-    Bool(bool),
+/// The release asset for this machine, as the release workflow names it.
+fn asset() -> String {
+    let arch = match Runner::arch() {
+        "X64" => "amd64",
+        _ => "arm64",
+    };
+    format!("ocistep-{VERSION}-linux-{arch}")
 }
 
-impl Expr {
-    fn truthy(&self) -> bool {
-        match self {
-            Expr::Str(s) => !s.is_empty(),
-            Expr::Bool(b) => *b,
-        }
-    }
-
-    fn text(&self) -> String {
-        match self {
-            Expr::Str(s) => s.clone(),
-            Expr::Bool(b) => b.to_string(),
-        }
-    }
+/// A release directory `dir/v<VERSION>/` with `binary` as this machine's
+/// asset and a SHA256SUMS listing `listed` (the binary's own bytes unless
+/// told otherwise). Returns the sha256 of SHA256SUMS.
+fn publish(dir: &Path, binary: &[u8], listed: &[u8]) -> String {
+    let release = dir.join(format!("v{VERSION}"));
+    std::fs::create_dir_all(&release).unwrap();
+    std::fs::write(release.join(asset()), binary).unwrap();
+    let sums = format!("{}  {}\n", sha256_hex(listed), asset());
+    std::fs::write(release.join("SHA256SUMS"), &sums).unwrap();
+    sha256_hex(sums.as_bytes())
 }
 
-/// The part of GitHub's expression language that action.yml uses: string
-/// literals, `inputs.x`, `==`, `!=`, `!`, `&&`, `||`, parentheses and
-/// `format()`.
-struct Evaluator<'a> {
-    src: &'a str,
-    pos: usize,
-    inputs: &'a BTreeMap<String, String>,
+fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = ocistep::oci::digest::Digest::of(bytes).to_string();
+    digest.strip_prefix("sha256:").unwrap().to_string()
 }
 
-impl Evaluator<'_> {
-    fn eval(src: &str, inputs: &BTreeMap<String, String>) -> Expr {
-        let mut e = Evaluator {
-            src,
-            pos: 0,
-            inputs,
-        };
-        let v = e.or();
-        e.ws();
-        assert_eq!(
-            e.pos,
-            src.len(),
-            "cannot evaluate {src:?} past {}",
-            &src[e.pos..]
-        );
-        v
-    }
-
-    fn ws(&mut self) {
-        while self.src[self.pos..].starts_with(' ') {
-            self.pos += 1;
-        }
-    }
-
-    fn eat(&mut self, token: &str) -> bool {
-        self.ws();
-        if self.src[self.pos..].starts_with(token) {
-            self.pos += token.len();
-            true
-        } else {
-            false
-        }
-    }
-
-    fn or(&mut self) -> Expr {
-        let mut left = self.and();
-        while self.eat("||") {
-            let right = self.and();
-            left = if left.truthy() { left } else { right };
-        }
-        left
-    }
-
-    fn and(&mut self) -> Expr {
-        let mut left = self.cmp();
-        while self.eat("&&") {
-            let right = self.cmp();
-            left = if left.truthy() { right } else { left };
-        }
-        left
-    }
-
-    fn cmp(&mut self) -> Expr {
-        let left = self.unary();
-        if self.eat("==") {
-            let right = self.unary();
-            return Expr::Bool(left.text().eq_ignore_ascii_case(&right.text()));
-        }
-        if self.eat("!=") {
-            let right = self.unary();
-            return Expr::Bool(!left.text().eq_ignore_ascii_case(&right.text()));
-        }
-        left
-    }
-
-    fn unary(&mut self) -> Expr {
-        if self.eat("!") {
-            return Expr::Bool(!self.unary().truthy());
-        }
-        self.primary()
-    }
-
-    fn primary(&mut self) -> Expr {
-        self.ws();
-        if self.eat("(") {
-            let v = self.or();
-            assert!(self.eat(")"), "missing ) in {:?}", self.src);
-            return v;
-        }
-        if self.src[self.pos..].starts_with('\'') {
-            let mut out = String::new();
-            self.pos += 1;
-            loop {
-                let c = self.src[self.pos..].chars().next().expect("closed string");
-                self.pos += c.len_utf8();
-                if c == '\'' {
-                    if self.src[self.pos..].starts_with('\'') {
-                        self.pos += 1;
-                        out.push('\'');
-                    } else {
-                        break;
-                    }
-                } else {
-                    out.push(c);
-                }
-            }
-            return Expr::Str(out);
-        }
-        let start = self.pos;
-        while self.src[self.pos..]
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_')
-        {
-            self.pos += 1;
-        }
-        let word = &self.src[start..self.pos];
-        if word == "format" {
-            assert!(self.eat("("));
-            let mut args = vec![self.or()];
-            while self.eat(",") {
-                args.push(self.or());
-            }
-            assert!(self.eat(")"));
-            let mut out = args[0].text();
-            for (i, a) in args.iter().enumerate().skip(1) {
-                out = out.replace(&format!("{{{}}}", i - 1), &a.text());
-            }
-            return Expr::Str(out);
-        }
-        match word {
-            "true" => Expr::Bool(true),
-            "false" => Expr::Bool(false),
-            _ => {
-                let name = word
-                    .strip_prefix("inputs.")
-                    .unwrap_or_else(|| panic!("unsupported expression {word:?}"));
-                Expr::Str(
-                    self.inputs
-                        .get(name)
-                        .unwrap_or_else(|| panic!("inputs.{name}: no such input"))
-                        .clone(),
-                )
-            }
-        }
-    }
+fn binary() -> Vec<u8> {
+    std::fs::read(env!("CARGO_BIN_EXE_ocistep")).unwrap()
 }
 
-/// Replaces every `${{ … }}` in `s`.
-fn evaluate(s: &str, inputs: &BTreeMap<String, String>) -> String {
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some(start) = rest.find("${{") {
-        out.push_str(&rest[..start]);
-        let end = rest[start..].find("}}").expect("closed ${{ }}") + start;
-        out.push_str(&Evaluator::eval(rest[start + 3..end].trim(), inputs).text());
-        rest = &rest[end + 2..];
-    }
-    out.push_str(rest);
-    out
+/// The tool cache entry the action keeps: `ocistep/VERSION/ARCH`.
+fn cached(runner: &Runner) -> PathBuf {
+    let arch = if Runner::arch() == "X64" {
+        "amd64"
+    } else {
+        "arm64"
+    };
+    runner.tool_cache.join(format!("ocistep/{VERSION}/{arch}"))
 }
 
-struct Action {
-    inputs: BTreeMap<String, (Option<String>, bool)>,
-    outputs: BTreeSet<String>,
-    args: Vec<String>,
+fn stderr_of(run: &support::github::ActionRun) -> String {
+    run.failed
+        .as_ref()
+        .map(|(_, o)| String::from_utf8_lossy(&o.stderr).into_owned())
+        .unwrap_or_default()
 }
 
-fn action() -> Action {
-    let doc = documents("action.yml").remove(0);
-    let inputs = at(&doc, "inputs")
-        .and_then(Value::as_mapping)
-        .expect("inputs")
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().unwrap().to_string(),
-                (
-                    string(v, "default"),
-                    v.get("required").and_then(Value::as_bool).unwrap_or(false),
-                ),
-            )
-        })
-        .collect();
-    let outputs = at(&doc, "outputs")
-        .and_then(Value::as_mapping)
-        .expect("outputs")
-        .keys()
-        .map(|k| k.as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(string(&doc, "runs.using").as_deref(), Some("docker"));
-    let image = string(&doc, "runs.image").unwrap();
-    assert!(
-        image.starts_with(&format!("docker://{OCISTEP_IMAGE}")),
-        "the action runs the published image, not {image}"
-    );
-    Action {
-        inputs,
-        outputs,
-        args: strings(&doc, "runs.args"),
-    }
-}
-
-/// `name<<delimiter` … blocks of a `$GITHUB_OUTPUT` file (and `name=value` lines).
-fn github_outputs(path: &Path) -> BTreeMap<String, String> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut out = BTreeMap::new();
-    let mut lines = text.lines();
-    while let Some(line) = lines.next() {
-        if let Some((name, delimiter)) = line.split_once("<<") {
-            let mut value = Vec::new();
-            for l in lines.by_ref() {
-                if l == delimiter {
-                    break;
-                }
-                value.push(l);
-            }
-            out.insert(name.to_string(), value.join("\n"));
-        } else if let Some((name, value)) = line.split_once('=') {
-            out.insert(name.to_string(), value.to_string());
-        }
-    }
-    out
-}
-
-/// Runs the action's args with `with`, in `workspace`, and returns its outputs.
-fn run_action(a: &Action, with: &[(&str, String)], workspace: &Path) -> BTreeMap<String, String> {
-    let mut inputs: BTreeMap<String, String> = a
-        .inputs
-        .iter()
-        .map(|(k, (d, _))| (k.clone(), d.clone().unwrap_or_default()))
-        .collect();
-    for (k, v) in with {
-        assert!(a.inputs.contains_key(*k), "the action has no input {k}");
-        inputs.insert(k.to_string(), v.clone());
-    }
-    for (k, (_, required)) in &a.inputs {
-        assert!(
-            !required || with.iter().any(|(w, _)| w == k),
-            "input {k} is required"
-        );
-    }
-    let args: Vec<String> = a.args.iter().map(|s| evaluate(s, &inputs)).collect();
-    let output = workspace.join(format!(".github-output-{}", inputs["mode"]));
-    let _ = std::fs::remove_file(&output);
-    let out = Run::new()
-        .args(&args)
-        .current_dir(workspace)
-        .env("GITHUB_OUTPUT", &output)
-        .output();
-    assert!(
-        out.status.success(),
-        "action args {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let outputs = github_outputs(&output);
-    for name in ["digest", "image-url", "size"] {
-        assert!(
-            outputs.contains_key(name),
-            "mode {}: ocistep wrote no `{name}` to $GITHUB_OUTPUT (got {:?})",
-            inputs["mode"],
-            outputs.keys().collect::<Vec<_>>()
-        );
-    }
-    for name in outputs.keys() {
-        assert!(
-            a.outputs.contains(name),
-            "ocistep wrote output {name}, which action.yml does not declare"
-        );
-    }
-    outputs
+/// A runner and a release of this build's binary served on loopback, both
+/// under `scratch`.
+fn runner_and_release(scratch: &Path) -> (Runner, FileServer, PathBuf) {
+    let release = scratch.join("release");
+    publish(&release, &binary(), &binary());
+    let server = FileServer::start(&release);
+    (Runner::new(&scratch.join("runner")), server, release)
 }
 
 #[test]
-fn action_args_run_every_mode_against_a_registry() {
+fn action_installs_the_release_and_runs_every_mode() {
     let registry = Registry::start();
     let host = registry.host();
     let a = action();
-    for o in ["digest", "image-url", "platform-results"] {
-        assert!(a.outputs.contains(o), "action.yml declares no output {o}");
-    }
-    let flags = known_flags();
-    let workspace_dir = tempfile::tempdir().unwrap();
-    let workspace = workspace_dir.path();
-    let mut written = BTreeSet::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let (runner, server, release) = runner_and_release(scratch.path());
+    let ws = &runner.workspace;
+    let url = server.url();
+    let use_action = |with: &[(&str, &str)]| {
+        let mut with = with.to_vec();
+        with.push(("download-url", url.as_str()));
+        with.push(("version", VERSION));
+        let run = runner.use_action(&a, &with);
+        if let Some((step, output)) = &run.failed {
+            panic!(
+                "step {step} failed with {with:?}:\n{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        run
+    };
 
-    tree::sample_tree(&workspace.join("src"));
-    let pushed = run_action(
-        &a,
-        &[
-            ("mode", "push-source-bundle".into()),
-            ("path", "src".into()),
-            ("image", format!("{host}/gh:v1-source")),
-            ("source-timestamp", SOURCE_EPOCH.into()),
-        ],
-        workspace,
+    tree::sample_tree(&ws.join("src"));
+    let pushed = use_action(&[
+        ("mode", "push-source-bundle"),
+        ("path", "src"),
+        ("image", &format!("{host}/gh:v1-source")),
+        ("source-timestamp", SOURCE_EPOCH),
+        (
+            "annotations",
+            "org.example.team=build\n\n  org.example.run=1  \n",
+        ),
+    ]);
+    // Installed, verified and cached in the tool cache.
+    let entry = cached(&runner);
+    assert_eq!(std::fs::read(entry.join("ocistep")).unwrap(), binary());
+    assert!(
+        entry.with_extension("complete").is_file(),
+        "the entry is complete"
     );
-    written.extend(pushed.keys().cloned());
-    assert_eq!(digest_of(&pushed["image-url"]), pushed["digest"]);
-
-    let pulled = run_action(
-        &a,
-        &[
-            ("mode", "pull-source-bundle".into()),
-            ("path", "pulled".into()),
-            ("image", pushed["image-url"].clone()),
-        ],
-        workspace,
-    );
-    written.extend(pulled.keys().cloned());
-    assert_eq!(pulled["digest"], pushed["digest"]);
-    assert_eq!(pulled["source-timestamp"], SOURCE_EPOCH);
     assert_eq!(
-        tree::snapshot(&workspace.join("pulled")),
-        tree::snapshot(&workspace.join("src"))
+        pushed.written["install"]["path"],
+        entry.join("ocistep").to_string_lossy()
     );
+    let o = &pushed.outputs;
+    assert_eq!(digest_of(&o["image-url"]), o["digest"]);
+    let manifest: serde_json::Value = serde_json::from_slice(&images::inspect_raw(&format!(
+        "docker://{}",
+        o["image-url"]
+    )))
+    .unwrap();
+    assert_eq!(manifest["annotations"]["org.example.team"], "build");
+    assert_eq!(manifest["annotations"]["org.example.run"], "1");
+
+    // From the tool cache from now on: the release no longer has the binary.
+    std::fs::remove_file(release.join(format!("v{VERSION}/{}", asset()))).unwrap();
+    let pulled = use_action(&[
+        ("mode", "pull-source-bundle"),
+        ("path", "pulled"),
+        ("image", &o["image-url"]),
+        ("prune", "true"),
+    ]);
+    assert_eq!(pulled.outputs["digest"], o["digest"]);
+    assert_eq!(pulled.outputs["source-timestamp"], SOURCE_EPOCH);
+    assert_eq!(
+        tree::snapshot(&ws.join("pulled")),
+        tree::snapshot(&ws.join("src"))
+    );
+    let gone = support::tool("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}", o["image-url"]))
+        .output()
+        .unwrap();
+    assert!(!gone.status.success(), "prune: true deleted the bundle");
 
     let mut urls = Vec::new();
     let mut built = BTreeMap::new();
     for arch in ["amd64", "arm64"] {
         let platform = platform_of(arch);
-        let layout = images::platform_layout(
-            &workspace.join(format!("image-{arch}")),
-            "latest",
-            &platform,
+        let layout =
+            images::platform_layout(&ws.join(format!("image-{arch}")), "latest", &platform);
+        let out = use_action(&[
+            ("mode", "push-image"),
+            ("path", &format!("image-{arch}")),
+            ("image", &format!("{host}/gh:v1-linux-{arch}")),
+            ("labels", "org.example.arch=native"),
+        ]);
+        let config = run_ok(
+            support::tool("skopeo")
+                .args(["inspect", "--config", "--tls-verify=false"])
+                .arg(format!("docker://{}", out.outputs["image-url"])),
         );
-        let out = run_action(
-            &a,
-            &[
-                ("mode", "push-image".into()),
-                ("path", format!("image-{arch}")),
-                ("image", format!("{host}/gh:v1-linux-{arch}")),
-            ],
-            workspace,
+        assert!(config.contains("org.example.arch"), "the label: {config}");
+        assert_ne!(
+            out.outputs["digest"],
+            layout.digest.to_string(),
+            "relabelled"
         );
-        written.extend(out.keys().cloned());
-        assert_eq!(out["digest"], layout.digest.to_string());
-        urls.push(out["image-url"].clone());
-        built.insert(platform.label(), layout.digest.to_string());
+        urls.push(out.outputs["image-url"].clone());
+        built.insert(platform.label(), out.outputs["digest"].clone());
     }
     urls.reverse();
-    let index = run_action(
+    let index = use_action(&[
+        ("mode", "assemble-index"),
+        ("image", &format!("{host}/gh:v1")),
+        ("platform-images", &urls.join("\n")),
+        ("require-platforms", "linux/amd64,linux/arm64"),
+    ]);
+    check_index(&format!("{host}/gh:v1"), &index.outputs["digest"], &built);
+    assert_eq!(
+        index.outputs["image-url"],
+        format!("{host}/gh@{}", index.outputs["digest"])
+    );
+    let platforms: serde_json::Value =
+        serde_json::from_str(&index.outputs["platform-results"]).unwrap();
+    assert_eq!(platforms.as_array().map(Vec::len), Some(2));
+    // Every declared output is one ocistep wrote.
+    let mut written: BTreeSet<String> = BTreeSet::new();
+    for run in [&pushed, &pulled, &index] {
+        written.extend(run.written["run"].keys().cloned());
+    }
+    let declared: BTreeSet<String> = a.outputs.keys().cloned().collect();
+    assert_eq!(written, declared, "outputs written vs declared");
+}
+
+/// Credentials where docker/login-action leaves them, the runner's
+/// `~/.docker/config.json`, are used with no input at all.
+#[test]
+fn action_uses_the_runners_docker_config() {
+    let registry = Registry::start_with(RegistryOptions::with_basic_auth("ci", "s3cret"));
+    let host = registry.host();
+    let a = action();
+    let scratch = tempfile::tempdir().unwrap();
+    let (runner, server, _) = runner_and_release(scratch.path());
+    tree::sample_tree(&runner.workspace.join("src"));
+    let image = format!("{host}/private:v1");
+    let with = [
+        ("mode", "push-source-bundle"),
+        ("path", "src"),
+        ("image", image.as_str()),
+        ("download-url", &server.url()),
+        ("version", VERSION),
+    ];
+    let refused = runner.use_action(&a, &with);
+    assert_eq!(
+        refused
+            .failed
+            .as_ref()
+            .map(|(step, o)| (step.as_str(), o.status.code())),
+        Some(("run", Some(3))),
+        "no credentials: exit 3 ({})",
+        stderr_of(&refused)
+    );
+    let config = registry.docker_config_dir().unwrap().join("config.json");
+    std::fs::create_dir_all(runner.home.join(".docker")).unwrap();
+    std::fs::copy(config, runner.home.join(".docker/config.json")).unwrap();
+    let pushed = runner.use_action(&a, &with);
+    assert!(pushed.failed.is_none(), "{}", stderr_of(&pushed));
+    assert!(pushed.outputs["image-url"].starts_with(&format!("{host}/private@sha256:")));
+}
+
+#[test]
+fn action_refuses_a_binary_that_does_not_match_sha256sums() {
+    let a = action();
+    let scratch = tempfile::tempdir().unwrap();
+    let release = scratch.path().join("release");
+    let mut tampered = binary();
+    tampered.extend_from_slice(b"tampered");
+    publish(&release, &tampered, &binary());
+    let server = FileServer::start(&release);
+    let runner = Runner::new(&scratch.path().join("runner"));
+    let run = runner.use_action(
         &a,
         &[
-            ("mode", "assemble-index".into()),
-            ("image", format!("{host}/gh:v1")),
-            ("platform-images", urls.join("\n")),
-            ("require-platforms", "linux/amd64,linux/arm64".into()),
+            ("mode", "push-source-bundle"),
+            ("image", "oci:layout:v1"),
+            ("download-url", &server.url()),
+            ("version", VERSION),
         ],
-        workspace,
     );
-    written.extend(index.keys().cloned());
-    check_index(&format!("{host}/gh:v1"), &index["digest"], &built);
-    assert_eq!(index["image-url"], format!("{host}/gh@{}", index["digest"]));
-    let platforms: serde_json::Value = serde_json::from_str(&index["platform-results"]).unwrap();
-    assert_eq!(platforms.as_array().map(Vec::len), Some(2));
+    let stderr = stderr_of(&run);
+    assert_eq!(
+        run.failed.as_ref().map(|(s, _)| s.as_str()),
+        Some("install")
+    );
+    assert!(stderr.contains("refusing it"), "{stderr}");
+    assert!(!cached(&runner).exists(), "nothing cached");
+    assert!(
+        !runner.workspace.join("layout").exists(),
+        "ocistep never ran"
+    );
 
-    // Every declared output is one ocistep writes.
-    assert_eq!(written, a.outputs, "outputs written vs declared");
-    // Every flag the args can produce is known; every input is used.
-    let all_args = a.args.join(" ");
-    for word in all_args.split(|c: char| c.is_whitespace() || c == '\'') {
-        if word.starts_with("--") {
-            let flag = word.split(['=', '{']).next().unwrap();
-            if flag.len() > 2 {
-                assert!(
-                    flags.contains(flag),
-                    "action.yml passes unknown flag {flag}"
-                );
-            }
-        }
-    }
+    // A SHA256SUMS other than the one the action pins is refused too, and
+    // the pinned one is taken.
+    let pinned_sums = publish(&release, &binary(), &binary());
+    let other_sums = sha256_hex(b"another release's SHA256SUMS");
+    let install = |pin: &str| {
+        support::tool("bash")
+            .arg(repo().join("action/install.sh"))
+            .env("OCISTEP_PINNED_VERSION", VERSION)
+            .env("OCISTEP_PINNED_SUMS", pin)
+            .env("OCISTEP_DOWNLOAD_URL", server.url())
+            .env("RUNNER_TOOL_CACHE", &runner.tool_cache)
+            .env("RUNNER_TEMP", &runner.root)
+            .env("RUNNER_ARCH", Runner::arch())
+            .output()
+            .unwrap()
+    };
+    let wrong = install(&other_sums);
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("as this action pins"));
+    assert!(!cached(&runner).exists(), "nothing cached");
+    let right = install(&pinned_sums);
+    assert!(
+        right.status.success(),
+        "{}",
+        String::from_utf8_lossy(&right.stderr)
+    );
+    assert!(cached(&runner).join("ocistep").is_file());
+}
+
+/// Every input reaches a step, and every flag the run script passes is one
+/// ocistep knows.
+#[test]
+fn action_passes_every_input_and_only_known_flags() {
+    let a = action();
+    let envs: String = a
+        .steps
+        .iter()
+        .flat_map(|s| s.env.values().cloned())
+        .collect::<Vec<_>>()
+        .join("\n");
     for name in a.inputs.keys() {
         assert!(
-            all_args.contains(&format!("inputs.{name}")),
+            envs.contains(&format!("inputs.{name} ")),
             "input {name} is never used"
+        );
+    }
+    let flags = known_flags();
+    let script = read("action/run.sh");
+    let passed = script_flags(&script);
+    assert!(passed.contains("--insecure") && passed.contains("--annotation"));
+    for flag in &passed {
+        assert!(
+            flags.contains(flag),
+            "action/run.sh passes unknown flag {flag}"
         );
     }
 }

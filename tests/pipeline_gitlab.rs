@@ -1,15 +1,18 @@
 //! The GitLab CI/CD component: it declares what it uses, and its template
 //! jobs run against a real registry, their script lines run by bash with
-//! `$[[ inputs.x ]]` substituted and the dotenv reports passed on.
+//! `$[[ inputs.x ]]` substituted and the dotenv reports passed on; and the
+//! example pipeline, with the component included, run by gitlab-ci-local.
 
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_yaml_ng::Value;
 
+use ocistep::oci::digest::Digest;
 use support::ci::*;
+use support::file_server::FileServer;
 use support::images::{self};
 use support::{run_ok, tree, Registry};
 
@@ -319,4 +322,178 @@ fn gitlab_component_jobs_run_against_a_registry() {
     .unwrap();
     assert_eq!(platforms.as_array().map(Vec::len), Some(2));
     assert!(report.contains_key("OCISTEP_PLATFORM_RESULTS"));
+}
+
+// ---------------------------------------------------------------------------
+// The example pipeline, run by gitlab-ci-local
+// ---------------------------------------------------------------------------
+
+/// gitlab-ci-local as scripts/install-gitlab-ci-local.sh installs it.
+fn gitlab_ci_local() -> PathBuf {
+    let path = repo().join(".tools/gitlab-ci-local/node_modules/.bin/gitlab-ci-local");
+    assert!(
+        path.is_file(),
+        "missing test dependency gitlab-ci-local: run scripts/install-gitlab-ci-local.sh \
+         (needs npm; .ci/run does it), and install git and rsync"
+    );
+    path
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    run_ok(
+        support::tool("git")
+            .args([
+                "-c",
+                "user.name=ocistep",
+                "-c",
+                "user.email=ocistep@example.com",
+            ])
+            .args(args)
+            .current_dir(dir),
+    )
+    .trim()
+    .to_string()
+}
+
+/// The example pipeline with the component included from its own project,
+/// run by gitlab-ci-local's shell executor against a loopback registry:
+/// the component's jobs run this build's ocistep (as its image would), the
+/// per-architecture build jobs install it with .ocistep-install from a
+/// "release" served on loopback, pull the bundle, build it with buildah and
+/// push; the index they make up has both platforms.
+#[test]
+fn example_pipeline_runs_with_gitlab_ci_local() {
+    let gitlab_ci_local = gitlab_ci_local();
+    support::require_tool("rsync");
+    support::require_tool("buildah");
+    let registry = Registry::start();
+    let host = registry.host();
+    let scratch = tempfile::tempdir().unwrap();
+
+    // The release .ocistep-install downloads: this build's binary.
+    let version = component().inputs["version"].clone();
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        _ => "arm64",
+    };
+    let release = scratch.path().join(format!("release/v{version}"));
+    std::fs::create_dir_all(&release).unwrap();
+    let asset = format!("ocistep-{version}-linux-{arch}");
+    std::fs::copy(env!("CARGO_BIN_EXE_ocistep"), release.join(&asset)).unwrap();
+    run_ok(
+        support::tool("bash")
+            .arg("-c")
+            .arg(format!("sha256sum {asset} > SHA256SUMS"))
+            .current_dir(&release),
+    );
+    let server = FileServer::start(&scratch.path().join("release"));
+
+    // The project: the component, a source tree with a Containerfile, and
+    // a remote that makes it the component's project, ocistep/ocistep.
+    let project = scratch.path().join("project");
+    tree::sample_tree(&project.join("app"));
+    tree::write(&project, "Containerfile", b"FROM scratch\nCOPY . /\n");
+    tree::write(
+        &project,
+        "templates/ocistep.yml",
+        read("templates/ocistep.yml").as_bytes(),
+    );
+    git(&project, &["init", "-q", "-b", "main"]);
+    git(
+        &project,
+        &[
+            "remote",
+            "add",
+            "origin",
+            "git@gitlab.example.com:ocistep/ocistep.git",
+        ],
+    );
+    git(&project, &["add", "-A"]);
+    git(&project, &["commit", "-qm", "source"]);
+    git(
+        &project,
+        &["update-ref", "refs/remotes/origin/main", "HEAD"],
+    );
+    git(
+        &project,
+        &[
+            "symbolic-ref",
+            "refs/remotes/origin/HEAD",
+            "refs/remotes/origin/main",
+        ],
+    );
+    // GitLab includes a component of the pipeline's own project at the
+    // pipeline's commit; the example names a release.
+    let sha = git(&project, &["rev-parse", "HEAD"]);
+    let example = read("examples/gitlab/.gitlab-ci.yml");
+    let release_ref = format!("ocistep/ocistep/ocistep@{version}");
+    assert!(
+        example.contains(&release_ref),
+        "the example includes {release_ref}"
+    );
+    // Each per-architecture job runs on a runner of its architecture and
+    // keeps the tree there: no source in its artifacts.
+    let jobs = serde_yaml_ng::from_str::<Value>(&example).unwrap();
+    for (name, job) in jobs.as_mapping().unwrap() {
+        if at(job, "parallel.matrix").is_none() {
+            continue;
+        }
+        let name = name.as_str().unwrap();
+        assert!(
+            strings(job, "tags").iter().any(|t| t.contains("$ARCH")),
+            "{name}: tags from the matrix"
+        );
+        for path in strings(job, "artifacts.paths") {
+            assert!(
+                !path.starts_with("source"),
+                "{name}: the tree moves as {path}"
+            );
+        }
+    }
+    let pipeline = example.replace(&release_ref, &format!("ocistep/ocistep/ocistep@{sha}"));
+    tree::write(&project, ".gitlab-ci.yml", pipeline.as_bytes());
+
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_ocistep")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let output = support::tool("node")
+        .arg(&gitlab_ci_local)
+        .args(["--force-shell-executor", "--shell-isolation"])
+        .args(["--input", &format!("download-url={}", server.url())])
+        .args(["--variable", &format!("CI_REGISTRY_IMAGE={host}/gl")])
+        .args(["--ignore-predefined-vars", "CI_REGISTRY_IMAGE"])
+        .current_dir(&project)
+        .env("PATH", path)
+        .output()
+        .expect("run gitlab-ci-local");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "gitlab-ci-local failed:\n{log}");
+    for job in ["source-bundle", "build: [amd64]", "build: [arm64]", "index"] {
+        assert!(
+            log.contains(&format!("PASS  {job}")),
+            "{job} did not pass:\n{log}"
+        );
+    }
+    assert!(
+        log.contains(&format!("{asset}: OK")),
+        "the release was verified:\n{log}"
+    );
+
+    // The index at IMAGE:TAG, of the images each build job pushed.
+    let tag = &sha[..8];
+    let mut children = BTreeMap::new();
+    for arch in ["amd64", "arm64"] {
+        let raw = images::inspect_raw(&format!("docker://{host}/gl/app:{tag}-linux-{arch}"));
+        children.insert(format!("linux/{arch}"), Digest::of(&raw).to_string());
+    }
+    let index = format!("{host}/gl/app:{tag}");
+    let digest = Digest::of(&images::inspect_raw(&format!("docker://{index}"))).to_string();
+    check_index(&index, &digest, &children);
 }

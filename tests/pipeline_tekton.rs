@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_yaml_ng::Value;
 
+use support::chains::{self, ResultValue};
 use support::ci::*;
 use support::tekton::*;
 
@@ -179,23 +180,134 @@ fn check_task(t: &Task, flags: &BTreeSet<String>) -> Vec<String> {
             .get("OCISTEP_IMAGE")
             .and_then(|s| s.default.clone())
         {
-            Some(Param::Str(d)) if d == OCISTEP_IMAGE => {}
+            // The release, pinned by digest once scripts/pin_release.py ran.
+            Some(Param::Str(d))
+                if d == OCISTEP_IMAGE
+                    || d.strip_prefix(OCISTEP_REPOSITORY)
+                        .and_then(|rest| rest.split_once('@'))
+                        .is_some_and(|(tag, _)| tag.starts_with(':') && is_pinned(&d)) => {}
             other => p(format!(
-                "OCISTEP_IMAGE must default to {OCISTEP_IMAGE}, found {other:?}"
+                "OCISTEP_IMAGE must default to {OCISTEP_IMAGE} or a release pinned by digest, found {other:?}"
             )),
         }
     }
-    if t.name.starts_with("ocistep-") {
-        for r in ["IMAGE_DIGEST", "IMAGE_URL"] {
+    for step in t.steps() {
+        let image = string(step, "image").unwrap_or_default();
+        if !image.starts_with("$(params.") && !is_pinned(&image) {
+            p(format!(
+                "step {}: image {image} is not pinned by digest",
+                string(step, "name").unwrap_or_default()
+            ));
+        }
+    }
+    if t.name.starts_with("ocistep-") && t.workspaces.get("dockerconfig") != Some(&true) {
+        p("no optional dockerconfig workspace".into());
+    }
+    // What Tekton Chains reads: a push names what it pushed; a pull has
+    // nothing to sign and none of the names Chains reads.
+    let hinted = chains_hinted(t);
+    if t.name == "ocistep-pull-source-bundle" {
+        for r in ["BUNDLE_DIGEST", "BUNDLE_REF", "SOURCE_TIMESTAMP"] {
             if !t.results.contains(r) {
                 p(format!("no result {r}"));
             }
         }
-        if t.workspaces.get("dockerconfig") != Some(&true) {
-            p("no optional dockerconfig workspace".into());
+        if !hinted.is_empty() {
+            p(format!("results Tekton Chains would sign: {hinted:?}"));
+        }
+    } else if t.name.starts_with("ocistep-") || t.name == "ocistep-multiarch-build-platform" {
+        let want = ["ARTIFACT_OUTPUTS", "IMAGE_DIGEST", "IMAGE_URL"];
+        if hinted.iter().map(String::as_str).ne(want) {
+            p(format!(
+                "Tekton Chains results {hinted:?}, expected {want:?}"
+            ));
+        }
+        if !t.results.contains("IMAGE_REF") {
+            p("no result IMAGE_REF".into());
+        }
+        let outputs = list(&t.doc, "spec.results")
+            .into_iter()
+            .find(|r| string(r, "name").as_deref() == Some("ARTIFACT_OUTPUTS"));
+        let properties: BTreeSet<String> = outputs
+            .and_then(|r| at(r, "properties"))
+            .and_then(Value::as_mapping)
+            .map(|m| {
+                m.keys()
+                    .filter_map(|k| k.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let expected = BTreeSet::from(["digest", "isBuildArtifact", "uri"].map(String::from));
+        if outputs.and_then(|r| string(r, "type")).as_deref() != Some("object")
+            || properties != expected
+        {
+            p(format!(
+                "ARTIFACT_OUTPUTS must be an object result with properties {expected:?}"
+            ));
         }
     }
     problems
+}
+
+/// The results of `t` whose names Tekton Chains reads.
+fn chains_hinted(t: &Task) -> BTreeSet<String> {
+    let results = t
+        .results
+        .iter()
+        .map(|r| (r.clone(), ResultValue::Str(String::new())))
+        .collect();
+    chains::read(&results).hinted
+}
+
+/// `name[:tag]@sha256:<64 hex>`.
+fn is_pinned(image: &str) -> bool {
+    image.split_once("@sha256:").is_some_and(|(name, hex)| {
+        !name.is_empty() && hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())
+    })
+}
+
+/// The reader the run tests use is as strict as Chains: it refuses what
+/// go-containerregistry refuses, such as a pinned reference with a digest
+/// appended again.
+#[test]
+fn chains_reader_joins_and_parses_as_chains_does() {
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let reading = |url: &str| {
+        chains::read(&BTreeMap::from([
+            ("IMAGE_URL".to_string(), ResultValue::Str(url.to_string())),
+            ("IMAGE_DIGEST".to_string(), ResultValue::Str(digest.clone())),
+        ]))
+    };
+    let tagged = reading("127.0.0.1:5000/app:v1");
+    assert!(tagged.errors.is_empty(), "{:?}", tagged.errors);
+    assert_eq!(
+        tagged.images,
+        BTreeSet::from([format!("127.0.0.1:5000/app@{digest}")])
+    );
+    let hub = reading("app");
+    assert_eq!(
+        hub.images,
+        BTreeSet::from([format!("index.docker.io/library/app@{digest}")])
+    );
+    for refused in [
+        format!("127.0.0.1:5000/app@{digest}"),
+        "127.0.0.1:5000/App:v1".to_string(),
+        "127.0.0.1:5000/app:v/1".to_string(),
+    ] {
+        let r = reading(&refused);
+        assert!(
+            r.images.is_empty() && !r.errors.is_empty(),
+            "{refused}: {r:?}"
+        );
+    }
+    let outputs = chains::read(&BTreeMap::from([(
+        "ARTIFACT_OUTPUTS".to_string(),
+        ResultValue::Object(BTreeMap::from([
+            ("uri".to_string(), "127.0.0.1:5000/app".to_string()),
+            ("digest".to_string(), "sha256:12".to_string()),
+        ])),
+    )]));
+    assert!(outputs.outputs.is_empty() && !outputs.errors.is_empty());
 }
 
 /// The Containerfile puts the binary where the tasks run it.

@@ -3,9 +3,11 @@
 //! (push-source-bundle, the matrixed build task for each architecture, whose
 //! ocistep step pulls the bundle and whose buildah step is stood in for by
 //! an umoci-made image of that platform pushed with skopeo, then
-//! assemble-index fed with the build results `IMAGE_URL[*]` in another
+//! assemble-index fed with the build results `IMAGE_REF[*]` in another
 //! order than the matrix's; the index is checked with skopeo), and the pull
-//! and push-image tasks on their own.
+//! and push-image tasks on their own. Steps in the busybox image run their
+//! scripts with busybox's sh; every run's results are read as Tekton Chains
+//! reads them, and what it would sign must exist in the registry.
 
 mod support;
 
@@ -13,10 +15,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use ocistep::oci::digest::Digest;
+use support::chains::{self, ResultValue};
 use support::ci::*;
 use support::images::{self, PushFormat, TestPlatform};
 use support::tekton::*;
-use support::{tree, Registry, Run};
+use support::{run_ok, tree, Registry, Run};
 
 // ---------------------------------------------------------------------------
 // Tekton: running the steps
@@ -36,6 +39,34 @@ impl TaskRun {
 
     fn result(&self, name: &str) -> String {
         std::fs::read_to_string(self.results_dir().join(name)).unwrap_or_default()
+    }
+
+    /// Every declared result as Tekton reports it: an object result's file
+    /// is JSON holding exactly the declared properties, as strings.
+    fn results(&self, t: &Task) -> BTreeMap<String, ResultValue> {
+        list(&t.doc, "spec.results")
+            .into_iter()
+            .map(|r| {
+                let name = string(r, "name").unwrap();
+                let text = self.result(&name);
+                let value = if string(r, "type").as_deref() == Some("object") {
+                    let object: BTreeMap<String, String> = serde_json::from_str(&text)
+                        .unwrap_or_else(|e| {
+                            panic!("{name}: {text:?} is no object of strings: {e}")
+                        });
+                    let declared: BTreeSet<String> = at(r, "properties")
+                        .and_then(serde_yaml_ng::Value::as_mapping)
+                        .map(|m| m.keys().map(|k| k.as_str().unwrap().to_string()).collect())
+                        .unwrap_or_default();
+                    let keys: BTreeSet<String> = object.keys().cloned().collect();
+                    assert_eq!(keys, declared, "{name}: keys as declared");
+                    ResultValue::Object(object)
+                } else {
+                    ResultValue::Str(text)
+                };
+                (name, value)
+            })
+            .collect()
     }
 
     fn volume(&self, name: &str) -> PathBuf {
@@ -119,6 +150,10 @@ fn run_task(
 
     for step in t.steps() {
         let step_name = string(step, "name").unwrap();
+        if is_busybox(step) {
+            run_script(t, step, &run);
+            continue;
+        }
         if !Task::is_ocistep(step) {
             stand_in(&step_name, &run);
             continue;
@@ -171,6 +206,56 @@ fn run_task(
     }
     run
 }
+/// A step in the busybox image (the Tasks' results steps).
+fn is_busybox(step: &serde_yaml_ng::Value) -> bool {
+    string(step, "image").is_some_and(|i| i.contains("/busybox:"))
+}
+
+/// Runs a script step with busybox's sh, its env substituted as Tekton does.
+fn run_script(t: &Task, step: &serde_yaml_ng::Value, run: &TaskRun) {
+    let script = string(step, "script").expect("a busybox step has a script");
+    assert!(script.starts_with("#!/bin/sh\n"), "a POSIX sh script");
+    let file = run
+        .dir
+        .join(format!("{}.sh", string(step, "name").unwrap()));
+    std::fs::write(&file, run.substitute(t, &script)).unwrap();
+    let mut cmd = support::tool("busybox");
+    cmd.arg("sh").arg(&file).current_dir(&run.dir);
+    for env in list(step, "env") {
+        cmd.env(
+            string(env, "name").unwrap(),
+            run.substitute(t, &string(env, "value").unwrap_or_default()),
+        );
+    }
+    run_ok(&mut cmd);
+}
+
+/// What Tekton Chains reads from a push's results: `IMAGE_URL` the tag
+/// pushed, joined with `IMAGE_DIGEST` into one valid pinned reference,
+/// and `ARTIFACT_OUTPUTS` the same repository and digest; the tag and the
+/// reference Chains signs both resolve to that manifest in the registry.
+fn check_chains_outputs(results: &BTreeMap<String, ResultValue>, tag: &str) {
+    let reading = chains::read(results);
+    assert!(reading.errors.is_empty(), "Chains: {:?}", reading.errors);
+    let ResultValue::Str(digest) = &results["IMAGE_DIGEST"] else {
+        panic!("IMAGE_DIGEST is a string")
+    };
+    assert_eq!(results["IMAGE_URL"], ResultValue::Str(tag.to_string()));
+    let repository = tag.rsplit_once(':').unwrap().0;
+    let pinned = format!("{repository}@{digest}");
+    assert_eq!(results["IMAGE_REF"], ResultValue::Str(pinned.clone()));
+    assert_eq!(reading.images, BTreeSet::from([pinned.clone()]), "signed");
+    assert_eq!(
+        reading.outputs,
+        BTreeSet::from([(repository.to_string(), digest.clone())]),
+        "ARTIFACT_OUTPUTS"
+    );
+    for reference in [tag, pinned.as_str()] {
+        let raw = images::inspect_raw(&format!("docker://{reference}"));
+        assert_eq!(&Digest::of(&raw).to_string(), digest, "{reference}");
+    }
+}
+
 #[test]
 fn pipeline_runs_in_order_against_a_registry() {
     let registry = Registry::start();
@@ -289,15 +374,26 @@ fn pipeline_runs_in_order_against_a_registry() {
                     &platform_of(arch),
                     PushFormat::Oci,
                 );
-                std::fs::write(run.results_dir().join("IMAGE_DIGEST"), &pushed.digest).unwrap();
-                std::fs::write(
-                    run.results_dir().join("IMAGE_URL"),
-                    format!("{image}@{}", pushed.digest),
-                )
-                .unwrap();
+                let results = run.results_dir();
+                std::fs::write(results.join("IMAGE_DIGEST"), &pushed.digest).unwrap();
+                std::fs::write(results.join("IMAGE_URL"), format!("{image}:{tag}")).unwrap();
+                let pinned = format!("{image}@{}", pushed.digest);
+                std::fs::write(results.join("IMAGE_REF"), pinned).unwrap();
+                let outputs = serde_json::json!({
+                    "uri": image, "digest": pushed.digest, "isBuildArtifact": "true"
+                });
+                std::fs::write(results.join("ARTIFACT_OUTPUTS"), outputs.to_string()).unwrap();
                 built.insert(format!("linux/{arch}"), pushed.digest.clone());
             };
             let run = run_task(t, &all, &workspaces, &dir, &mut stand_in);
+            let tag = match &all["IMAGE"] {
+                // The build task pushes IMAGE:TAG-linux-ARCH.
+                Param::Str(image) if all.contains_key("ARCH") => {
+                    format!("{image}:{}-linux-{}", all["TAG"].str(), all["ARCH"].str())
+                }
+                image => image.str().to_string(),
+            };
+            check_chains_outputs(&run.results(t), &tag);
             for r in &t.results {
                 results.entry(r.clone()).or_default().push(run.result(r));
             }
@@ -307,9 +403,10 @@ fn pipeline_runs_in_order_against_a_registry() {
 
     // The bundle.
     let bundle = &state.results["push-source-bundle"];
-    let bundle_url = &bundle["IMAGE_URL"][0];
-    assert_eq!(digest_of(bundle_url), bundle["IMAGE_DIGEST"][0]);
-    assert!(bundle_url.starts_with(&format!("{host}/app@sha256:")));
+    let bundle_ref = &bundle["IMAGE_REF"][0];
+    assert_eq!(digest_of(bundle_ref), bundle["IMAGE_DIGEST"][0]);
+    assert!(bundle_ref.starts_with(&format!("{host}/app@sha256:")));
+    assert_eq!(bundle["IMAGE_URL"][0], format!("{host}/app:v1-source"));
     assert_eq!(
         tree::snapshot(&source),
         before,
@@ -318,15 +415,19 @@ fn pipeline_runs_in_order_against_a_registry() {
 
     // The builds, each pinned by digest.
     let build = &state.results["build"];
-    assert_eq!(build["IMAGE_URL"].len(), 2);
-    for url in &build["IMAGE_URL"] {
-        assert!(url.starts_with(&format!("{host}/app@sha256:")), "{url}");
+    assert_eq!(build["IMAGE_REF"].len(), 2);
+    for pinned in &build["IMAGE_REF"] {
+        assert!(
+            pinned.starts_with(&format!("{host}/app@sha256:")),
+            "{pinned}"
+        );
     }
 
     // The index.
     let index = &state.results["assemble-index"];
     let index_digest = &index["IMAGE_DIGEST"][0];
-    assert_eq!(index["IMAGE_URL"][0], format!("{host}/app@{index_digest}"));
+    assert_eq!(index["IMAGE_REF"][0], format!("{host}/app@{index_digest}"));
+    assert_eq!(index["IMAGE_URL"][0], format!("{host}/app:v1"));
     check_index(&format!("{host}/app:v1"), index_digest, &built);
     let platforms: serde_json::Value =
         serde_json::from_str(&index["PLATFORM_RESULTS"][0]).expect("PLATFORM_RESULTS is JSON");
@@ -347,7 +448,7 @@ fn pipeline_runs_in_order_against_a_registry() {
 
     // The index does not depend on the order of the matrix results: the
     // same images in matrix order give the same index.
-    let mut in_order = build["IMAGE_URL"].clone();
+    let mut in_order = build["IMAGE_REF"].clone();
     in_order.sort();
     let again = run_task(
         task(&tasks, "ocistep-assemble-index"),
@@ -397,9 +498,10 @@ fn pull_and_push_image_tasks_run_standalone() {
     );
     let digest = run.result("IMAGE_DIGEST");
     assert_eq!(digest, layout.digest.to_string(), "pushed as it was");
-    assert_eq!(run.result("IMAGE_URL"), format!("{host}/img@{digest}"));
-    let raw = images::inspect_raw(&format!("docker://{host}/img:v1"));
-    assert_eq!(Digest::of(&raw).to_string(), digest);
+    check_chains_outputs(
+        &run.results(task(&tasks, "ocistep-push-image")),
+        &format!("{host}/img:v1"),
+    );
 
     // push then pull a source bundle, both with unbound credentials, into a
     // sub-directory of the output workspace.
@@ -423,15 +525,25 @@ fn pull_and_push_image_tasks_run_standalone() {
     let pulled = run_task(
         task(&tasks, "ocistep-pull-source-bundle"),
         &BTreeMap::from([
-            ("IMAGE".to_string(), Param::Str(pushed.result("IMAGE_URL"))),
+            ("IMAGE".to_string(), Param::Str(pushed.result("IMAGE_REF"))),
             ("SUBDIRECTORY".to_string(), Param::Str("tree".into())),
         ]),
         &ws(&[("output", Some(&output))]),
         &root.join("pull-bundle"),
         never,
     );
-    assert_eq!(pulled.result("IMAGE_DIGEST"), pushed.result("IMAGE_DIGEST"));
-    assert_eq!(pulled.result("IMAGE_URL"), pushed.result("IMAGE_URL"));
+    assert_eq!(
+        pulled.result("BUNDLE_DIGEST"),
+        pushed.result("IMAGE_DIGEST")
+    );
+    assert_eq!(pulled.result("BUNDLE_REF"), pushed.result("IMAGE_REF"));
+    // A pull produces nothing to sign: Chains finds nothing in its results.
+    let pull_task = task(&tasks, "ocistep-pull-source-bundle");
+    let reading = chains::read(&pulled.results(pull_task));
+    assert!(
+        reading.hinted.is_empty() && reading.images.is_empty(),
+        "{reading:?}"
+    );
     assert_eq!(pulled.result("SOURCE_TIMESTAMP"), SOURCE_EPOCH);
     assert_eq!(
         tree::snapshot(&output.join("tree")),

@@ -12,8 +12,10 @@ use super::images::{self, TestPlatform};
 use super::Run;
 use ocistep::oci::digest::Digest;
 
-/// The image the tasks default to.
+/// The image the tasks default to before a release pins them.
 pub const OCISTEP_IMAGE: &str = "ghcr.io/ocistep/ocistep:0.1.0";
+/// Where releases of that image are.
+pub const OCISTEP_REPOSITORY: &str = "ghcr.io/ocistep/ocistep";
 /// The binary's path inside that image (the Containerfile's ENTRYPOINT).
 pub const OCISTEP_PATH: &str = "/ocistep";
 /// A source timestamp, and the same instant in RFC 3339.

@@ -14,18 +14,24 @@
 //!   environment isolated from the developer's or CI's real credentials and
 //!   settings;
 //! * [`tree`]: sample source trees, snapshots and hand-made bundles;
+//! * [`file_server`]: a directory served over loopback HTTP, and
+//!   [`github`]: the GitHub action run as a runner runs it;
 //! * [`faults`]: a fault-injecting proxy, and [`fault_runs`] what the fault
 //!   tests share;
 //! * [`assembly`], [`ci`] and [`tekton`]: what the `--assemble-index` and
-//!   the pipeline contract test files share.
+//!   the pipeline contract test files share; [`chains`]: Tekton Chains'
+//!   reading of a run's results.
 
 // Every test file compiles this module on its own and uses only part of it.
 #![allow(dead_code, unused_imports)]
 
 pub mod assembly;
+pub mod chains;
 pub mod ci;
 pub mod fault_runs;
 pub mod faults;
+pub mod file_server;
+pub mod github;
 pub mod http;
 pub mod images;
 pub mod jail;
@@ -53,6 +59,8 @@ fn package_for(tool: &str) -> &str {
     match tool {
         "htpasswd" => "apache2-utils",
         "setpriv" => "util-linux",
+        "busybox" => "busybox-static",
+        "node" => "nodejs",
         other => other,
     }
 }
