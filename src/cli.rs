@@ -621,7 +621,7 @@ pub fn run(cli: Cli) -> Result<()> {
             )),
             None => {
                 return Err(Error::Usage(
-                    "--image is required for this mode".to_string(),
+                    "--image is required for this mode: give an image reference (registry/repository:tag) or oci:PATH".to_string(),
                 ))
             }
         };
