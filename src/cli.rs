@@ -633,6 +633,7 @@ pub fn run(cli: Cli) -> Result<()> {
         remote: cli.remote()?,
         progress: !cli.output.quiet && log_format == LogFormat::Text,
         results: cli.result_files(),
+        started: std::time::Instant::now(),
     };
     let annotations = parse_annotations(&cli.annotation)?;
     let platform = match cli.platform.as_deref().filter(|p| !p.is_empty()) {

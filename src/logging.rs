@@ -31,9 +31,22 @@ pub fn init(format: LogFormat, verbosity: u8, quiet: bool) {
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder
+            .fmt_fields(message_only())
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .without_time()
             .with_level(true)
             .try_init(),
     };
+}
+
+/// Text lines show a record's message only; its other fields (the
+/// outcome of a run, the figures of a progress line) are for JSON.
+fn message_only() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> {
+    tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+        if field.name() == "message" {
+            write!(writer, "{value:?}")
+        } else {
+            Ok(())
+        }
+    })
 }

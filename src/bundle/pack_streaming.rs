@@ -13,6 +13,7 @@ use crate::bundle::push::{Layer, Sent};
 use crate::bundle::stream_feed::{self, StreamFeed, KEEP_UP_PATIENCE, STREAM_CHUNKS_IN_FLIGHT};
 use crate::error::{Error, Result};
 use crate::oci::digest::Digest;
+use crate::progress::Progress;
 use crate::registry::api::{Feed, Streamed};
 use crate::registry::BlobSource;
 use crate::signals;
@@ -46,8 +47,12 @@ pub(super) async fn pack_layer(
     tree: SourceTree,
     opts: PackOptions,
     source_timestamp: Option<u64>,
+    progress: bool,
 ) -> Result<Layer> {
     let started = std::time::Instant::now();
+    let tar_total = tree.entries.iter().map(stream_feed::tar_size).sum();
+    let packing_progress = Progress::bytes(tar_total, "packing", progress);
+    let bar = packing_progress.clone();
     let opts_name = opts.compression.name();
     let (tx, rx) = tokio::sync::mpsc::channel::<Feed>(STREAM_CHUNKS_IN_FLIGHT);
     let (diff_id_tx, mut diff_id_rx) = tokio::sync::oneshot::channel::<Digest>();
@@ -65,7 +70,9 @@ pub(super) async fn pack_layer(
         let mut on_event = |event: PackEvent<'_>| match event {
             PackEvent::Appended(entry) => {
                 appended += 1;
-                written += stream_feed::tar_size(entry);
+                let size = stream_feed::tar_size(entry);
+                written += size;
+                bar.inc(size);
                 ending.set(appended == tree.entries.len() || written >= end_patch_at);
             }
             PackEvent::TarDone(diff_id) => {
@@ -129,6 +136,7 @@ pub(super) async fn pack_layer(
         cancel().await;
         return Err(Error::Stopped(signal));
     }
+    packing_progress.finish();
     let packed = packed.map_err(|e| Error::Internal(format!("packing thread failed: {e}")))?;
     let (packed, sent) = match packed {
         Ok(packed) => packed,

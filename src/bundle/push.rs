@@ -103,8 +103,15 @@ pub async fn push(
                 }),
             };
             let streaming = streaming.filter(|_| store.takes_streams());
-            let layer =
-                pack_layer(&store, streaming, tree, pack_opts, args.source_timestamp).await?;
+            let layer = pack_layer(
+                &store,
+                streaming,
+                tree,
+                pack_opts,
+                args.source_timestamp,
+                progress,
+            )
+            .await?;
             if let (Some(cache), Some(fp)) = (cache, &fp) {
                 cache.remember_packed(fp, &layer.record())?;
             }

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::modes::{require_tag, Context};
 use crate::oci::index::{self, IndexChild};
 use crate::oci::reference::Target;
-use crate::results::{self, Outcome};
+use crate::results::Outcome;
 use crate::scan::Vulnerability;
 use crate::settings::AssembleSettings;
 use crate::store::copy::copy_manifest;
@@ -92,12 +92,13 @@ pub async fn run(
         .put_manifest(&bytes, args.index_format.media_type())
         .await?;
     let pinned = dst.pinned(&digest);
-    tracing::info!(
+    let message = format!(
         "pushed index {target} as {pinned} with {} children",
         children.len()
     );
-    results::publish(
-        &ctx.results,
+    ctx.finish(
+        "assemble-index",
+        &message,
         &Outcome {
             digest: Some(digest),
             size: Some(bytes.len() as u64),
@@ -106,6 +107,7 @@ pub async fn run(
             platform_results: Some(platform_results(&dst, &children, args)?),
             vulnerabilities: None,
         },
+        None,
     )
 }
 

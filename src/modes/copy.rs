@@ -5,7 +5,7 @@
 use crate::error::Result;
 use crate::modes::Context;
 use crate::oci::reference::Target;
-use crate::results::{self, Outcome};
+use crate::results::Outcome;
 use crate::store::copy::copy_manifest;
 use crate::store::Store;
 
@@ -27,7 +27,7 @@ pub async fn run(ctx: &Context, src: &Target, dst: &Target) -> Result<()> {
         }
     };
     let pinned = to.pinned(&digest);
-    tracing::info!(
+    let message = format!(
         "copied {src} to {pinned}: {} manifests, {} blobs copied ({} bytes), {} mounted, {} already there{}",
         stats.manifests,
         stats.blobs_copied,
@@ -39,13 +39,15 @@ pub async fn run(ctx: &Context, src: &Target, dst: &Target) -> Result<()> {
             n => format!(" ({n} mounts declined, copied instead)"),
         }
     );
-    results::publish(
-        &ctx.results,
+    ctx.finish(
+        "copy",
+        &message,
         &Outcome {
             digest: Some(digest),
             size: Some(manifest.bytes.len() as u64),
             reference: Some(pinned),
             ..Outcome::default()
         },
+        None,
     )
 }

@@ -12,7 +12,10 @@ pub mod push_source_bundle;
 use std::io::Write;
 
 use crate::error::{Error, Result};
+use crate::oci::digest::Digest;
+use crate::oci::platform::Platform;
 use crate::oci::reference::Target;
+use crate::results::Outcome;
 use crate::store::remote::Remote;
 
 /// What every mode shares in one run.
@@ -24,9 +27,36 @@ pub struct Context {
     pub progress: bool,
     /// Where to write results.
     pub results: ResultFiles,
+    /// When the run began.
+    pub started: std::time::Instant,
 }
 
 pub use crate::results::ResultFiles;
+
+impl Context {
+    /// Logs what `mode` did (`message`) with its outcome as fields (with
+    /// `--log-format json`: `mode`, `reference`, `digest`, `bytes`,
+    /// `duration_ms` and, for pulls, `platform`), then writes the result
+    /// files.
+    pub fn finish(
+        &self,
+        mode: &str,
+        message: &str,
+        outcome: &Outcome,
+        platform: Option<&Platform>,
+    ) -> Result<()> {
+        tracing::info!(
+            mode,
+            reference = outcome.reference.as_deref(),
+            digest = outcome.digest.as_ref().map(Digest::as_str),
+            bytes = outcome.size,
+            duration_ms = self.started.elapsed().as_millis() as u64,
+            platform = platform.map(Platform::short),
+            "{message}"
+        );
+        crate::results::publish(&self.results, outcome)
+    }
+}
 
 /// Pushes need a tag to write to; `example` shows the user one.
 pub fn require_tag(target: &Target, example: &str) -> Result<()> {

@@ -10,7 +10,7 @@ use crate::image::push::push;
 use crate::image::source::Selection;
 use crate::modes::{require_tag, scan, Context};
 use crate::oci::reference::Target;
-use crate::results::{self, Outcome};
+use crate::results::Outcome;
 use crate::scan::trivy::{self, Subject};
 use crate::settings::ImageSettings;
 use crate::shipwright::size::image_size;
@@ -33,23 +33,22 @@ pub async fn run(ctx: &Context, target: &Target, image: &ImageSettings) -> Resul
         Some(settings) => Some(scan(ctx, subject(target), settings).await?),
         None => None,
     };
-    let manifest = if changes {
+    let (manifest, message) = if changes {
         let dst = Store::for_writing(target, &ctx.remote)?;
         let selection = Selection::Single(top.descriptor());
         let pushed = push(&src, &dst, &selection, &image.mutations).await?;
-        tracing::info!(
+        let message = format!(
             "{target} changed from {} to {} ({} blobs written)",
-            top.digest,
-            pushed.digest,
-            pushed.blobs_uploaded
+            top.digest, pushed.digest, pushed.blobs_uploaded
         );
-        pushed.manifest
+        (pushed.manifest, message)
     } else {
-        tracing::info!("{target} is {} (nothing to change)", top.digest);
-        top
+        let message = format!("{target} is {} (nothing to change)", top.digest);
+        (top, message)
     };
-    results::publish(
-        &ctx.results,
+    ctx.finish(
+        "process-image",
+        &message,
         &Outcome {
             digest: Some(manifest.digest.clone()),
             size: image_size(&manifest)?,
@@ -57,6 +56,7 @@ pub async fn run(ctx: &Context, target: &Target, image: &ImageSettings) -> Resul
             vulnerabilities,
             ..Outcome::default()
         },
+        None,
     )
 }
 

@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::modes::{print_listing, prune, Context};
 use crate::oci::platform::Platform;
 use crate::oci::reference::Target;
-use crate::results::{self, Outcome};
+use crate::results::Outcome;
 use crate::settings::{ArtifactSettings, PullSettings};
 use crate::store::Store;
 
@@ -77,14 +77,16 @@ pub async fn run(
     let total = fetched.bytes.len() as u64
         + manifest.config.size
         + manifest.layers.iter().map(|l| l.size).sum::<u64>();
-    results::publish(
-        &ctx.results,
+    ctx.finish(
+        "pull-artifact",
+        &format!("pulled {}", store.pinned(&fetched.digest)),
         &Outcome {
             digest: Some(fetched.digest.clone()),
             size: Some(total),
             reference: Some(store.pinned(&fetched.digest)),
             ..Outcome::default()
         },
+        Some(platform),
     )?;
     if pull.prune {
         prune(&store, &top).await;

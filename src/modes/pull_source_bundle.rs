@@ -18,7 +18,7 @@ use crate::modes::{print_listing, prune, Context};
 use crate::oci::platform::Platform;
 use crate::oci::reference::Target;
 use crate::progress::{Progress, ProgressReader};
-use crate::results::{self, Outcome};
+use crate::results::Outcome;
 use crate::settings::PullSettings;
 use crate::signals::StopReader;
 use crate::store::Store;
@@ -97,8 +97,9 @@ pub async fn run(
             dir.display()
         );
     }
-    results::publish(
-        &ctx.results,
+    ctx.finish(
+        "pull-source-bundle",
+        &format!("pulled {}", store.pinned(&fetched.digest)),
         &Outcome {
             digest: Some(fetched.digest.clone()),
             size: Some(total),
@@ -107,6 +108,7 @@ pub async fn run(
             platform_results: None,
             vulnerabilities: None,
         },
+        Some(platform),
     )?;
 
     if args.prune {

@@ -15,7 +15,7 @@ use crate::oci::manifest::OCI_MANIFEST;
 use crate::oci::reference::Target;
 use crate::progress::Progress;
 use crate::registry::BlobSource;
-use crate::results::{self, Outcome};
+use crate::results::Outcome;
 use crate::settings::{ArtifactSettings, PushSettings};
 use crate::store::Store;
 
@@ -71,19 +71,21 @@ pub async fn run(
     let total =
         bytes.len() as u64 + config.desc.size + layers.iter().map(|l| l.desc.size).sum::<u64>();
     let pinned = store.pinned(&digest);
-    tracing::info!(
+    let message = format!(
         "pushed {target} as {pinned} ({} layers, {total} bytes) in {:.2?}",
         layers.len(),
         started.elapsed()
     );
-    results::publish(
-        &ctx.results,
+    ctx.finish(
+        "push-artifact",
+        &message,
         &Outcome {
             digest: Some(digest),
             size: Some(total),
             reference: Some(pinned),
             ..Outcome::default()
         },
+        None,
     )
 }
 

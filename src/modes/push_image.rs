@@ -11,7 +11,7 @@ use crate::image::push::push;
 use crate::image::source::{Form, ImageSource};
 use crate::modes::{require_tag, scan, Context};
 use crate::oci::reference::Target;
-use crate::results::{self, Outcome};
+use crate::results::Outcome;
 use crate::scan::trivy::{self, Subject};
 use crate::settings::ImageSettings;
 use crate::shipwright::size::image_size;
@@ -44,7 +44,7 @@ pub async fn run(ctx: &Context, dir: &Path, target: &Target, image: &ImageSettin
     };
     let pushed = push(&source.store(), &dst, &source.selection, &image.mutations).await?;
     let pinned = dst.pinned(&pushed.digest);
-    tracing::info!(
+    let message = format!(
         "pushed {} as {pinned} ({} blobs uploaded, {} already present)",
         describe(dir, &source.form),
         pushed.blobs_uploaded,
@@ -54,8 +54,9 @@ pub async fn run(ctx: &Context, dir: &Path, target: &Target, image: &ImageSettin
         true => image_size(&pushed.manifest)?,
         false => Some(pushed.manifest.bytes.len() as u64),
     };
-    results::publish(
-        &ctx.results,
+    ctx.finish(
+        "push-image",
+        &message,
         &Outcome {
             digest: Some(pushed.digest.clone()),
             size,
@@ -63,6 +64,7 @@ pub async fn run(ctx: &Context, dir: &Path, target: &Target, image: &ImageSettin
             vulnerabilities,
             ..Outcome::default()
         },
+        None,
     )
 }
 

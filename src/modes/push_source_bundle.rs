@@ -8,7 +8,7 @@ use crate::bundle::push;
 use crate::error::Result;
 use crate::modes::{require_tag, Context};
 use crate::oci::reference::Target;
-use crate::results::{self, Outcome};
+use crate::results::Outcome;
 use crate::settings::PushSettings;
 
 /// Runs the mode.
@@ -23,13 +23,14 @@ pub async fn run(
     let started = std::time::Instant::now();
     let pushed = push::push(&ctx.remote, dir, target, args, annotations, ctx.progress).await?;
     let pinned = pushed.store.pinned(&pushed.digest);
-    tracing::info!(
+    let message = format!(
         "pushed {target} as {pinned} ({} bytes) in {:.2?}",
         pushed.size,
         started.elapsed()
     );
-    results::publish(
-        &ctx.results,
+    ctx.finish(
+        "push-source-bundle",
+        &message,
         &Outcome {
             digest: Some(pushed.digest),
             size: Some(pushed.size),
@@ -38,5 +39,6 @@ pub async fn run(
             platform_results: None,
             vulnerabilities: None,
         },
+        None,
     )
 }
