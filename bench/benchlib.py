@@ -15,20 +15,26 @@ def free_port():
         return s.getsockname()[1]
 
 
+def registry_config(work, name, host):
+    """Writes the config of a docker-registry listening on `host` with its
+    storage in `work/name`; returns the config's path."""
+    config = os.path.join(work, f"{name}.yml")
+    with open(config, "w") as f:
+        f.write(
+            "version: 0.1\nlog: {level: error, accesslog: {disabled: true}}\n"
+            f"storage: {{filesystem: {{rootdirectory: {os.path.join(work, name)}}}, delete: {{enabled: true}}}}\n"
+            f"http: {{addr: {host}}}\n"
+        )
+    return config
+
+
 class Registry:
     """A docker-registry on a free loopback port with its storage in a temp dir."""
 
     def __init__(self, work):
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
-        storage = os.path.join(work, "registry")
-        config = os.path.join(work, "registry.yml")
-        with open(config, "w") as f:
-            f.write(
-                "version: 0.1\nlog: {level: error, accesslog: {disabled: true}}\n"
-                f"storage: {{filesystem: {{rootdirectory: {storage}}}, delete: {{enabled: true}}}}\n"
-                f"http: {{addr: {self.host}}}\n"
-            )
+        config = registry_config(work, "registry", self.host)
         binary = shutil.which("docker-registry")
         if not binary:
             sys.exit("docker-registry is missing: apt-get install -y docker-registry")

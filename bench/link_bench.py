@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 
-from benchlib import free_port, measure
+from benchlib import free_port, measure, registry_config
 
 RATE_MBIT = 100
 
@@ -41,13 +41,7 @@ class ShapedNamespace:
 def start_registry(ns, work):
     """A docker-registry inside the namespace; returns (process, host)."""
     host = f"127.0.0.1:{free_port()}"
-    config = os.path.join(work, "link-registry.yml")
-    with open(config, "w") as f:
-        f.write(
-            "version: 0.1\nlog: {level: error, accesslog: {disabled: true}}\n"
-            f"storage: {{filesystem: {{rootdirectory: {os.path.join(work, 'link-registry')}}}}}\n"
-            f"http: {{addr: {host}}}\n"
-        )
+    config = registry_config(work, "link-registry", host)
     proc = subprocess.Popen(["ip", "netns", "exec", ns.name, "docker-registry", "serve", config],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     probe = f"for i in $(seq 100); do curl -fs http://{host}/v2/ >/dev/null && exit 0; sleep 0.1; done; exit 1"
