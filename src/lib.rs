@@ -1,7 +1,7 @@
 //! ocistep: move source bundles and images through OCI registries for native
 //! multi-architecture builds.
 //!
-//! The binary in `main.rs` is a thin wrapper around [`cli::run`]. The public
+//! The binary in `main.rs` is a thin wrapper around [`run::run`]. The public
 //! modules are the core the integration tests and fuzz targets exercise
 //! directly (OCI types, archives, compression, stores, bundle format); the
 //! modes, the registry protocol and the formats' push and pull stay inside.
@@ -25,6 +25,7 @@ mod read_into;
 pub mod redact;
 mod registry;
 mod results;
+pub mod run;
 mod scan;
 mod settings;
 mod shared_file;

@@ -12,7 +12,7 @@ fn main() {
     }
     let cli = ocistep::cli::Cli::parse();
     let json = cli.output.log_format == ocistep::cli::LogFormatArg::Json;
-    if let Err(e) = ocistep::cli::run(cli) {
+    if let Err(e) = ocistep::run::run(cli) {
         let message = e.to_string();
         let message = ocistep::redact::redact(&message);
         if json {

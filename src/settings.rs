@@ -231,3 +231,33 @@ impl ArtifactSettings {
         }
     }
 }
+
+/// Treats an empty path (an unbound Tekton workspace or an unset param) as absent.
+pub fn non_empty(p: &Option<PathBuf>) -> Option<PathBuf> {
+    p.clone().filter(|p| !p.as_os_str().is_empty())
+}
+
+/// Parses `key=value` annotations into a sorted map.
+pub fn parse_annotations(values: &[String]) -> Result<BTreeMap<String, String>> {
+    values
+        .iter()
+        .map(|v| match v.split_once('=') {
+            Some((k, val)) if !k.is_empty() => Ok((k.to_string(), val.to_string())),
+            _ => Err(Error::Usage(format!(
+                "invalid --annotation {v:?}: expected KEY=VALUE"
+            ))),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod conversion_tests {
+    use super::*;
+
+    #[test]
+    fn annotations() {
+        let a = parse_annotations(&["b=2".into(), "a=x=y".into()]).unwrap();
+        assert_eq!(a.get("a").map(String::as_str), Some("x=y"));
+        assert!(parse_annotations(&["novalue".into()]).is_err());
+    }
+}
