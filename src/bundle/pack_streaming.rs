@@ -15,8 +15,8 @@ use crate::error::{Error, Result};
 use crate::oci::digest::Digest;
 use crate::progress::Progress;
 use crate::registry::api::{Feed, Streamed};
-use crate::registry::BlobSource;
 use crate::signals;
+use crate::store::BlobSource;
 use crate::store::Store;
 
 /// How a layer goes out while it is packed.

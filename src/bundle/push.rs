@@ -18,10 +18,10 @@ use crate::oci::digest::Digest;
 use crate::oci::manifest::OCI_MANIFEST;
 use crate::oci::reference::Target;
 use crate::progress::Progress;
-use crate::registry::BlobSource;
 use crate::settings::{PushSettings, StreamUpload};
 use crate::store::cache::Cache;
 use crate::store::remote::Remote;
+use crate::store::BlobSource;
 use crate::store::Store;
 
 /// What a push stored.

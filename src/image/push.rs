@@ -16,8 +16,8 @@ use crate::oci::digest::Digest;
 use crate::oci::index::index_children;
 use crate::oci::index::{self, IndexChild, IndexFormat};
 use crate::oci::manifest::{Descriptor, FetchedManifest};
-use crate::registry::BlobSource;
 use crate::store::copy::{copy_blob, CopyStats};
+use crate::store::BlobSource;
 use crate::store::Store;
 use futures_util::future::try_join_all;
 

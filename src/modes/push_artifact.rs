@@ -14,9 +14,9 @@ use crate::modes::{require_tag, Context};
 use crate::oci::manifest::OCI_MANIFEST;
 use crate::oci::reference::Target;
 use crate::progress::Progress;
-use crate::registry::BlobSource;
 use crate::results::Outcome;
 use crate::settings::{ArtifactSettings, PushSettings};
+use crate::store::BlobSource;
 use crate::store::Store;
 
 /// Runs the mode.

@@ -15,7 +15,7 @@ use crate::oci::index;
 use crate::oci::manifest::{Descriptor, FetchedManifest};
 use crate::oci::platform::Platform;
 use crate::oci::reference::{ImageRef, LayoutRef, Target};
-use crate::registry::BlobSource;
+pub use crate::registry::BlobSource;
 use crate::store::layout::Layout;
 use crate::store::remote::{Placed, Remote};
 
