@@ -15,7 +15,8 @@ use crate::oci::platform::Platform;
 use crate::oci::reference::Target;
 use crate::registry::{credentials, retry::RetryPolicy, ClientOptions, RegistryClient};
 use crate::settings::{
-    ArtifactSettings, AssembleSettings, ImageSettings, PullSettings, PushSettings, StreamUpload,
+    parse_platforms, ArtifactSettings, AssembleSettings, CopySettings, ImageSettings, PullSettings,
+    PushSettings, StreamUpload,
 };
 use crate::signals;
 use crate::store::cache::Cache;
@@ -89,8 +90,9 @@ pub struct Cli {
     pub registry: RegistryArgs,
 
     /// Platform to pull from an index: `os/arch[/variant]` or `os-arch` (default: this machine's).
+    /// With --copy, repeatable: only these platforms (and their attestations) are copied, in a new index.
     #[arg(long, value_name = "PLATFORM", global = true)]
-    pub platform: Option<String>,
+    pub platform: Vec<String>,
 
     /// Manifest (or index) annotation `key=value` (repeatable).
     #[arg(long, value_name = "KEY=VALUE", global = true)]
@@ -151,6 +153,9 @@ pub struct ModeArgs {
     /// Pull the artifact --image (for --platform, if it is an index) and write its titled layers into DIR.
     #[arg(long, value_name = "DIR", help_heading = "Modes")]
     pub pull_artifact: Option<PathBuf>,
+    /// List the referrers of --image (signatures, SBOMs, attestations) as an OCI index on stdout.
+    #[arg(long, help_heading = "Modes")]
+    pub discover: bool,
     /// Shipwright's bundle puller: pull the bundle --image into DIR, as --pull-source-bundle does.
     #[arg(long, value_name = "DIR", help_heading = "Shipwright")]
     pub target: Option<PathBuf>,
@@ -170,6 +175,7 @@ impl ModeArgs {
             && self.copy.is_none()
             && !self.push_artifact
             && self.pull_artifact.is_none()
+            && !self.discover
             && self.target.is_none()
             && self.push.is_none()
     }
@@ -355,6 +361,18 @@ pub struct AssembleArgs {
     /// that platform's entry in the platform results (repeatable).
     #[arg(long, value_name = "PLATFORM=RESULT", help_heading = "Assemble index")]
     pub platform_vulnerabilities: Vec<String>,
+    /// Edit the index at --image instead of replacing it: a platform given again replaces its
+    /// entry (and attestation), the other entries and the index annotations stay.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set, help_heading = "Assemble index")]
+    pub append: bool,
+    /// Drop this platform's entry (and its attestation) from the index at --image (repeatable;
+    /// implies --append).
+    #[arg(long, value_name = "PLATFORM", help_heading = "Assemble index")]
+    pub remove_platform: Vec<String>,
+    /// Leave out the attestation manifests (provenance, SBOM) that per-platform indexes carry
+    /// (--assemble-index, --copy --platform).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set, help_heading = "Assemble index")]
+    pub drop_attestations: bool,
 }
 
 /// Flags of `--push-image`.
@@ -426,6 +444,19 @@ pub struct ArtifactArgs {
         help_heading = "Artifacts"
     )]
     pub config: Option<String>,
+    /// Make the pushed artifact a referrer of REF (its manifest names REF's as `subject`); it goes
+    /// into REF's repository by digest unless --image names where.
+    #[arg(
+        long,
+        value_name = "REF",
+        conflicts_with = "pull_artifact",
+        help_heading = "Artifacts"
+    )]
+    pub subject: Option<String>,
+    /// With --copy: copy the referrers of the image and of each child (recursively) and cosign's
+    /// `<alg>-<hex>.sig`, `.att`, `.sbom` tags too.
+    #[arg(long, help_heading = "Artifacts")]
+    pub referrers: bool,
     /// Pull only layers with this media type (repeatable).
     #[arg(
         long,
@@ -458,6 +489,9 @@ pub struct ResultArgs {
     /// Write the scan's findings (`ID:S,…`, S the severity's initial) here.
     #[arg(long, value_parser = path_allowing_empty, value_name = "FILE", help_heading = "Results")]
     pub result_file_image_vulnerabilities: Option<PathBuf>,
+    /// Write the referrers --discover found (an OCI index) here.
+    #[arg(long, value_parser = path_allowing_empty, value_name = "FILE", help_heading = "Results")]
+    pub result_file_referrers: Option<PathBuf>,
     /// Write the bundle's source timestamp (seconds since the epoch) here: its own, else the newest
     /// file mtime in its layer; not written when it has neither.
     #[arg(long, value_parser = path_allowing_empty, value_name = "FILE", help_heading = "Results")]
@@ -597,6 +631,7 @@ impl Cli {
             platform_results: non_empty(&self.results.result_file_platform_results),
             vulnerabilities: non_empty(&self.results.result_file_image_vulnerabilities),
             dotenv: non_empty(&self.results.dotenv_file),
+            referrers: non_empty(&self.results.result_file_referrers),
         }
     }
 }
@@ -605,12 +640,16 @@ impl Cli {
 pub fn run(cli: Cli) -> Result<()> {
     let log_format = LogFormat::from(cli.output.log_format);
     logging::init(log_format, cli.output.verbose, cli.output.quiet);
+    let subject = cli.artifact.subject.as_deref().filter(|s| !s.is_empty());
     // Shipwright's image-processing step: `--push DIR`, or no mode at all.
     let processing = cli.mode.push.is_some() || cli.mode.is_empty();
     let target =
         match cli.image.as_deref().filter(|i| !i.is_empty()) {
             Some(image) => Target::parse(image)?,
             None if cli.mode.copy.is_some() => Target::parse("oci:.")?,
+            None if cli.mode.push_artifact && subject.is_some() => {
+                Target::parse(subject.unwrap_or_default())?
+            }
             None if processing && cli.names_image_processing() => return Err(Error::ImageMissing(
                 "the 'image' argument must not be empty: give --image REF, the image to process"
                     .to_string(),
@@ -625,6 +664,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 ))
             }
         };
+    let image_given = cli.image.as_deref().is_some_and(|i| !i.is_empty());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -635,9 +675,16 @@ pub fn run(cli: Cli) -> Result<()> {
         results: cli.result_files(),
     };
     let annotations = parse_annotations(&cli.annotation)?;
-    let platform = match cli.platform.as_deref().filter(|p| !p.is_empty()) {
-        Some(p) => Platform::parse(p)?,
-        None => Platform::host(),
+    let platforms = parse_platforms(&cli.platform)?;
+    let platform = match platforms.as_slice() {
+        [] => Platform::host(),
+        [one] => one.clone(),
+        _ if cli.mode.copy.is_some() => Platform::host(),
+        _ => {
+            return Err(Error::Usage(
+                "--platform is given more than once; only --copy takes several".to_string(),
+            ))
+        }
     };
     let mode = async {
         if let Some(dir) = &cli.mode.push_source_bundle {
@@ -655,7 +702,19 @@ pub fn run(cli: Cli) -> Result<()> {
             let assemble = AssembleSettings::new(&cli.assemble)?;
             modes::assemble_index::run(&ctx, &target, &assemble, &annotations).await
         } else if let Some([src, dst]) = cli.mode.copy.as_deref() {
-            modes::copy::run(&ctx, &Target::parse(src)?, &Target::parse(dst)?).await
+            let copy = CopySettings {
+                platforms: platforms.clone(),
+                drop_attestations: cli.assemble.drop_attestations,
+                referrers: cli.artifact.referrers,
+            };
+            modes::copy::run(&ctx, &Target::parse(src)?, &Target::parse(dst)?, &copy).await
+        } else if cli.mode.discover {
+            let artifact_type = cli
+                .artifact
+                .artifact_type
+                .as_deref()
+                .filter(|t| !t.is_empty());
+            modes::discover::run(&ctx, &target, artifact_type).await
         } else if let Some(dir) = cli.mode.push_image.as_ref().or(cli.mode.push.as_ref()) {
             let image = cli.image_settings(&annotations, cli.mode.push.is_some())?;
             modes::push_image::run(&ctx, dir, &target, &image).await
@@ -663,11 +722,11 @@ pub fn run(cli: Cli) -> Result<()> {
             let image = cli.image_settings(&annotations, true)?;
             modes::process_image::run(&ctx, &target, &image).await
         } else if cli.mode.push_artifact {
-            let artifact = ArtifactSettings::new(&cli.artifact);
+            let artifact = ArtifactSettings::new(&cli.artifact, image_given)?;
             let push = PushSettings::new(&cli.push)?;
             modes::push_artifact::run(&ctx, &target, &artifact, &push, &annotations).await
         } else if let Some(dir) = &cli.mode.pull_artifact {
-            let artifact = ArtifactSettings::new(&cli.artifact);
+            let artifact = ArtifactSettings::new(&cli.artifact, image_given)?;
             let pull = PullSettings::new(&cli.pull);
             modes::pull_artifact::run(&ctx, dir, &target, &artifact, &pull, &platform).await
         } else {
