@@ -105,17 +105,9 @@ pub fn push_buildx_image(host: &str, repo: &str, tag: &str, platform: &str) -> B
         )
         .expect("tag the index");
     let reference = format!("{host}/{repo}:{tag}");
-    run_ok(
-        tool("skopeo")
-            .args([
-                "copy",
-                "--quiet",
-                "--all",
-                "--preserve-digests",
-                "--dest-tls-verify=false",
-            ])
-            .arg(format!("oci:{}:{tag}", dir.display()))
-            .arg(format!("docker://{reference}")),
+    copy_all(
+        &format!("oci:{}:{tag}", dir.display()),
+        &format!("docker://{reference}"),
     );
     assert_eq!(
         Digest::of(&inspect_raw(&format!("docker://{reference}"))),
@@ -136,19 +128,22 @@ pub fn push_buildx_image(host: &str, repo: &str, tag: &str, platform: &str) -> B
 pub fn skopeo_copy_all(image: &str) -> String {
     let scratch = tempfile::tempdir().unwrap();
     let dest = format!("oci:{}:copy", scratch.path().join("l").display());
-    run_ok(
-        tool("skopeo")
-            .args([
-                "copy",
-                "--quiet",
-                "--all",
-                "--preserve-digests",
-                "--src-tls-verify=false",
-            ])
-            .arg(image)
-            .arg(&dest),
-    );
+    copy_all(image, &dest);
     Digest::of(&inspect_raw(&dest)).to_string()
+}
+
+/// `skopeo copy --all --preserve-digests SRC DEST`, TLS not verified.
+fn copy_all(src: &str, dest: &str) {
+    run_ok(tool("skopeo").args([
+        "copy",
+        "--quiet",
+        "--all",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        src,
+        dest,
+    ]));
 }
 
 /// The entries of an index document that are attestations.
