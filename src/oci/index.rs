@@ -81,7 +81,8 @@ struct Index<'a> {
 }
 
 /// Sorts `children` into the index order (os, architecture, variant,
-/// os.version, digest) and returns the index bytes.
+/// os.version, digest; attestations last) and returns the index bytes.
+/// Entries keep their annotations, except in a Docker manifest list.
 pub fn build(
     children: &mut [IndexChild],
     format: IndexFormat,
@@ -90,9 +91,17 @@ pub fn build(
     children.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
     let manifests = children
         .iter()
-        .map(|c| Descriptor {
-            platform: Some(serde_json::to_value(&c.platform).expect("platform serialises")),
-            ..c.descriptor.clone()
+        .map(|c| {
+            let mut entry = Descriptor {
+                platform: Some(serde_json::to_value(&c.platform).expect("platform serialises")),
+                ..c.descriptor.clone()
+            };
+            // A Docker manifest list has no place for them.
+            if format == IndexFormat::Docker {
+                entry.annotations.clear();
+                entry.artifact_type = None;
+            }
+            entry
         })
         .collect();
     let empty = BTreeMap::new();
