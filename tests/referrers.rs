@@ -326,3 +326,39 @@ fn gitlab_resolving_the_fallback_tag_to_the_subject_is_not_read_as_referrers() {
     assert!(digests(&found).is_empty(), "{found:#}");
     assert!(err.contains("not an index of referrers"), "{err}");
 }
+
+#[test]
+fn referrers_of_index_children_travel_into_a_layout_and_back() {
+    let (reg, mirror) = (Registry::start(), Registry::start());
+    let tmp = tempfile::tempdir().unwrap();
+    let index = four_bundle_index(&reg, &tmp.path().join("bundles"));
+    let (_, doc) = support::assembly::fetch_index(&format!("docker://{index}"));
+    let child = doc["manifests"][1]["digest"].as_str().unwrap().to_string();
+    let name = index.rsplit_once(':').unwrap().0.to_string();
+    let sbom = attach(
+        &format!("{name}@{child}"),
+        SPDX,
+        r#"{"child":1}"#,
+        tmp.path(),
+    );
+
+    let layout = format!("oci:{}:v1", tmp.path().join("layout").display());
+    Run::copy(&index, &layout).arg("--referrers").output_ok();
+    let pinned = format!("oci:{}@{child}", tmp.path().join("layout").display());
+    assert_eq!(
+        digests(&discover(&pinned, &[])),
+        BTreeSet::from([sbom.clone()])
+    );
+
+    let back = format!("{}/back:v1", mirror.host());
+    Run::copy(&layout, &back).arg("--referrers").output_ok();
+    assert_eq!(
+        digests(&tag_schema(&mirror.host(), "back", &child).unwrap()),
+        BTreeSet::from([sbom])
+    );
+    let (raw, _) = support::assembly::fetch_index(&format!("docker://{back}"));
+    assert_eq!(
+        support::buildx::skopeo_copy_all(&format!("docker://{back}")),
+        Digest::of(&raw).to_string()
+    );
+}
