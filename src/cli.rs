@@ -79,8 +79,9 @@ pub struct Cli {
     pub registry: RegistryArgs,
 
     /// Platform to pull from an index: `os/arch[/variant]` or `os-arch` (default: this machine's).
+    /// With --copy, repeatable: only these platforms (and their attestations) are copied, in a new index.
     #[arg(long, value_name = "PLATFORM", global = true)]
-    pub platform: Option<String>,
+    pub platform: Vec<String>,
 
     /// Manifest (or index) annotation `key=value` (repeatable).
     #[arg(long, value_name = "KEY=VALUE", global = true)]
@@ -141,6 +142,9 @@ pub struct ModeArgs {
     /// Pull the artifact --image (for --platform, if it is an index) and write its titled layers into DIR.
     #[arg(long, value_name = "DIR", help_heading = "Modes")]
     pub pull_artifact: Option<PathBuf>,
+    /// List the referrers of --image (signatures, SBOMs, attestations) as an OCI index on stdout.
+    #[arg(long, help_heading = "Modes")]
+    pub discover: bool,
     /// Shipwright's bundle puller: pull the bundle --image into DIR, as --pull-source-bundle does.
     #[arg(long, value_name = "DIR", help_heading = "Shipwright")]
     pub target: Option<PathBuf>,
@@ -160,6 +164,7 @@ impl ModeArgs {
             && self.copy.is_none()
             && !self.push_artifact
             && self.pull_artifact.is_none()
+            && !self.discover
             && self.target.is_none()
             && self.push.is_none()
     }
@@ -345,6 +350,18 @@ pub struct AssembleArgs {
     /// that platform's entry in the platform results (repeatable).
     #[arg(long, value_name = "PLATFORM=RESULT", help_heading = "Assemble index")]
     pub platform_vulnerabilities: Vec<String>,
+    /// Edit the index at --image instead of replacing it: a platform given again replaces its
+    /// entry (and attestation), the other entries and the index annotations stay.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set, help_heading = "Assemble index")]
+    pub append: bool,
+    /// Drop this platform's entry (and its attestation) from the index at --image (repeatable;
+    /// implies --append).
+    #[arg(long, value_name = "PLATFORM", help_heading = "Assemble index")]
+    pub remove_platform: Vec<String>,
+    /// Leave out the attestation manifests (provenance, SBOM) that per-platform indexes carry
+    /// (--assemble-index, --copy --platform).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set, help_heading = "Assemble index")]
+    pub drop_attestations: bool,
 }
 
 /// Flags of `--push-image`.
@@ -416,6 +433,19 @@ pub struct ArtifactArgs {
         help_heading = "Artifacts"
     )]
     pub config: Option<String>,
+    /// Make the pushed artifact a referrer of REF (its manifest names REF's as `subject`); it goes
+    /// into REF's repository by digest unless --image names where.
+    #[arg(
+        long,
+        value_name = "REF",
+        conflicts_with = "pull_artifact",
+        help_heading = "Artifacts"
+    )]
+    pub subject: Option<String>,
+    /// With --copy: copy the referrers of the image and of each child (recursively) and cosign's
+    /// `<alg>-<hex>.sig`, `.att`, `.sbom` tags too.
+    #[arg(long, help_heading = "Artifacts")]
+    pub referrers: bool,
     /// Pull only layers with this media type (repeatable).
     #[arg(
         long,
@@ -448,6 +478,9 @@ pub struct ResultArgs {
     /// Write the scan's findings (`ID:S,…`, S the severity's initial) here.
     #[arg(long, value_parser = path_allowing_empty, value_name = "FILE", help_heading = "Results")]
     pub result_file_image_vulnerabilities: Option<PathBuf>,
+    /// Write the referrers --discover found (an OCI index) here.
+    #[arg(long, value_parser = path_allowing_empty, value_name = "FILE", help_heading = "Results")]
+    pub result_file_referrers: Option<PathBuf>,
     /// Write the bundle's source timestamp (seconds since the epoch) here: its own, else the newest
     /// file mtime in its layer; not written when it has neither.
     #[arg(long, value_parser = path_allowing_empty, value_name = "FILE", help_heading = "Results")]

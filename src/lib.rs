@@ -23,6 +23,7 @@ pub mod oci;
 mod progress;
 mod read_into;
 pub mod redact;
+mod referrers;
 mod registry;
 mod results;
 pub mod run;

@@ -25,6 +25,8 @@ pub struct ResultFiles {
     pub vulnerabilities: Option<PathBuf>,
     /// A dotenv file with every value (`OCISTEP_DIGEST=…`).
     pub dotenv: Option<PathBuf>,
+    /// The referrers `--discover` found, as an OCI index.
+    pub referrers: Option<PathBuf>,
 }
 
 /// What a run produced. Values left `None` are not published.

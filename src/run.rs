@@ -13,8 +13,8 @@ use crate::oci::platform::Platform;
 use crate::oci::reference::Target;
 use crate::registry::{credentials, retry::RetryPolicy, ClientOptions, RegistryClient};
 use crate::settings::{
-    non_empty, parse_annotations, ArtifactSettings, AssembleSettings, ImageSettings, PullSettings,
-    PushSettings,
+    non_empty, parse_annotations, parse_platforms, ArtifactSettings, AssembleSettings,
+    CopySettings, ImageSettings, PullSettings, PushSettings,
 };
 use crate::signals;
 use crate::store::cache::Cache;
@@ -90,6 +90,7 @@ impl Cli {
             platform_results: non_empty(&self.results.result_file_platform_results),
             vulnerabilities: non_empty(&self.results.result_file_image_vulnerabilities),
             dotenv: non_empty(&self.results.dotenv_file),
+            referrers: non_empty(&self.results.result_file_referrers),
         }
     }
 }
@@ -98,12 +99,16 @@ impl Cli {
 pub fn run(cli: Cli) -> Result<()> {
     let log_format = LogFormat::from(cli.output.log_format);
     logging::init(log_format, cli.output.verbose, cli.output.quiet);
+    let subject = cli.artifact.subject.as_deref().filter(|s| !s.is_empty());
     // Shipwright's image-processing step: `--push DIR`, or no mode at all.
     let processing = cli.mode.push.is_some() || cli.mode.is_empty();
     let target =
         match cli.image.as_deref().filter(|i| !i.is_empty()) {
             Some(image) => Target::parse(image)?,
             None if cli.mode.copy.is_some() => Target::parse("oci:.")?,
+            None if cli.mode.push_artifact && subject.is_some() => {
+                Target::parse(subject.unwrap_or_default())?
+            }
             None if processing && cli.names_image_processing() => return Err(Error::ImageMissing(
                 "the 'image' argument must not be empty: give --image REF, the image to process"
                     .to_string(),
@@ -118,6 +123,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 ))
             }
         };
+    let image_given = cli.image.as_deref().is_some_and(|i| !i.is_empty());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -129,9 +135,16 @@ pub fn run(cli: Cli) -> Result<()> {
         started: std::time::Instant::now(),
     };
     let annotations = parse_annotations(&cli.annotation)?;
-    let platform = match cli.platform.as_deref().filter(|p| !p.is_empty()) {
-        Some(p) => Platform::parse(p)?,
-        None => Platform::host(),
+    let platforms = parse_platforms(&cli.platform)?;
+    let platform = match platforms.as_slice() {
+        [] => Platform::host(),
+        [one] => one.clone(),
+        _ if cli.mode.copy.is_some() => Platform::host(),
+        _ => {
+            return Err(Error::Usage(
+                "--platform is given more than once; only --copy takes several".to_string(),
+            ))
+        }
     };
     let mode = async {
         if let Some(dir) = &cli.mode.push_source_bundle {
@@ -149,7 +162,19 @@ pub fn run(cli: Cli) -> Result<()> {
             let assemble = AssembleSettings::new(&cli.assemble)?;
             modes::assemble_index::run(&ctx, &target, &assemble, &annotations).await
         } else if let Some([src, dst]) = cli.mode.copy.as_deref() {
-            modes::copy::run(&ctx, &Target::parse(src)?, &Target::parse(dst)?).await
+            let copy = CopySettings {
+                platforms: platforms.clone(),
+                drop_attestations: cli.assemble.drop_attestations,
+                referrers: cli.artifact.referrers,
+            };
+            modes::copy::run(&ctx, &Target::parse(src)?, &Target::parse(dst)?, &copy).await
+        } else if cli.mode.discover {
+            let artifact_type = cli
+                .artifact
+                .artifact_type
+                .as_deref()
+                .filter(|t| !t.is_empty());
+            modes::discover::run(&ctx, &target, artifact_type).await
         } else if let Some(dir) = cli.mode.push_image.as_ref().or(cli.mode.push.as_ref()) {
             let image = cli.image_settings(&annotations, cli.mode.push.is_some())?;
             modes::push_image::run(&ctx, dir, &target, &image).await
@@ -157,11 +182,11 @@ pub fn run(cli: Cli) -> Result<()> {
             let image = cli.image_settings(&annotations, true)?;
             modes::process_image::run(&ctx, &target, &image).await
         } else if cli.mode.push_artifact {
-            let artifact = ArtifactSettings::new(&cli.artifact);
+            let artifact = ArtifactSettings::new(&cli.artifact, image_given)?;
             let push = PushSettings::new(&cli.push)?;
             modes::push_artifact::run(&ctx, &target, &artifact, &push, &annotations).await
         } else if let Some(dir) = &cli.mode.pull_artifact {
-            let artifact = ArtifactSettings::new(&cli.artifact);
+            let artifact = ArtifactSettings::new(&cli.artifact, image_given)?;
             let pull = PullSettings::new(&cli.pull);
             modes::pull_artifact::run(&ctx, dir, &target, &artifact, &pull, &platform).await
         } else {

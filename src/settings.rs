@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::image::mutate::Mutations;
 use crate::oci::index::IndexFormat;
 use crate::oci::platform::Platform;
+use crate::oci::reference::Target;
 use crate::scan::report::{self, Vulnerability};
 use crate::scan::ScanSettings;
 use crate::shipwright;
@@ -180,6 +181,12 @@ pub struct AssembleSettings {
     pub index_format: IndexFormat,
     /// Scan findings per platform, for the platform results.
     pub platform_vulnerabilities: Vec<(Platform, Vec<Vulnerability>)>,
+    /// Start from the index already at the target.
+    pub append: bool,
+    /// Platforms to drop from it (implies `append`).
+    pub remove_platforms: Vec<Platform>,
+    /// Leave attestation manifests out.
+    pub drop_attestations: bool,
 }
 
 impl AssembleSettings {
@@ -197,12 +204,16 @@ impl AssembleSettings {
                 Ok((Platform::parse(platform)?, report::from_result(found)?))
             })
             .collect::<Result<_>>()?;
+        let remove_platforms = parse_platforms(&args.remove_platform)?;
         Ok(AssembleSettings {
             platform_images: args.platform_image.clone(),
             allow_missing: args.allow_missing,
             require_platforms: args.require_platforms.clone(),
             index_format: IndexFormat::from(args.index_format),
             platform_vulnerabilities,
+            append: args.append || !remove_platforms.is_empty(),
+            remove_platforms,
+            drop_attestations: args.drop_attestations,
         })
     }
 }
@@ -218,17 +229,31 @@ pub struct ArtifactSettings {
     pub config: Option<String>,
     /// The layer media types a pull writes (all when empty).
     pub media_types: Vec<String>,
+    /// `--subject`: the manifest a pushed artifact refers to.
+    pub subject: Option<Target>,
+    /// No `--image` was given: the artifact goes into the subject's
+    /// repository, by digest.
+    pub into_subject_repository: bool,
 }
 
 impl ArtifactSettings {
-    /// Resolves the artifact flags.
-    pub fn new(args: &ArtifactArgs) -> Self {
-        ArtifactSettings {
+    /// Resolves the artifact flags; `image_given` tells whether `--image`
+    /// names where the artifact goes.
+    pub fn new(args: &ArtifactArgs, image_given: bool) -> Result<Self> {
+        let subject = args
+            .subject
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(Target::parse)
+            .transpose()?;
+        Ok(ArtifactSettings {
             artifact_type: args.artifact_type.clone().filter(|t| !t.is_empty()),
             files: args.file.clone(),
             config: args.config.clone(),
             media_types: args.media_type.clone(),
-        }
+            into_subject_repository: subject.is_some() && !image_given,
+            subject,
+        })
     }
 }
 
@@ -260,4 +285,26 @@ mod conversion_tests {
         assert_eq!(a.get("a").map(String::as_str), Some("x=y"));
         assert!(parse_annotations(&["novalue".into()]).is_err());
     }
+}
+/// What `--copy` takes along.
+#[derive(Debug, Clone, Default)]
+pub struct CopySettings {
+    /// Only these platforms of an index (and their attestations), in a new index.
+    pub platforms: Vec<Platform>,
+    /// Leave attestations out of that index.
+    pub drop_attestations: bool,
+    /// Copy referrers and cosign's tags too.
+    pub referrers: bool,
+}
+
+/// Parses repeatable platform values, each possibly comma-separated;
+/// empty values are dropped.
+pub fn parse_platforms(values: &[String]) -> Result<Vec<Platform>> {
+    values
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(Platform::parse)
+        .collect()
 }

@@ -348,6 +348,7 @@ fn store_artifact(dir: &Path, tag: &str, layers: Vec<FixtureLayer>, config_data:
         artifact_type: Some("application/vnd.example.test".to_string()),
         config: Descriptor::new(EMPTY, &Digest::of(b"{}"), 2),
         layers: descs,
+        subject: None,
         annotations: BTreeMap::from([(
             "org.opencontainers.image.created".to_string(),
             "2024-01-01T00:00:00Z".to_string(),

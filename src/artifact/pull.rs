@@ -356,6 +356,7 @@ mod tests {
             artifact_type: Some("application/x-test".into()),
             config: layer(None, crate::artifact::EMPTY_CONFIG_MEDIA_TYPE, &[]),
             layers,
+            subject: None,
             annotations: Default::default(),
         }
     }

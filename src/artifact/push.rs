@@ -186,6 +186,7 @@ pub fn manifest(
         artifact_type: artifact_type.map(str::to_string),
         config: config.desc.clone(),
         layers: layers.iter().map(|l| l.desc.clone()).collect(),
+        subject: None,
         annotations: annotations.clone(),
     })
 }

@@ -5,12 +5,16 @@ use std::collections::BTreeMap;
 
 use crate::assemble::resolve::Resolved;
 use crate::error::{Error, Result};
+use crate::oci::index::IndexChild;
 use crate::oci::platform::Platform;
 
 /// Refuses two children for one platform (a client could not choose).
 pub fn check_duplicates(resolved: &[Resolved]) -> Result<()> {
     let mut seen: BTreeMap<String, &str> = BTreeMap::new();
-    for r in resolved.iter().filter(|r| !r.child.platform.is_unknown()) {
+    for r in resolved
+        .iter()
+        .filter(|r| !r.is_attestation() && !r.child.platform.is_unknown())
+    {
         let key = r.child.platform.to_string();
         if let Some(first) = seen.insert(key.clone(), &r.label) {
             return Err(Error::Usage(format!(
@@ -22,9 +26,14 @@ pub fn check_duplicates(resolved: &[Resolved]) -> Result<()> {
     Ok(())
 }
 
-/// `--require-platforms`: every platform listed must be among the children.
-pub fn check_required(resolved: &[Resolved], required: &str) -> Result<()> {
-    let have: Vec<&Platform> = resolved.iter().map(|r| &r.child.platform).collect();
+/// `--require-platforms`: every platform listed must be among the images
+/// of the index (attestations are not platforms).
+pub fn check_required(children: &[IndexChild], required: &str) -> Result<()> {
+    let have: Vec<&Platform> = children
+        .iter()
+        .filter(|c| !c.is_attestation() && !c.platform.is_unknown())
+        .map(|c| &c.platform)
+        .collect();
     let mut missing = Vec::new();
     for want in required
         .split([',', '\n'])

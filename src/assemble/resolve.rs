@@ -11,7 +11,7 @@ use futures_util::future::join_all;
 use crate::assemble::entries::Entry;
 use crate::error::{Error, Result};
 use crate::oci::index::{self, index_children, IndexChild};
-use crate::oci::manifest::{Descriptor, FetchedManifest};
+use crate::oci::manifest::FetchedManifest;
 use crate::oci::platform::Platform;
 use crate::oci::reference::Target;
 use crate::store::remote::Remote;
@@ -30,6 +30,13 @@ pub struct Resolved {
     pub source: Arc<Store>,
     /// The entry it came from, for messages.
     pub label: String,
+}
+
+impl Resolved {
+    /// True for an attestation manifest that came with its image.
+    pub fn is_attestation(&self) -> bool {
+        self.child.is_attestation()
+    }
 }
 
 /// Resolves every entry, all at once. Entries that cannot be used (missing,
@@ -89,9 +96,10 @@ async fn resolve(remote: &Remote, entry: &Entry) -> Result<Vec<Resolved>> {
             label,
         }]);
     }
+    let entries = index_children(&manifest)?;
     let mut out = Vec::new();
-    for desc in index_children(&manifest)? {
-        let Some(platform) = index::child_platform(&desc) else {
+    for desc in &entries {
+        let Some(platform) = index::child_platform(desc) else {
             continue;
         };
         if entry
@@ -101,21 +109,34 @@ async fn resolve(remote: &Remote, entry: &Entry) -> Result<Vec<Resolved>> {
         {
             continue;
         }
-        let child_manifest = source.get_child(&desc).await?;
-        let descriptor = Descriptor {
-            platform: None,
-            ..desc.clone()
-        };
-        out.push(Resolved {
-            child: IndexChild {
-                platform,
-                descriptor,
-            },
-            manifest: child_manifest,
-            source: source.clone(),
-            label: label.clone(),
+        out.push(IndexChild {
+            platform,
+            ..IndexChild::from_entry(desc)
         });
     }
+    // Attestations come along with the images they are about.
+    let attestations: Vec<IndexChild> = entries
+        .iter()
+        .map(IndexChild::from_entry)
+        .filter(|a| {
+            a.attests()
+                .is_some_and(|d| out.iter().any(|c| c.descriptor.digest == d))
+        })
+        .collect();
+    out.extend(attestations);
+    let manifests = join_all(out.iter().map(|c| source.get_child(&c.descriptor))).await;
+    let out = out
+        .into_iter()
+        .zip(manifests)
+        .map(|(child, manifest)| {
+            Ok(Resolved {
+                child,
+                manifest: manifest?,
+                source: source.clone(),
+                label: label.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     if out.is_empty() {
         return Err(Error::PlatformNotFound(format!(
             "index {} has no child for {}",

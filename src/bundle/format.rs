@@ -147,6 +147,7 @@ pub fn build_compressed(
         artifact_type: Some(ARTIFACT_TYPE.to_string()),
         config: config_desc.clone(),
         layers: vec![layer_desc.clone()],
+        subject: None,
         annotations: manifest_annotations,
     }
     .to_bytes();

@@ -77,6 +77,7 @@ pub fn convert(root: &Path, layout: &Layout) -> Result<Descriptor> {
         artifact_type: None,
         config: Descriptor::new(DOCKER_CONFIG, &config_digest, config.len() as u64),
         layers,
+        subject: None,
         annotations: Default::default(),
     }
     .to_bytes();

@@ -1,41 +1,29 @@
 //! `--assemble-index`: per-platform images (any repository, any registry,
-//! or a layout) become one image index at `--image`.
+//! or a layout) become one image index at `--image`; with `--append`, the
+//! index already there is edited instead.
 //!
 //! Every input is resolved first; all problems are reported together and
 //! nothing is pushed unless the set is complete (or `--allow-missing`).
-//! Then children are copied (mounted where possible) and pushed by digest,
-//! and the index goes last.
+//! Then children (and their attestations) are copied, mounted where
+//! possible, and pushed by digest, and the index goes last.
 
 use std::collections::BTreeMap;
 
 use futures_util::future::join_all;
-use serde::Serialize;
 
+use crate::assemble::append::{existing, kept, Existing};
 use crate::assemble::checks::{check_duplicates, check_required};
 use crate::assemble::entries::parse_entries;
+use crate::assemble::report::platform_results;
 use crate::assemble::resolve::resolve_all;
 use crate::error::{Error, Result};
 use crate::modes::{require_tag, Context};
 use crate::oci::index::{self, IndexChild};
 use crate::oci::reference::Target;
 use crate::results::Outcome;
-use crate::scan::Vulnerability;
 use crate::settings::AssembleSettings;
 use crate::store::copy::copy_manifest;
 use crate::store::Store;
-
-/// One line of the platform results file.
-#[derive(Serialize)]
-struct PlatformResult<'a> {
-    platform: String,
-    digest: String,
-    size: u64,
-    reference: String,
-    /// What a scan found, when `--platform-vulnerabilities` gave a result
-    /// for the platform.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    vulnerabilities: Option<&'a [Vulnerability]>,
-}
 
 /// Runs the mode.
 pub async fn run(
@@ -45,13 +33,17 @@ pub async fn run(
     annotations: &BTreeMap<String, String>,
 ) -> Result<()> {
     require_tag(target, "app:v1")?;
-    let entries = parse_entries(&args.platform_images)?;
+    let entries = match args.platform_images.is_empty() && args.append {
+        true => Vec::new(),
+        false => parse_entries(&args.platform_images)?,
+    };
+    let dst = Store::for_writing(target, &ctx.remote)?;
     // Whether the target repository is new is asked meanwhile.
     let (resolved, ()) = futures_util::join!(
         resolve_all(&ctx.remote, &entries),
         ctx.remote.learn_if_new(target)
     );
-    let (resolved, problems) = resolved?;
+    let (mut resolved, problems) = resolved?;
     if !problems.is_empty() {
         let list = problems.join("\n");
         if !args.allow_missing || resolved.is_empty() {
@@ -69,12 +61,35 @@ pub async fn run(
             nested.label, nested.manifest.digest
         )));
     }
+    if args.drop_attestations {
+        resolved.retain(|r| !r.is_attestation());
+    }
     check_duplicates(&resolved)?;
+    let added: Vec<IndexChild> = resolved.iter().map(|r| r.child.clone()).collect();
+    let base = match args.append {
+        true => existing(&dst, &target.to_string()).await?,
+        false => Existing::default(),
+    };
+    let (mut children, absent) = kept(&base.children, &added, &args.remove_platforms);
+    if !absent.is_empty() {
+        tracing::warn!(
+            "--remove-platform: {target} has no {}; nothing to remove for it",
+            absent.join(", ")
+        );
+    }
+    if args.drop_attestations {
+        children.retain(|c| !c.is_attestation());
+    }
+    children.extend(added);
+    if children.iter().all(|c| c.is_attestation()) {
+        return Err(Error::Usage(format!(
+            "the index {target} would have no image; give --platform-image entries or remove fewer platforms"
+        )));
+    }
     if let Some(required) = &args.require_platforms {
-        check_required(&resolved, required)?;
+        check_required(&children, required)?;
     }
 
-    let dst = Store::for_writing(target, &ctx.remote)?;
     let copies = join_all(
         resolved
             .iter()
@@ -86,8 +101,9 @@ pub async fn run(
         tracing::debug!("{}: {:?}", r.label, stats);
     }
 
-    let mut children: Vec<IndexChild> = resolved.iter().map(|r| r.child.clone()).collect();
-    let bytes = index::build(&mut children, args.index_format, annotations);
+    let mut merged = base.annotations;
+    merged.extend(annotations.clone());
+    let bytes = index::build(&mut children, args.index_format, &merged);
     let digest = dst
         .put_manifest(&bytes, args.index_format.media_type())
         .await?;
@@ -104,35 +120,13 @@ pub async fn run(
             size: Some(bytes.len() as u64),
             reference: Some(pinned),
             source_timestamp: None,
-            platform_results: Some(platform_results(&dst, &children, args)?),
+            platform_results: Some(platform_results(
+                &dst,
+                &children,
+                &args.platform_vulnerabilities,
+            )?),
             vulnerabilities: None,
         },
         None,
     )
-}
-
-/// The platform results file: each child's platform, digest, size and
-/// pinned reference (and scan findings, when given), as JSON.
-fn platform_results(
-    dst: &Store,
-    children: &[IndexChild],
-    args: &AssembleSettings,
-) -> Result<String> {
-    let lines = children
-        .iter()
-        .map(|c| {
-            Ok(PlatformResult {
-                platform: c.platform.short(),
-                digest: c.descriptor.digest.clone(),
-                size: c.descriptor.size,
-                reference: dst.pinned(&c.descriptor.parsed_digest()?),
-                vulnerabilities: args
-                    .platform_vulnerabilities
-                    .iter()
-                    .find(|(p, _)| p.same_as(&c.platform))
-                    .map(|(_, found)| found.as_slice()),
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    serde_json::to_string(&lines).map_err(|e| Error::Internal(e.to_string()))
 }

@@ -1,21 +1,51 @@
 //! `--copy SRC DST`: an image or an index with all its children, from a
 //! registry or layout to a registry or layout. Blobs move once (skipped
-//! when present, mounted within a registry); the tag is set last.
+//! when present, mounted within a registry). With `--platform`, only those
+//! platforms (and their attestations) go into a new index; with
+//! `--referrers`, referrers and cosign's tags come along. The tag is set
+//! last.
 
+use crate::assemble::select::select_platforms;
 use crate::error::Result;
 use crate::modes::Context;
+use crate::oci::index::{self, format_of, index_annotations, index_children};
+use crate::oci::manifest::FetchedManifest;
 use crate::oci::reference::Target;
+use crate::referrers::copy::copy_referrers;
 use crate::results::Outcome;
+use crate::settings::CopySettings;
 use crate::store::copy::copy_manifest;
 use crate::store::Store;
 
 /// Runs the mode.
-pub async fn run(ctx: &Context, src: &Target, dst: &Target) -> Result<()> {
+pub async fn run(ctx: &Context, src: &Target, dst: &Target, args: &CopySettings) -> Result<()> {
     let from = Store::for_reading(src, &ctx.remote)?;
     let (manifest, ()) = futures_util::join!(from.get_manifest(), ctx.remote.learn_if_new(dst));
-    let manifest = manifest?;
+    let source = manifest?;
+    let manifest = match args.platforms.is_empty() {
+        true => source.clone(),
+        false => {
+            let mut chosen = select_platforms(&source, &args.platforms)?;
+            if args.drop_attestations {
+                chosen.retain(|c| !c.is_attestation());
+            }
+            let format = format_of(&source);
+            let bytes = index::build(&mut chosen, format, &index_annotations(&source)?);
+            FetchedManifest::new(bytes, Some(format.media_type().to_string()))
+        }
+    };
     let to = Store::for_writing(dst, &ctx.remote)?;
     let stats = copy_manifest(&from, &to, &manifest).await?;
+    if args.referrers {
+        let mut subjects = vec![manifest.digest.clone()];
+        if manifest.is_index() {
+            for child in index_children(&manifest)? {
+                subjects.push(child.parsed_digest()?);
+            }
+        }
+        let copied = copy_referrers(&from, &to, &subjects).await?;
+        tracing::info!("copied {copied} referrers and cosign tags");
+    }
     let digest = match to.tag() {
         Some(_) => {
             to.put_manifest(&manifest.bytes, &manifest.media_type)

@@ -2,6 +2,7 @@
 
 pub mod assemble_index;
 pub mod copy;
+pub mod discover;
 pub mod process_image;
 pub mod pull_artifact;
 pub mod pull_source_bundle;

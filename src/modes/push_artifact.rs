@@ -11,9 +11,10 @@ use crate::artifact::push::{self as artifact, Blob, Content, DirOptions};
 use crate::artifact::{check_media_type, FileSpec};
 use crate::error::{Error, Result};
 use crate::modes::{require_tag, Context};
-use crate::oci::manifest::OCI_MANIFEST;
+use crate::oci::manifest::{Descriptor, OCI_MANIFEST};
 use crate::oci::reference::Target;
 use crate::progress::Progress;
+use crate::referrers::attach::attach;
 use crate::results::Outcome;
 use crate::settings::{ArtifactSettings, PushSettings};
 use crate::store::BlobSource;
@@ -27,7 +28,9 @@ pub async fn run(
     push: &PushSettings,
     annotations: &BTreeMap<String, String>,
 ) -> Result<()> {
-    require_tag(target, "app:v1")?;
+    if args.subject.is_none() {
+        require_tag(target, "app:v1")?;
+    }
     let artifact_type = args.artifact_type.as_deref();
     if let Some(t) = artifact_type {
         check_media_type(t, "--artifact-type")?;
@@ -62,12 +65,22 @@ pub async fn run(
     .await
     .map_err(|e| Error::Internal(format!("packing thread failed: {e}")))??;
 
-    let store = Store::for_writing(target, &ctx.remote)?;
+    let mut manifest = manifest;
+    let mut store = Store::for_writing(target, &ctx.remote)?;
+    if let Some(subject) = &args.subject {
+        manifest.subject = Some(subject_descriptor(ctx, subject).await?);
+        if args.into_subject_repository {
+            store = store.untagged();
+        }
+    }
     for blob in layers.iter().chain(std::iter::once(&config)) {
         upload(ctx, &store, blob).await?;
     }
     let bytes = manifest.to_bytes();
-    let digest = store.put_manifest(&bytes, OCI_MANIFEST).await?;
+    let digest = match manifest.subject {
+        Some(_) => attach(&store, &manifest).await?,
+        None => store.put_manifest(&bytes, OCI_MANIFEST).await?,
+    };
     let total =
         bytes.len() as u64 + config.desc.size + layers.iter().map(|l| l.desc.size).sum::<u64>();
     let pinned = store.pinned(&digest);
@@ -87,6 +100,17 @@ pub async fn run(
         },
         None,
     )
+}
+
+/// The descriptor of the `--subject` manifest, which must exist.
+async fn subject_descriptor(ctx: &Context, subject: &Target) -> Result<Descriptor> {
+    let store = Store::for_reading(subject, &ctx.remote)?;
+    store.subject_descriptor().await.map_err(|e| match e {
+        Error::NotFound(why) => Error::NotFound(format!(
+            "--subject {subject} does not exist ({why}); push the image first, or name one that exists"
+        )),
+        e => e,
+    })
 }
 
 /// Uploads one blob, streamed from disk unless it is the empty config.

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::oci::attestation;
 use crate::oci::manifest::{Descriptor, FetchedManifest, DOCKER_MANIFEST_LIST, OCI_INDEX};
 use crate::oci::platform::Platform;
 
@@ -31,10 +32,41 @@ impl IndexFormat {
 /// One child of the index: the manifest descriptor and its platform.
 #[derive(Debug, Clone)]
 pub struct IndexChild {
-    /// The child's platform.
+    /// The child's platform (`unknown/unknown` for an attestation).
     pub platform: Platform,
-    /// The child manifest (its own media type, digest, size).
+    /// The child manifest (its own media type, digest, size) with the
+    /// annotations of its entry.
     pub descriptor: Descriptor,
+}
+
+impl IndexChild {
+    /// The child an existing index entry describes: its platform as
+    /// written (`unknown/unknown` when it names none), its annotations kept.
+    pub fn from_entry(desc: &Descriptor) -> IndexChild {
+        let platform = desc
+            .platform
+            .as_ref()
+            .and_then(|v| serde_json::from_value::<Platform>(v.clone()).ok())
+            .map(Platform::normalized)
+            .unwrap_or_else(Platform::unknown);
+        IndexChild {
+            platform,
+            descriptor: Descriptor {
+                platform: None,
+                ..desc.clone()
+            },
+        }
+    }
+
+    /// True for an attestation manifest (never a platform).
+    pub fn is_attestation(&self) -> bool {
+        attestation::is_attestation(&self.descriptor)
+    }
+
+    /// The digest of the image this attestation is about, if it is one.
+    pub fn attests(&self) -> Option<&str> {
+        attestation::attested_digest(&self.descriptor)
+    }
 }
 
 #[derive(Serialize)]
@@ -49,7 +81,8 @@ struct Index<'a> {
 }
 
 /// Sorts `children` into the index order (os, architecture, variant,
-/// os.version, digest) and returns the index bytes.
+/// os.version, digest; attestations last) and returns the index bytes.
+/// Entries keep their annotations, except in a Docker manifest list.
 pub fn build(
     children: &mut [IndexChild],
     format: IndexFormat,
@@ -58,11 +91,17 @@ pub fn build(
     children.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
     let manifests = children
         .iter()
-        .map(|c| Descriptor {
-            platform: Some(serde_json::to_value(&c.platform).expect("platform serialises")),
-            annotations: BTreeMap::new(),
-            artifact_type: None,
-            ..c.descriptor.clone()
+        .map(|c| {
+            let mut entry = Descriptor {
+                platform: Some(serde_json::to_value(&c.platform).expect("platform serialises")),
+                ..c.descriptor.clone()
+            };
+            // A Docker manifest list has no place for them.
+            if format == IndexFormat::Docker {
+                entry.annotations.clear();
+                entry.artifact_type = None;
+            }
+            entry
         })
         .collect();
     let empty = BTreeMap::new();
@@ -79,8 +118,12 @@ pub fn build(
     serde_json::to_vec(&index).expect("index serialises")
 }
 
-/// The platform an index entry declares, normalised.
+/// The platform an index entry declares, normalised; none for an
+/// attestation manifest, which is never a platform.
 pub fn child_platform(desc: &Descriptor) -> Option<Platform> {
+    if attestation::is_attestation(desc) {
+        return None;
+    }
     desc.platform
         .as_ref()
         .and_then(|v| serde_json::from_value::<Platform>(v.clone()).ok())
@@ -97,6 +140,27 @@ fn sort_key(c: &IndexChild) -> (bool, &str, &str, &str, &str, &str) {
         p.os_version.as_deref().unwrap_or(""),
         c.descriptor.digest.as_str(),
     )
+}
+
+/// The index's own annotations.
+pub fn index_annotations(manifest: &FetchedManifest) -> Result<BTreeMap<String, String>> {
+    #[derive(serde::Deserialize)]
+    struct Index {
+        #[serde(default)]
+        annotations: BTreeMap<String, String>,
+    }
+    let index: Index = crate::oci::manifest::parse_object(&manifest.bytes)
+        .map_err(|e| Error::BadContent(format!("index {} is not valid: {e}", manifest.digest)))?;
+    Ok(index.annotations)
+}
+
+/// The format an existing index is written in.
+pub fn format_of(manifest: &FetchedManifest) -> IndexFormat {
+    if manifest.media_type == DOCKER_MANIFEST_LIST {
+        IndexFormat::Docker
+    } else {
+        IndexFormat::Oci
+    }
 }
 
 /// The `manifests` of an index or manifest list.

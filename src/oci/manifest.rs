@@ -111,6 +111,9 @@ pub struct ImageManifest {
     /// The layers, in order.
     #[serde(default)]
     pub layers: Vec<Descriptor>,
+    /// OCI 1.1: the manifest this one refers to (a signature, an SBOM).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub subject: Option<Descriptor>,
     /// Annotations.
     #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
     pub annotations: BTreeMap<String, String>,
@@ -220,6 +223,7 @@ mod tests {
             artifact_type: None,
             config: Descriptor::new(OCI_CONFIG, &d, 1),
             layers: vec![],
+            subject: None,
             annotations: BTreeMap::new(),
         };
         m.annotations.insert("z".into(), "1".into());

@@ -137,7 +137,16 @@ impl Platform {
             && (a.os_version.is_none() || b.os_version.is_none() || a.os_version == b.os_version)
     }
 
-    /// True for the `unknown/unknown` entries build tools add for attestations.
+    /// `unknown/unknown`, the platform build tools give attestation manifests.
+    pub fn unknown() -> Platform {
+        Platform {
+            os: "unknown".to_string(),
+            architecture: "unknown".to_string(),
+            ..Platform::default()
+        }
+    }
+
+    /// True for `unknown/unknown`, the platform of an attestation manifest.
     pub fn is_unknown(&self) -> bool {
         self.os == "unknown" && self.architecture == "unknown"
     }

@@ -79,6 +79,24 @@ impl RegistryClient {
         bytes: &[u8],
         media_type: &str,
     ) -> Result<Digest> {
+        let (digest, resp) = self
+            .send_manifest(image, reference, bytes, media_type)
+            .await?;
+        let what = format!("pushing manifest {}:{reference}", image.name());
+        let resp = check(resp, image, &what, Access::Push).await?;
+        check_reported_digest(&resp, image, &digest)?;
+        Ok(digest)
+    }
+
+    /// Sends one manifest PUT and returns the digest of the bytes with the
+    /// response, whatever its status.
+    pub(super) async fn send_manifest(
+        &self,
+        image: &ImageRef,
+        reference: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<(Digest, Response)> {
         let digest = Digest::of(bytes);
         let body = Bytes::copy_from_slice(bytes);
         let what = format!("pushing manifest {}:{reference}", image.name());
@@ -93,17 +111,7 @@ impl RegistryClient {
                     .body(body.clone()))
             })
             .await?;
-        let resp = check(resp, image, &what, Access::Push).await?;
-        if let Some(reported) = header(&resp, "docker-content-digest") {
-            if reported != digest.as_str() {
-                return Err(Error::DigestMismatch {
-                    what: format!("manifest stored at {image}"),
-                    expected: digest.to_string(),
-                    actual: reported,
-                });
-            }
-        }
-        Ok(digest)
+        Ok((digest, resp))
     }
 
     /// Deletes the manifest with `digest` (what `--prune` does).
@@ -458,7 +466,7 @@ fn with_digest(mut url: reqwest::Url, digest: &Digest) -> reqwest::Url {
     url
 }
 
-fn header(resp: &Response, name: &str) -> Option<String> {
+pub(super) fn header(resp: &Response, name: &str) -> Option<String> {
     resp.headers()
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -569,6 +577,23 @@ struct RegistryError {
     code: String,
     #[serde(default)]
     message: String,
+}
+
+/// Refuses a stored manifest whose digest, as the registry reports it,
+/// differs from the digest of the bytes sent.
+pub(super) fn check_reported_digest(
+    resp: &Response,
+    image: &ImageRef,
+    digest: &Digest,
+) -> Result<()> {
+    match header(resp, "docker-content-digest") {
+        Some(reported) if reported != digest.as_str() => Err(Error::DigestMismatch {
+            what: format!("manifest stored at {image}"),
+            expected: digest.to_string(),
+            actual: reported,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Passes successful responses through and turns failures into errors

@@ -5,6 +5,7 @@ pub mod api;
 pub mod credentials;
 pub mod error_chain;
 pub mod rate;
+pub mod referrers;
 pub mod retry;
 pub mod session;
 pub mod tls;

@@ -6,6 +6,7 @@ pub mod cache;
 pub mod copy;
 pub mod layout;
 pub mod locations;
+mod referrers;
 pub mod remote;
 mod streamed;
 

@@ -120,6 +120,23 @@ impl Run {
         Run::mode("--assemble-index", None)
     }
 
+    /// `ocistep --discover --image REF`.
+    pub fn discover(image: impl AsRef<OsStr>) -> Run {
+        let mut run = Run::mode("--discover", None);
+        run.image(image);
+        run
+    }
+
+    /// `ocistep --push-artifact --subject REF`: one file `FILE` pushed as a
+    /// layer of `artifact_type`, attached to REF.
+    pub fn attach(subject: &str, artifact_type: &str, file: &Path) -> Run {
+        let mut run = Run::push_artifact();
+        run.args(["--subject", subject, "--artifact-type", artifact_type])
+            .arg("--file")
+            .arg(format!("{}:{artifact_type}", file.display()));
+        run
+    }
+
     /// `ocistep --copy SRC DST`.
     pub fn copy(src: impl AsRef<OsStr>, dst: impl AsRef<OsStr>) -> Run {
         let mut run = Run::mode("--copy", Some(src.as_ref()));

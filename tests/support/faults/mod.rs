@@ -33,6 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+mod personas;
 mod schedule;
 mod wire;
 
@@ -61,6 +62,8 @@ struct State {
     /// Per [`seeded_key`]: requests so far, and faults in a row.
     seen: Mutex<HashMap<String, (u64, u32)>>,
     hits: Mutex<Vec<(String, String, Option<String>)>>,
+    /// Referrers the referrers-API persona listed, per repository and subject.
+    referrers: Mutex<HashMap<(String, String), Vec<serde_json::Value>>>,
     /// The header fields of every request, in arrival order.
     heads: Mutex<Vec<Vec<(String, String)>>>,
     /// Method, target and body length (as framed) of every request read whole.
@@ -112,6 +115,7 @@ impl FaultProxy {
             seeded,
             seen: Mutex::new(HashMap::new()),
             hits: Mutex::new(Vec::new()),
+            referrers: Mutex::new(HashMap::new()),
             heads: Mutex::new(Vec::new()),
             bodies: Mutex::new(Vec::new()),
             spans: Mutex::new(Vec::new()),
@@ -274,6 +278,26 @@ impl State {
         fault
     }
 
+    /// The referrers listed for `subject` in `repo`.
+    fn listed_referrers(&self, repo: &str, subject: &str) -> Vec<serde_json::Value> {
+        let listed = self.referrers.lock().unwrap();
+        listed
+            .get(&(repo.to_string(), subject.to_string()))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Lists `desc` as a referrer of `subject` in `repo`.
+    fn list_referrer(&self, repo: &str, subject: &str, desc: serde_json::Value) {
+        let mut listed = self.referrers.lock().unwrap();
+        let entry = listed
+            .entry((repo.to_string(), subject.to_string()))
+            .or_default();
+        if !entry.iter().any(|d| d["digest"] == desc["digest"]) {
+            entry.push(desc);
+        }
+    }
+
     /// Sleeps for `millis`, waking early when the proxy stops.
     fn sleep(&self, millis: u64) {
         let deadline = Instant::now() + Duration::from_millis(millis);
@@ -423,6 +447,16 @@ fn handle(
                 ..request.clone()
             };
             relay(writer, state, &plain, &body, keep_open)
+        }
+        Some(Fault::RefuseSubject) => {
+            personas::refuse_subject(writer, state, request, &body, keep_open)
+        }
+        Some(Fault::TagIsDigest) => {
+            let rewritten = personas::tag_is_digest(request);
+            relay(writer, state, &rewritten, &body, keep_open)
+        }
+        Some(Fault::ReferrersApi) => {
+            personas::referrers_api(writer, state, request, &body, keep_open)
         }
         Some(Fault::StallBeforeBody { .. }) | None => {
             relay(writer, state, request, &body, keep_open)

@@ -84,6 +84,13 @@ pub enum Fault {
         /// The status code, e.g. 401.
         code: u16,
     },
+    /// ECR: a manifest naming a `subject` is refused with 405; others are
+    /// relayed.
+    RefuseSubject,
+    /// GitLab: the tag `sha256-<hex>` is read as the digest `sha256:<hex>`.
+    TagIsDigest,
+    /// The referrers API, served by the proxy (see `personas.rs`).
+    ReferrersApi,
 }
 
 impl fmt::Display for Fault {
@@ -103,6 +110,9 @@ impl fmt::Display for Fault {
             Fault::Trickle { .. } => f.write_str("trickle"),
             Fault::EchoAuthorization { code } => write!(f, "echo authorization {code}"),
             Fault::DeclineMount => f.write_str("decline mount"),
+            Fault::RefuseSubject => f.write_str("refuse subject"),
+            Fault::TagIsDigest => f.write_str("tag is digest"),
+            Fault::ReferrersApi => f.write_str("referrers api"),
         }
     }
 }
