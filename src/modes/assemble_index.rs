@@ -37,7 +37,6 @@ pub async fn run(
         true => Vec::new(),
         false => parse_entries(&args.platform_images)?,
     };
-    let dst = Store::for_writing(target, &ctx.remote)?;
     // Whether the target repository is new is asked meanwhile.
     let (resolved, ()) = futures_util::join!(
         resolve_all(&ctx.remote, &entries),
@@ -66,6 +65,8 @@ pub async fn run(
     }
     check_duplicates(&resolved)?;
     let added: Vec<IndexChild> = resolved.iter().map(|r| r.child.clone()).collect();
+    // A layout is made only once the inputs are known to be good.
+    let dst = Store::for_writing(target, &ctx.remote)?;
     let base = match args.append {
         true => existing(&dst, &target.to_string()).await?,
         false => Existing::default(),
