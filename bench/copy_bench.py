@@ -29,6 +29,30 @@ def write_blob(layout, data):
     return {"digest": f"sha256:{digest}", "size": len(data)}
 
 
+def write_layer(layout, rng, size, level):
+    """A gzip layer of `size` random bytes, written 1 MiB at a time so the
+    bench's own memory stays small (a command it starts inherits it in its
+    peak RSS); returns its descriptor and diff_id."""
+    tmp = os.path.join(layout, "layer.tmp")
+    diff_id = hashlib.sha256()
+    with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=level, mtime=0, filename="") as gz:
+        left = size
+        while left:
+            chunk = rng.randbytes(min(left, 1 << 20))
+            diff_id.update(chunk)
+            gz.write(chunk)
+            left -= len(chunk)
+    digest, length = hashlib.sha256(), 0
+    with open(tmp, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+            length += len(block)
+    os.rename(tmp, os.path.join(layout, "blobs", "sha256", digest.hexdigest()))
+    desc = {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": f"sha256:{digest.hexdigest()}", "size": length}
+    return desc, "sha256:" + diff_id.hexdigest()
+
+
 def index_layout(path, platforms, layers, layer_bytes, level=1):
     """An OCI layout holding an index of `platforms` images, each with
     `layers` gzip layers (at `level`) of about `layer_bytes`
@@ -42,10 +66,9 @@ def index_layout(path, platforms, layers, layer_bytes, level=1):
         arch = f"arch{p}"
         diff_ids, descs = [], []
         for _ in range(layers):
-            tar = rng.randbytes(layer_bytes)
-            diff_ids.append("sha256:" + hashlib.sha256(tar).hexdigest())
-            desc = write_blob(path, gzip.compress(tar, compresslevel=level, mtime=0))
-            descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **desc})
+            desc, diff_id = write_layer(path, rng, layer_bytes, level)
+            descs.append(desc)
+            diff_ids.append(diff_id)
         config = json.dumps({"architecture": arch, "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
         manifest = json.dumps({
             "schemaVersion": 2,
