@@ -777,10 +777,11 @@ fn file_layers_download_in_parallel_up_to_max_transfers() {
         proxy.blobs_at_once(6)
     };
     assert_eq!(in_flight(&["--max-transfers", "1"], "one"), 1);
+    assert_eq!(in_flight(&["--max-transfers", "3"], "three"), 3);
     let default = in_flight(&[], "default");
     assert!(
-        (2..=4).contains(&default),
-        "{default} file downloads at once with the default of 4"
+        (4..=6).contains(&default),
+        "{default} file downloads at once with the default of 8"
     );
 
     // One part that never comes while the others are still downloading:

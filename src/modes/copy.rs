@@ -14,7 +14,7 @@ use crate::oci::reference::Target;
 use crate::referrers::copy::copy_referrers;
 use crate::results::Outcome;
 use crate::settings::CopySettings;
-use crate::store::copy::copy_manifest;
+use crate::store::copy::{copy_references, CopyStats};
 use crate::store::Store;
 
 /// Runs the mode.
@@ -35,8 +35,18 @@ pub async fn run(ctx: &Context, src: &Target, dst: &Target, args: &CopySettings)
         }
     };
     let to = Store::for_writing(dst, &ctx.remote)?;
-    let stats = copy_manifest(&from, &to, &manifest).await?;
+    // The manifest itself is stored once, under the tag when there is one
+    // (and by digest first when referrers follow, which name it).
+    let stats = match copy_references(&from, &to, &manifest).await? {
+        Some(stats) => CopyStats {
+            manifests: stats.manifests + 1,
+            ..stats
+        },
+        None => CopyStats::default(),
+    };
     if args.referrers {
+        to.put_manifest_by_digest(&manifest.bytes, &manifest.media_type)
+            .await?;
         let mut subjects = vec![manifest.digest.clone()];
         if manifest.is_index() {
             for child in index_children(&manifest)? {

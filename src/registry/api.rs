@@ -266,16 +266,30 @@ impl RegistryClient {
         source: &BlobSource,
         what: &str,
     ) -> Result<()> {
-        let url = with_digest(self.open_upload(image, what).await?, digest);
+        // The source is reached while the session opens.
+        let (url, started) =
+            futures_util::try_join!(self.open_upload(image, what), source.started_body())?;
+        let url = with_digest(url, digest);
+        // Taken by the first request; one sent again after an authorization
+        // challenge opens the source anew.
+        let started = std::sync::Mutex::new(Some(started));
         // One attempt only: a PUT cut short may have spoilt the session, so a
         // failure starts over with a new POST (see upload_blob).
         let resp = self
             .send_once(image, Access::Push, what, |http, _| {
+                let taken = started
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take();
+                let body = match taken {
+                    Some(body) => body,
+                    None => source.body()?,
+                };
                 Ok(http
                     .put(url.clone())
                     .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
                     .header(reqwest::header::CONTENT_LENGTH, size)
-                    .body(source.body()?))
+                    .body(body))
             })
             .await
             .map_err(|e| match (source.failure(), e) {

@@ -57,8 +57,12 @@ pub struct ClientOptions {
     pub max_transfers: usize,
 }
 
-/// Blob transfers in flight per registry unless told otherwise.
-pub const DEFAULT_MAX_TRANSFERS: usize = 4;
+/// Blob transfers in flight per registry unless told otherwise: enough to
+/// keep a registry busy while each upload waits on its storage (a
+/// filesystem registry syncs several files per blob), few enough that a
+/// registry's per-client limits are not reached (docker push uses 5,
+/// skopeo 6 per image).
+pub const DEFAULT_MAX_TRANSFERS: usize = 8;
 
 /// The read timeout when [`ClientOptions::read_timeout`] is not set.
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);

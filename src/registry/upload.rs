@@ -63,19 +63,7 @@ impl BlobSource {
     /// A request body for one attempt.
     pub fn body(&self) -> Result<reqwest::Body> {
         match self {
-            BlobSource::Stream { open, failure } => {
-                let failure = failure.clone();
-                let chunks = open().map(move |chunk| {
-                    chunk.map_err(|e| {
-                        let message = e.to_string();
-                        *failure
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
-                        std::io::Error::other(message)
-                    })
-                });
-                Ok(reqwest::Body::wrap_stream(chunks))
-            }
+            BlobSource::Stream { open, failure } => Ok(stream_body(open(), failure)),
             BlobSource::Bytes(b) => Ok(reqwest::Body::from(b.clone())),
             BlobSource::File { path, progress } => {
                 let file = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
@@ -87,6 +75,42 @@ impl BlobSource {
             }
         }
     }
+
+    /// Like [`BlobSource::body`], but a stream is opened and its first chunk
+    /// awaited here, so that reaching the source can overlap with opening
+    /// the upload session. A source that fails before its first chunk
+    /// fails this.
+    pub async fn started_body(&self) -> Result<reqwest::Body> {
+        let BlobSource::Stream { open, failure } = self else {
+            return self.body();
+        };
+        let mut chunks = open();
+        let first = match chunks.next().await {
+            None => return Ok(reqwest::Body::from(Bytes::new())),
+            Some(chunk) => chunk?,
+        };
+        let chunks = futures_util::stream::once(async move { Ok(first) }).chain(chunks);
+        Ok(stream_body(chunks.boxed(), failure))
+    }
+}
+
+/// A request body of `chunks`; a chunk that fails ends the body, and is
+/// kept in `failure` for the upload to report.
+fn stream_body(
+    chunks: BoxStream<'static, Result<Bytes>>,
+    failure: &Arc<Mutex<Option<Error>>>,
+) -> reqwest::Body {
+    let failure = failure.clone();
+    let chunks = chunks.map(move |chunk| {
+        chunk.map_err(|e| {
+            let message = e.to_string();
+            *failure
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+            std::io::Error::other(message)
+        })
+    });
+    reqwest::Body::wrap_stream(chunks)
 }
 
 /// The bytes of the file at `path` from `offset` to its end, as a request

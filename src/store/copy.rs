@@ -125,39 +125,53 @@ pub fn copy_manifest<'a>(
     manifest: &'a FetchedManifest,
 ) -> BoxFuture<'a, Result<CopyStats>> {
     async move {
-        let mut stats = CopyStats::default();
-        // A registry holds a manifest only with everything it references.
-        if dst.same_repository(src) || dst.has_manifest(&manifest.digest).await? {
-            return Ok(stats);
-        }
-        // Children and blobs move side by side, as many at a time as the
-        // registries' transfer slots allow; the first failure stops the rest.
-        let parts = if manifest.is_index() {
-            try_join_all(
-                crate::oci::index::index_children(manifest)?
-                    .into_iter()
-                    .map(|child| async move {
-                        let child_manifest = src.get_child(&child).await?;
-                        copy_manifest(src, dst, &child_manifest).await
-                    }),
-            )
-            .await?
-        } else {
-            let image = manifest.image_manifest()?;
-            try_join_all(
-                std::iter::once(&image.config)
-                    .chain(image.layers.iter())
-                    .map(|desc| copy_blob(src, dst, desc)),
-            )
-            .await?
+        let Some(mut stats) = copy_references(src, dst, manifest).await? else {
+            return Ok(CopyStats::default());
         };
-        for part in parts {
-            stats.add(part);
-        }
         dst.put_manifest_by_digest(&manifest.bytes, &manifest.media_type)
             .await?;
         stats.manifests += 1;
         Ok(stats)
     }
     .boxed()
+}
+
+/// Copies everything `manifest` references to `dst` (an index's children
+/// with theirs, an image's config and layers), but not the manifest
+/// itself: the caller stores it, by digest or under a tag. `None` when
+/// `dst` holds the manifest already, and with it everything it references.
+pub async fn copy_references(
+    src: &Store,
+    dst: &Store,
+    manifest: &FetchedManifest,
+) -> Result<Option<CopyStats>> {
+    if dst.same_repository(src) || dst.has_manifest(&manifest.digest).await? {
+        return Ok(None);
+    }
+    // Children and blobs move side by side, as many at a time as the
+    // registries' transfer slots allow; the first failure stops the rest.
+    let parts = if manifest.is_index() {
+        try_join_all(
+            crate::oci::index::index_children(manifest)?
+                .into_iter()
+                .map(|child| async move {
+                    let child_manifest = src.get_child(&child).await?;
+                    copy_manifest(src, dst, &child_manifest).await
+                }),
+        )
+        .await?
+    } else {
+        let image = manifest.image_manifest()?;
+        try_join_all(
+            std::iter::once(&image.config)
+                .chain(image.layers.iter())
+                .map(|desc| copy_blob(src, dst, desc)),
+        )
+        .await?
+    };
+    let mut stats = CopyStats::default();
+    for part in parts {
+        stats.add(part);
+    }
+    Ok(Some(stats))
 }
