@@ -67,12 +67,12 @@ release-dry-run:
 ## A minute (FUZZ_SECONDS) of coverage-guided fuzzing for each cargo fuzz
 ## target in fuzz/ (libFuzzer with AddressSanitizer, debug assertions on):
 ## reference and platform parsing, manifest and index parsing, archive
-## extraction, gzip reading. Seeds come from fuzz/corpus/TARGET (fuzz/make_seeds.py writes
+## extraction, gzip reading, layer re-timing. Seeds come from fuzz/corpus/TARGET (fuzz/make_seeds.py writes
 ## them); inputs the run adds go to fuzz/target/corpus, findings to
 ## fuzz/artifacts. Needs `cargo install --locked cargo-fuzz@0.13.2`.
 ## RUSTC_BOOTSTRAP=1 lets the stable toolchain take the sanitizer flag;
 ## FUZZ_SANITIZER=none fuzzes without it.
-FUZZ_TARGETS := reference platform manifest extract gunzip
+FUZZ_TARGETS := reference platform manifest extract gunzip retime
 FUZZ_SECONDS ?= 60
 FUZZ_SANITIZER ?= address
 FUZZ := RUSTC_BOOTSTRAP=1 $(CARGO) fuzz

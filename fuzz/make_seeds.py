@@ -409,6 +409,8 @@ def main():
     write("extract", "gz-junk", b"\x01this is not gzip data")
     for name, data in gunzip_seeds().items():
         write("gunzip", name, data)
+    for name, raw in EXTRACT.items():
+        write("retime", "tar-" + name, raw)
 
 
 # ------------------------------------------------------------------- gunzip

@@ -249,3 +249,85 @@ fn copy_platform_takes_that_platform_and_its_attestation() {
     assert!(!err.contains("unknown/unknown"), "{err}");
     assert_no_tag(&mirror.host(), "app", "v1-s390x");
 }
+
+#[test]
+fn image_processing_keeps_attestations_on_their_changed_image() {
+    use std::io::Read;
+    let reg = Registry::start();
+    let host = reg.host();
+    let (built, _) = two_builds(&host);
+    // image_processing.go's arguments for an image the strategy pushed.
+    Run::with([
+        "--annotation",
+        "org.opencontainers.image.url=https://example.com",
+    ])
+    .args(["--label", "team=build", "--image-timestamp", "1700000000"])
+    .args(["--image", &built.reference])
+    .output_ok();
+    let (_, index) = fetch_index(&format!("docker://{}", built.reference));
+    let image = children(&index)
+        .iter()
+        .find(|c| c["platform"]["os"] == "linux")
+        .expect("the image is still there");
+    let new_image = image["digest"].as_str().unwrap();
+    assert_ne!(new_image, built.image, "the image changed");
+    // The attestation names the changed image, is otherwise as it was but
+    // for the annotation, and its in-toto layer is untouched.
+    assert_eq!(attested(&index), BTreeSet::from([new_image.to_string()]));
+    let attestation = &attestations(&index)[0];
+    let repo = built.name.split_once('/').unwrap().1;
+    let fetch = |digest: &str, kind: &str| {
+        let accept = [("Accept", "application/vnd.oci.image.manifest.v1+json")];
+        let path = format!("/v2/{repo}/{kind}/{digest}");
+        let got = support::http_request_with("GET", &host, &path, None, &accept).unwrap();
+        assert_eq!(got.status, 200, "{kind} {digest}");
+        got.body
+    };
+    let att: Value =
+        serde_json::from_slice(&fetch(attestation["digest"].as_str().unwrap(), "manifests"))
+            .unwrap();
+    assert_eq!(
+        att["annotations"]["org.opencontainers.image.url"],
+        "https://example.com"
+    );
+    assert_eq!(att["layers"][0]["mediaType"], support::buildx::IN_TOTO);
+    let att_config: Value =
+        serde_json::from_slice(&fetch(att["config"]["digest"].as_str().unwrap(), "blobs")).unwrap();
+    assert_eq!(
+        att_config["config"],
+        serde_json::json!({}),
+        "no labels on an attestation"
+    );
+    assert!(
+        att_config.get("created").is_none(),
+        "no time on an attestation"
+    );
+
+    // The image: labelled, timed, and every file in its layer at that time.
+    let manifest: Value = serde_json::from_slice(&fetch(new_image, "manifests")).unwrap();
+    let config: Value = serde_json::from_slice(&fetch(
+        manifest["config"]["digest"].as_str().unwrap(),
+        "blobs",
+    ))
+    .unwrap();
+    assert_eq!(config["config"]["Labels"]["team"], "build");
+    assert_eq!(config["created"], "2023-11-14T22:13:20Z");
+    let layer = fetch(manifest["layers"][0]["digest"].as_str().unwrap(), "blobs");
+    let mut tar = Vec::new();
+    flate2::read::GzDecoder::new(&layer[..])
+        .read_to_end(&mut tar)
+        .unwrap();
+    assert_eq!(
+        config["rootfs"]["diff_ids"][0],
+        ocistep::oci::digest::Digest::of(&tar).as_str(),
+        "the config names the re-timed layer"
+    );
+    let mut archive = tar::Archive::new(&tar[..]);
+    let mut names = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let entry = entry.unwrap();
+        assert_eq!(entry.header().mtime().unwrap(), 1_700_000_000);
+        names.push(entry.path().unwrap().display().to_string());
+    }
+    assert!(names.iter().any(|n| n.ends_with("platform")), "{names:?}");
+}

@@ -151,8 +151,49 @@ fn mutations_reach_config_and_manifest() {
 
     let original =
         json(&std::fs::read(layout.join("blobs/sha256").join(layout_digest.hex())).unwrap());
-    assert_eq!(manifest["layers"], original["layers"], "layers untouched");
     assert_ne!(manifest["config"]["digest"], original["config"]["digest"]);
+    // The layer is rewritten with every file at the image time (as
+    // go-containerregistry's mutate.Time does), its media type kept, and
+    // the config's diff_ids follow: umoci checks them as it unpacks.
+    assert_ne!(
+        manifest["layers"][0]["digest"],
+        original["layers"][0]["digest"]
+    );
+    assert_eq!(
+        manifest["layers"][0]["mediaType"],
+        original["layers"][0]["mediaType"]
+    );
+    assert_ne!(config["rootfs"]["diff_ids"][0], Value::Null);
+    let pulled = tmp.path().join("pulled");
+    run_ok(support::tool("skopeo").args([
+        "copy",
+        "-q",
+        "--src-tls-verify=false",
+        &format!("docker://{image}"),
+        &format!("oci:{}:x", pulled.display()),
+    ]));
+    let bundle = tmp.path().join("bundle");
+    run_ok(
+        tool("umoci")
+            .args(["unpack", "--rootless", "--image"])
+            .arg(format!("{}:x", pulled.display()))
+            .arg(&bundle),
+    );
+    let hello = bundle.join("rootfs/hello.txt");
+    assert_eq!(
+        std::fs::read_to_string(&hello).unwrap(),
+        "hello from umoci\n"
+    );
+    let mtime = std::fs::metadata(&hello).unwrap().modified().unwrap();
+    let secs = mtime
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert_eq!(
+        secs.to_string(),
+        TIME_SECS,
+        "the file carries the image time"
+    );
 }
 
 #[test]

@@ -7,6 +7,7 @@ pub mod beneath;
 pub mod extract;
 pub mod ignore_rules;
 pub mod pack;
+pub mod retime;
 pub mod secrets;
 pub mod staging;
 pub mod walk;

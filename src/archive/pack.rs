@@ -9,7 +9,7 @@
 //! always runs in libzstd's multi-threaded mode, whose output is the same for
 //! any number of worker threads.
 
-mod encoder;
+pub mod encoder;
 mod source;
 #[cfg(test)]
 mod tests;

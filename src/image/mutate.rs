@@ -1,7 +1,7 @@
 //! Changes made to an image before it is pushed, with the semantics of
 //! Shipwright's image-processing step: annotations on manifests (and on an
-//! index), labels in the image config, and one creation time for the config
-//! and its history.
+//! index), labels in the image config, and one time for the config, its
+//! history and (see [`crate::image::layer_time`]) every file in its layers.
 //!
 //! Documents are edited as `serde_json::Value`, so fields ocistep does not
 //! know survive; the result is serialised compactly with sorted keys, which
@@ -13,6 +13,7 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
+use crate::oci::attestation::REFERENCE_DIGEST;
 use crate::oci::digest::Digest;
 use crate::timestamp;
 
@@ -23,8 +24,9 @@ pub struct Mutations {
     pub annotations: BTreeMap<String, String>,
     /// Added to the config's `config.Labels`.
     pub labels: BTreeMap<String, String>,
-    /// RFC 3339 time for the config's `created` and every `history[].created`.
-    pub created: Option<String>,
+    /// Seconds since the epoch for the config's `created`, every
+    /// `history[].created` and every time in the layers' tar headers.
+    pub created: Option<u64>,
 }
 
 impl Mutations {
@@ -67,8 +69,21 @@ impl Mutations {
         !self.labels.is_empty() || self.created.is_some()
     }
 
-    /// Returns the config with the labels and creation time applied.
-    pub fn apply_to_config(&self, config: &[u8]) -> Result<Vec<u8>> {
+    /// What an attestation manifest in an index gets: the annotations only.
+    /// Its config and layers are not an image's (in-toto statements, not
+    /// tar), so labels and times do not apply.
+    pub fn for_attestation(&self) -> Mutations {
+        Mutations {
+            annotations: self.annotations.clone(),
+            ..Mutations::default()
+        }
+    }
+
+    /// Returns the config with the labels and creation time applied, and
+    /// `rootfs.diff_ids[i]` replaced by `diff_ids[i]` where that is given
+    /// (a layer re-timed); a config whose diff_ids do not match its layers
+    /// one for one cannot be so changed.
+    pub fn apply_to_config(&self, config: &[u8], diff_ids: &[Option<Digest>]) -> Result<Vec<u8>> {
         let mut doc = parse_object(config, "image config")?;
         let object = doc.as_object_mut().expect("checked to be an object");
         if !self.labels.is_empty() {
@@ -77,7 +92,7 @@ impl Mutations {
                 labels.insert(key.clone(), Value::String(value.clone()));
             }
         }
-        if let Some(created) = &self.created {
+        if let Some(created) = self.created.map(timestamp::to_rfc3339) {
             object.insert("created".into(), Value::String(created.clone()));
             if let Some(Value::Array(history)) = object.get_mut("history") {
                 for entry in history.iter_mut().filter_map(Value::as_object_mut) {
@@ -85,15 +100,20 @@ impl Mutations {
                 }
             }
         }
+        if diff_ids.iter().any(Option::is_some) {
+            replace_diff_ids(object, diff_ids)?;
+        }
         to_bytes(&doc)
     }
 
     /// Returns the image manifest with its config descriptor pointing at
-    /// `config` (`digest`, `size`) and the annotations added.
+    /// `config` (`digest`, `size`), each layer in `layers` (old digest to
+    /// new digest and size) replaced, and the annotations added.
     pub fn apply_to_manifest(
         &self,
         manifest: &[u8],
         config: Option<(&Digest, u64)>,
+        layers: &BTreeMap<String, (Digest, u64)>,
     ) -> Result<Vec<u8>> {
         let mut doc = parse_object(manifest, "image manifest")?;
         let object = doc.as_object_mut().expect("checked to be an object");
@@ -105,12 +125,16 @@ impl Mutations {
             descriptor.insert("digest".into(), Value::String(digest.to_string()));
             descriptor.insert("size".into(), Value::from(size));
         }
+        if let Some(Value::Array(entries)) = object.get_mut("layers") {
+            replace_descriptors(entries, layers);
+        }
         self.annotate(object)?;
         to_bytes(&doc)
     }
 
     /// Returns the index with each child's digest and size replaced as
-    /// `children` says (old digest to new digest and size) and the
+    /// `children` says (old digest to new digest and size), attestation
+    /// entries pointing at the new digest of the image they attest, and the
     /// annotations added.
     pub fn apply_to_index(
         &self,
@@ -120,11 +144,16 @@ impl Mutations {
         let mut doc = parse_object(index, "image index")?;
         let object = doc.as_object_mut().expect("checked to be an object");
         if let Some(Value::Array(manifests)) = object.get_mut("manifests") {
+            replace_descriptors(manifests, children);
             for entry in manifests.iter_mut().filter_map(Value::as_object_mut) {
-                let old = entry.get("digest").and_then(Value::as_str).unwrap_or("");
-                if let Some((digest, size)) = children.get(old) {
-                    entry.insert("digest".into(), Value::String(digest.to_string()));
-                    entry.insert("size".into(), Value::from(*size));
+                let attested = entry
+                    .get_mut("annotations")
+                    .and_then(Value::as_object_mut)
+                    .and_then(|a| a.get_mut(REFERENCE_DIGEST));
+                if let Some(attested) = attested {
+                    if let Some((digest, _)) = attested.as_str().and_then(|d| children.get(d)) {
+                        *attested = Value::String(digest.to_string());
+                    }
                 }
             }
         }
@@ -144,6 +173,42 @@ impl Mutations {
     }
 }
 
+/// Replaces the digest and size of each descriptor in `entries` that
+/// `replaced` names (old digest to new digest and size).
+fn replace_descriptors(entries: &mut [Value], replaced: &BTreeMap<String, (Digest, u64)>) {
+    for entry in entries.iter_mut().filter_map(Value::as_object_mut) {
+        let old = entry.get("digest").and_then(Value::as_str).unwrap_or("");
+        if let Some((digest, size)) = replaced.get(old) {
+            entry.insert("digest".into(), Value::String(digest.to_string()));
+            entry.insert("size".into(), Value::from(*size));
+        }
+    }
+}
+
+/// Sets `rootfs.diff_ids[i]` to `diff_ids[i]` where given.
+fn replace_diff_ids(config: &mut Map<String, Value>, diff_ids: &[Option<Digest>]) -> Result<()> {
+    let listed = config
+        .get_mut("rootfs")
+        .and_then(|r| r.get_mut("diff_ids"))
+        .and_then(Value::as_array_mut);
+    let listed = match listed {
+        Some(listed) if listed.len() == diff_ids.len() => listed,
+        other => {
+            return Err(Error::BadContent(format!(
+                "the image config lists {} diff_ids for {} layers, so the re-timed layers cannot be recorded in it",
+                other.map_or(0, |l| l.len()),
+                diff_ids.len()
+            )))
+        }
+    };
+    for (slot, new) in listed.iter_mut().zip(diff_ids) {
+        if let Some(new) = new {
+            *slot = Value::String(new.to_string());
+        }
+    }
+    Ok(())
+}
+
 /// Parses `key=value` labels into a sorted map.
 pub fn parse_labels(values: &[String]) -> Result<BTreeMap<String, String>> {
     values
@@ -157,18 +222,17 @@ pub fn parse_labels(values: &[String]) -> Result<BTreeMap<String, String>> {
         .collect()
 }
 
-/// Parses a time flag (seconds since the epoch or RFC 3339) into RFC 3339 UTC.
-fn parse_time(flag: &str, value: &str) -> Result<String> {
-    let secs = timestamp::parse_flag(value).map_err(|_| {
+/// Parses a time flag (seconds since the epoch or RFC 3339).
+fn parse_time(flag: &str, value: &str) -> Result<u64> {
+    timestamp::parse_flag(value).map_err(|_| {
         Error::Usage(format!(
             "invalid {flag} {value:?}: give seconds since the epoch or RFC 3339 like 2024-01-02T03:04:05Z"
         ))
-    })?;
-    Ok(timestamp::to_rfc3339(secs))
+    })
 }
 
 /// Reads the creation time from a file (surrounding whitespace ignored).
-fn read_time_file(file: &Path) -> Result<String> {
+fn read_time_file(file: &Path) -> Result<u64> {
     let text = std::fs::read_to_string(file).map_err(|e| {
         Error::Usage(format!(
             "cannot read --image-timestamp-file {}: {e}",
@@ -228,7 +292,7 @@ mod tests {
         Mutations {
             annotations: [("a".to_string(), "1".to_string())].into(),
             labels: [("l".to_string(), "v".to_string())].into(),
-            created: Some("2024-01-02T03:04:05Z".to_string()),
+            created: Some(1_704_164_645),
         }
     }
 
@@ -237,7 +301,7 @@ mod tests {
         let config = br#"{"architecture":"amd64","os":"linux","config":null,"x-custom":{"k":[1,2]},
             "history":[{"created":"2020-01-01T00:00:00Z","created_by":"a"},{"empty_layer":true}]}"#;
         let out: Value =
-            serde_json::from_slice(&mutations().apply_to_config(config).unwrap()).unwrap();
+            serde_json::from_slice(&mutations().apply_to_config(config, &[]).unwrap()).unwrap();
         assert_eq!(out["config"]["Labels"]["l"], "v");
         assert_eq!(out["created"], "2024-01-02T03:04:05Z");
         assert_eq!(out["history"][0]["created"], "2024-01-02T03:04:05Z");
@@ -250,7 +314,7 @@ mod tests {
     fn existing_labels_are_kept() {
         let config = br#"{"config":{"Labels":{"old":"x"},"Env":["A=1"]}}"#;
         let out: Value =
-            serde_json::from_slice(&mutations().apply_to_config(config).unwrap()).unwrap();
+            serde_json::from_slice(&mutations().apply_to_config(config, &[]).unwrap()).unwrap();
         assert_eq!(out["config"]["Labels"]["old"], "x");
         assert_eq!(out["config"]["Labels"]["l"], "v");
         assert_eq!(out["config"]["Env"][0], "A=1");
@@ -262,7 +326,7 @@ mod tests {
         let d = Digest::of(b"new");
         let out: Value = serde_json::from_slice(
             &mutations()
-                .apply_to_manifest(manifest, Some((&d, 3)))
+                .apply_to_manifest(manifest, Some((&d, 3)), &BTreeMap::new())
                 .unwrap(),
         )
         .unwrap();
@@ -293,12 +357,76 @@ mod tests {
     }
 
     #[test]
+    fn retimed_layers_replace_their_descriptors_and_diff_ids() {
+        let (a, b, c) = (Digest::of(b"a"), Digest::of(b"b"), Digest::of(b"c"));
+        let config = format!(r#"{{"rootfs":{{"type":"layers","diff_ids":["{a}","{b}"]}}}}"#);
+        let out: Value = serde_json::from_slice(
+            &mutations()
+                .apply_to_config(config.as_bytes(), &[None, Some(c.clone())])
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(out["rootfs"]["diff_ids"][0], a.as_str());
+        assert_eq!(out["rootfs"]["diff_ids"][1], c.as_str());
+        let mismatched = mutations()
+            .apply_to_config(config.as_bytes(), &[Some(c.clone())])
+            .unwrap_err();
+        assert!(
+            mismatched.to_string().contains("2 diff_ids for 1 layers"),
+            "{mismatched}"
+        );
+
+        let manifest = format!(
+            r#"{{"config":{{"digest":"sha256:00","size":1}},"layers":[{{"mediaType":"t","digest":"{a}","size":1}},{{"digest":"{b}","size":1}}]}}"#
+        );
+        let layers = [(a.to_string(), (c.clone(), 7))].into();
+        let out: Value = serde_json::from_slice(
+            &mutations()
+                .apply_to_manifest(manifest.as_bytes(), None, &layers)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(out["layers"][0]["digest"], c.as_str());
+        assert_eq!(out["layers"][0]["size"], 7);
+        assert_eq!(out["layers"][0]["mediaType"], "t");
+        assert_eq!(out["layers"][1]["digest"], b.as_str());
+    }
+
+    #[test]
+    fn attestation_entries_follow_their_image() {
+        let (image, new_image) = (Digest::of(b"image"), Digest::of(b"new image"));
+        let (att, new_att) = (Digest::of(b"att"), Digest::of(b"new att"));
+        let index = format!(
+            r#"{{"manifests":[{{"digest":"{image}","size":1}},{{"digest":"{att}","size":2,"annotations":{{"{REFERENCE_DIGEST}":"{image}","vnd.docker.reference.type":"attestation-manifest"}}}}]}}"#
+        );
+        let children = [
+            (image.to_string(), (new_image.clone(), 3)),
+            (att.to_string(), (new_att.clone(), 4)),
+        ]
+        .into();
+        let out: Value = serde_json::from_slice(
+            &mutations()
+                .apply_to_index(index.as_bytes(), &children)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(out["manifests"][1]["digest"], new_att.as_str());
+        assert_eq!(
+            out["manifests"][1]["annotations"][REFERENCE_DIGEST],
+            new_image.as_str()
+        );
+        let only_annotations = mutations().for_attestation();
+        assert!(!only_annotations.changes_config());
+        assert_eq!(only_annotations.annotations, mutations().annotations);
+    }
+
+    #[test]
     fn labels_and_times_are_validated() {
         assert!(parse_labels(&["k=v=w".into()]).unwrap()["k"] == "v=w");
         assert!(parse_labels(&["=v".into()]).is_err());
         assert_eq!(
-            parse_time("--image-timestamp", "1704164645").unwrap(),
-            "2024-01-02T03:04:05Z"
+            parse_time("--image-timestamp", "2024-01-02T03:04:05Z").unwrap(),
+            1_704_164_645
         );
         assert!(parse_time("--image-timestamp", "soon").is_err());
         assert!(Mutations::default().is_empty());
@@ -313,9 +441,9 @@ mod tests {
 
     #[test]
     fn non_object_documents_are_refused() {
-        assert!(mutations().apply_to_config(b"[1]").is_err());
+        assert!(mutations().apply_to_config(b"[1]", &[]).is_err());
         assert!(mutations()
-            .apply_to_config(br#"{"config":"text"}"#)
+            .apply_to_config(br#"{"config":"text"}"#, &[])
             .is_err());
     }
 }

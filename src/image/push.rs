@@ -10,16 +10,19 @@ use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 
 use crate::error::{Error, Result};
+use crate::image::layer_time::{retimable, retime_layer, RetimedLayer};
 use crate::image::mutate::Mutations;
 use crate::image::source::Selection;
+use crate::oci::attestation::is_attestation;
 use crate::oci::digest::Digest;
 use crate::oci::index::index_children;
 use crate::oci::index::{self, IndexChild, IndexFormat};
 use crate::oci::manifest::{Descriptor, FetchedManifest};
+use crate::progress::Progress;
 use crate::store::copy::{copy_blob, CopyStats};
 use crate::store::BlobSource;
 use crate::store::Store;
-use futures_util::future::try_join_all;
+use futures_util::{StreamExt, TryStreamExt};
 
 /// The largest image config read to mutate it.
 const MAX_CONFIG_BYTES: u64 = 16 << 20;
@@ -128,8 +131,13 @@ async fn prepare_index(
     tally: &mut Tally,
 ) -> Result<FetchedManifest> {
     let mut replaced = BTreeMap::new();
+    let for_attestations = mutations.for_attestation();
     for child in index_children(&manifest)? {
-        let prepared = prepare(src, dst, &child, mutations, tally).await?;
+        let applied = match is_attestation(&child) {
+            true => &for_attestations,
+            false => mutations,
+        };
+        let prepared = prepare(src, dst, &child, applied, tally).await?;
         dst.put_manifest_by_digest(&prepared.bytes, &prepared.media_type)
             .await?;
         replaced.insert(
@@ -144,6 +152,10 @@ async fn prepare_index(
     Ok(FetchedManifest::new(bytes, Some(manifest.media_type)))
 }
 
+/// How many layers are re-timed at the same time; each keeps every core
+/// busy compressing.
+const LAYERS_RETIMED_AT_ONCE: usize = 2;
+
 async fn prepare_image(
     src: &Store,
     dst: &Store,
@@ -152,21 +164,39 @@ async fn prepare_image(
     tally: &mut Tally,
 ) -> Result<FetchedManifest> {
     let image = manifest.image_manifest()?;
-    let layers = try_join_all(image.layers.iter().map(|layer| copy_blob(src, dst, layer))).await?;
-    for copied in layers {
+    let placing: Vec<_> = image
+        .layers
+        .iter()
+        .map(|layer| place_layer(src, dst, layer, mutations.created))
+        .collect();
+    let placed: Vec<(CopyStats, Option<RetimedLayer>)> = futures_util::stream::iter(placing)
+        .buffered(match mutations.created {
+            Some(_) => LAYERS_RETIMED_AT_ONCE,
+            None => image.layers.len().max(1),
+        })
+        .try_collect()
+        .await?;
+    let mut layers = BTreeMap::new();
+    let mut diff_ids = Vec::with_capacity(placed.len());
+    for (layer, (copied, retimed)) in image.layers.iter().zip(placed) {
         tally.add(copied);
+        diff_ids.push(retimed.as_ref().map(|r| r.diff_id.clone()));
+        if let Some(retimed) = retimed {
+            let new = (retimed.descriptor.parsed_digest()?, retimed.descriptor.size);
+            layers.insert(layer.digest.clone(), new);
+        }
     }
     if !mutations.changes_config() {
         tally.add(copy_blob(src, dst, &image.config).await?);
         if mutations.is_empty() {
             return Ok(manifest);
         }
-        let bytes = mutations.apply_to_manifest(&manifest.bytes, None)?;
+        let bytes = mutations.apply_to_manifest(&manifest.bytes, None, &layers)?;
         return Ok(FetchedManifest::new(bytes, Some(manifest.media_type)));
     }
     let config = src.read_blob(&image.config, MAX_CONFIG_BYTES).await?;
     let config = mutations
-        .apply_to_config(&config)
+        .apply_to_config(&config, &diff_ids)
         .map_err(|e| in_image(e, &manifest))?;
     let config_desc = Descriptor {
         digest: Digest::of(&config).to_string(),
@@ -184,9 +214,52 @@ async fn prepare_image(
         tally.present += 1;
     }
     let bytes = mutations
-        .apply_to_manifest(&manifest.bytes, Some((&config_digest, config_desc.size)))
+        .apply_to_manifest(
+            &manifest.bytes,
+            Some((&config_digest, config_desc.size)),
+            &layers,
+        )
         .map_err(|e| in_image(e, &manifest))?;
     Ok(FetchedManifest::new(bytes, Some(manifest.media_type)))
+}
+
+/// Puts one layer into `dst`: as it is, or re-timed to `time` when that is
+/// given and the layer is a tar (then the re-timed layer is returned too).
+async fn place_layer(
+    src: &Store,
+    dst: &Store,
+    layer: &Descriptor,
+    time: Option<u64>,
+) -> Result<(CopyStats, Option<RetimedLayer>)> {
+    let compression = time.and_then(|_| retimable(&layer.media_type));
+    let (Some(secs), Some(compression)) = (time, compression) else {
+        if time.is_some() {
+            tracing::info!(
+                "layer {} ({}) is not a tar layer that may be rewritten: its times are left as they are",
+                layer.digest,
+                layer.media_type
+            );
+        }
+        return Ok((copy_blob(src, dst, layer).await?, None));
+    };
+    let retimed = retime_layer(src, layer, compression, secs).await?;
+    let source = BlobSource::File {
+        path: retimed.file.path().to_path_buf(),
+        progress: Progress::hidden(),
+    };
+    let mut stats = CopyStats::default();
+    match dst
+        .put_blob(&retimed.descriptor, &source)
+        .await?
+        .sent_bytes()
+    {
+        true => {
+            stats.blobs_copied = 1;
+            stats.bytes_copied = retimed.descriptor.size;
+        }
+        false => stats.blobs_present = 1,
+    }
+    Ok((stats, Some(retimed)))
 }
 
 /// Names the image a content error is about.

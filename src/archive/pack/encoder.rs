@@ -19,21 +19,19 @@ const MAX_ZSTD_WORKERS: usize = 8;
 const ZSTD_WRITE: usize = 8 * 1024;
 
 /// The compressing stage of the writer stack.
-pub(super) enum Encoder<W: Write> {
+pub enum Encoder<W: Write> {
+    /// No compression.
     Plain(W),
+    /// gzip on parallel threads.
     Gzip(ParallelGzWriter<W>),
+    /// zstd in libzstd's multi-threaded mode.
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 
 impl<W: Write> Encoder<W> {
     /// An encoder for `compression` at `level` (already validated) using up
     /// to `threads` threads.
-    pub(super) fn new(
-        inner: W,
-        compression: Compression,
-        level: u32,
-        threads: usize,
-    ) -> io::Result<Self> {
+    pub fn new(inner: W, compression: Compression, level: u32, threads: usize) -> io::Result<Self> {
         Ok(match compression {
             Compression::None => Encoder::Plain(inner),
             Compression::Gzip => Encoder::Gzip(ParallelGzWriter::new(inner, level, threads)?),
@@ -52,7 +50,7 @@ impl<W: Write> Encoder<W> {
     }
 
     /// Ends the compressed stream and returns the inner writer.
-    pub(super) fn finish(self) -> io::Result<W> {
+    pub fn finish(self) -> io::Result<W> {
         match self {
             Encoder::Plain(w) => Ok(w),
             Encoder::Gzip(w) => w.finish(),
