@@ -24,6 +24,10 @@ const TYPEFLAG: usize = 156;
 const MAGIC: std::ops::Range<usize> = 257..265;
 const GNU_ATIME: std::ops::Range<usize> = 345..357;
 const GNU_CTIME: std::ops::Range<usize> = 357..369;
+/// Set in a GNU sparse header when extension blocks follow it.
+const GNU_SPARSE_EXTENDED: usize = 482;
+/// Set in a sparse extension block when another follows it.
+const SPARSE_EXTENSION_MORE: usize = 504;
 
 /// The magic and version of a GNU header.
 const GNU_MAGIC: &[u8] = b"ustar  \0";
@@ -38,6 +42,9 @@ pub fn retime_tar(input: &mut dyn Read, output: &mut dyn Write, secs: u64) -> Re
     let mut written = 0u64;
     let mut block = [0u8; BLOCK];
     let mut entry = 0u64;
+    // The size a PAX header gave for the next entry, which wins over the
+    // size in that entry's own header (files of 8 GiB and more).
+    let mut pax_size = None;
     loop {
         if !read_block(input, &mut block)? || block.iter().all(|&b| b == 0) {
             break;
@@ -48,7 +55,10 @@ pub fn retime_tar(input: &mut dyn Read, output: &mut dyn Write, secs: u64) -> Re
         let size = data_size(&block, entry)?;
         if matches!(typeflag, b'x' | b'g') {
             let records = read_pax(input, size, entry)?;
-            let records = retime_pax(&records, secs, entry)?;
+            let (records, size) = retime_pax(&records, secs, entry)?;
+            if typeflag == b'x' {
+                pax_size = size;
+            }
             set_octal(&mut block[124..136], records.len() as u64, entry)?;
             written += write_header(output, &mut block, secs)?;
             output.write_all(&records).map_err(write_error)?;
@@ -56,12 +66,49 @@ pub fn retime_tar(input: &mut dyn Read, output: &mut dyn Write, secs: u64) -> Re
             written += pad(output, records.len() as u64)?;
             continue;
         }
+        let size = match typeflag {
+            // GNU long names and links belong to the entry after them.
+            b'L' | b'K' => size,
+            _ if is_header_only(typeflag) => {
+                pax_size = None;
+                0
+            }
+            _ => pax_size.take().unwrap_or(size),
+        };
         written += write_header(output, &mut block, secs)?;
+        if typeflag == b'S' && block[GNU_SPARSE_EXTENDED] != 0 {
+            written += copy_sparse_extensions(input, output, entry)?;
+        }
         written += copy_data(input, output, size, entry)?;
     }
     output.write_all(&[0u8; 2 * BLOCK]).map_err(write_error)?;
     io::copy(input, &mut io::sink()).map_err(read_error)?;
     Ok(written + 2 * BLOCK as u64)
+}
+
+/// Entries that are a header only (links, devices, directories, FIFOs):
+/// they carry no data whatever their size says, as Go's tar reader reads them.
+fn is_header_only(typeflag: u8) -> bool {
+    matches!(typeflag, b'1'..=b'6')
+}
+
+/// Copies the extension blocks that follow a GNU sparse header, each
+/// saying whether another follows.
+fn copy_sparse_extensions(input: &mut dyn Read, output: &mut dyn Write, entry: u64) -> Result<u64> {
+    let mut block = [0u8; BLOCK];
+    let mut written = 0;
+    loop {
+        if !read_block(input, &mut block)? {
+            return Err(not_tar(&format!(
+                "sparse entry {entry} is cut short in its extension headers"
+            )));
+        }
+        output.write_all(&block).map_err(write_error)?;
+        written += BLOCK as u64;
+        if block[SPARSE_EXTENSION_MORE] == 0 {
+            return Ok(written);
+        }
+    }
 }
 
 /// Sets the header's times, recomputes its checksum and writes it.
@@ -117,13 +164,8 @@ fn check_header(block: &[u8; BLOCK], entry: u64) -> Result<()> {
     Ok(())
 }
 
-/// The bytes of data after the header: none for entries that are a header
-/// only (links, directories, devices, FIFOs), whatever their size field says,
-/// as Go's tar reader treats them.
+/// The size field of a header.
 fn data_size(block: &[u8; BLOCK], entry: u64) -> Result<u64> {
-    if matches!(block[TYPEFLAG], b'1'..=b'6') {
-        return Ok(0);
-    }
     let field = &block[124..136];
     if field[0] & 0x80 != 0 {
         // Base-256: a big-endian number in the remaining bytes.
@@ -176,10 +218,12 @@ fn read_pax(input: &mut dyn Read, size: u64, entry: u64) -> Result<Vec<u8>> {
     Ok(records)
 }
 
-/// PAX records (`LEN key=value\n`) with the time keys set to `secs`.
-fn retime_pax(records: &[u8], secs: u64, entry: u64) -> Result<Vec<u8>> {
+/// PAX records (`LEN key=value\n`) with the time keys set to `secs`, and
+/// the `size` they give, if any.
+fn retime_pax(records: &[u8], secs: u64, entry: u64) -> Result<(Vec<u8>, Option<u64>)> {
     let bad = || not_tar(&format!("PAX header {entry} has a malformed record"));
     let mut out = Vec::with_capacity(records.len());
+    let mut size = None;
     let mut rest = records;
     while !rest.is_empty() {
         let space = rest.iter().position(|&b| b == b' ').ok_or_else(bad)?;
@@ -191,13 +235,22 @@ fn retime_pax(records: &[u8], secs: u64, entry: u64) -> Result<Vec<u8>> {
         let record = &rest[..len];
         let key_end = record.iter().position(|&b| b == b'=').ok_or_else(bad)?;
         let key = &record[space + 1..key_end];
+        if key == b"size" {
+            let value = record[key_end + 1..].strip_suffix(b"\n").ok_or_else(bad)?;
+            size = Some(
+                std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(bad)?,
+            );
+        }
         match PAX_TIMES.iter().find(|t| t.as_bytes() == key) {
             Some(key) => out.extend_from_slice(&pax_record(key, &secs.to_string())),
             None => out.extend_from_slice(record),
         }
         rest = &rest[len..];
     }
-    Ok(out)
+    Ok((out, size))
 }
 
 /// One PAX record, its length counting its own digits.
@@ -361,6 +414,66 @@ mod tests {
         let mut data = String::new();
         entry.read_to_string(&mut data).unwrap();
         assert_eq!(data, "ok");
+    }
+
+    #[test]
+    fn a_pax_size_decides_the_next_entrys_data() {
+        // The header says 0 bytes, the PAX record 700: the data is 700.
+        let data = vec![b'z'; 700];
+        let records = pax_record("size", "700");
+        let mut x = tar::Header::new_ustar();
+        x.set_entry_type(tar::EntryType::XHeader);
+        x.set_size(records.len() as u64);
+        x.set_cksum();
+        let mut raw = x.as_bytes().to_vec();
+        raw.extend_from_slice(&records);
+        raw.resize(2 * BLOCK, 0);
+        let mut h = tar::Header::new_ustar();
+        h.set_path("big").unwrap();
+        h.set_size(0);
+        h.set_cksum();
+        raw.extend_from_slice(h.as_bytes());
+        raw.extend_from_slice(&data);
+        raw.resize(raw.len().div_ceil(BLOCK) * BLOCK, 0);
+        let mut after = tar::Header::new_ustar();
+        after.set_path("after").unwrap();
+        after.set_size(0);
+        after.set_cksum();
+        raw.extend_from_slice(after.as_bytes());
+        let out = retimed(&raw, 5);
+        let mut archive = tar::Archive::new(&out[..]);
+        let mut entries = archive.entries().unwrap();
+        let mut big = entries.next().unwrap().unwrap();
+        let mut read = Vec::new();
+        big.read_to_end(&mut read).unwrap();
+        assert_eq!(read, data);
+        drop(big);
+        let after = entries.next().unwrap().unwrap();
+        assert_eq!(after.path().unwrap().to_str(), Some("after"));
+        assert_eq!(after.header().mtime().unwrap(), 5);
+    }
+
+    #[test]
+    fn gnu_sparse_extension_blocks_pass_through() {
+        let mut h = tar::Header::new_gnu();
+        h.set_path("s").unwrap();
+        h.set_entry_type(tar::EntryType::GNUSparse);
+        h.set_size(BLOCK as u64);
+        h.set_mode(0o644);
+        let mut header = [0u8; BLOCK];
+        header.copy_from_slice(h.as_bytes());
+        header[GNU_SPARSE_EXTENDED] = 1;
+        let sum = checksum(&header);
+        header[CHECKSUM].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        let mut extension = [0u8; BLOCK];
+        extension[..4].copy_from_slice(b"0001");
+        let mut raw = header.to_vec();
+        raw.extend_from_slice(&extension);
+        raw.extend_from_slice(&[b'd'; BLOCK]);
+        let out = retimed(&raw, 3);
+        assert_eq!(out.len(), 5 * BLOCK, "header, extension, data, end");
+        assert_eq!(&out[BLOCK..2 * BLOCK], &extension[..]);
+        assert_eq!(&out[2 * BLOCK..3 * BLOCK], &[b'd'; BLOCK][..]);
     }
 
     #[test]
