@@ -336,6 +336,14 @@ mod tests {
         assert_eq!(out["annotations"]["a"], "1");
     }
 
+    /// `index` with the sample mutations and `children` replaced.
+    fn mutated_index(index: &str, children: BTreeMap<String, (Digest, u64)>) -> Value {
+        let bytes = mutations()
+            .apply_to_index(index.as_bytes(), &children)
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
     #[test]
     fn index_children_are_replaced() {
         let old = Digest::of(b"old");
@@ -343,13 +351,7 @@ mod tests {
         let index = format!(
             r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"m","digest":"{old}","size":9,"platform":{{"os":"linux","architecture":"arm64"}}}}]}}"#
         );
-        let children = [(old.to_string(), (new.clone(), 4))].into();
-        let out: Value = serde_json::from_slice(
-            &mutations()
-                .apply_to_index(index.as_bytes(), &children)
-                .unwrap(),
-        )
-        .unwrap();
+        let out = mutated_index(&index, [(old.to_string(), (new.clone(), 4))].into());
         assert_eq!(out["manifests"][0]["digest"], new.as_str());
         assert_eq!(out["manifests"][0]["size"], 4);
         assert_eq!(out["manifests"][0]["platform"]["architecture"], "arm64");
@@ -402,14 +404,8 @@ mod tests {
         let children = [
             (image.to_string(), (new_image.clone(), 3)),
             (att.to_string(), (new_att.clone(), 4)),
-        ]
-        .into();
-        let out: Value = serde_json::from_slice(
-            &mutations()
-                .apply_to_index(index.as_bytes(), &children)
-                .unwrap(),
-        )
-        .unwrap();
+        ];
+        let out = mutated_index(&index, children.into());
         assert_eq!(out["manifests"][1]["digest"], new_att.as_str());
         assert_eq!(
             out["manifests"][1]["annotations"][REFERENCE_DIGEST],
