@@ -247,18 +247,8 @@ async fn place_layer(
         path: retimed.file.path().to_path_buf(),
         progress: Progress::hidden(),
     };
-    let mut stats = CopyStats::default();
-    match dst
-        .put_blob(&retimed.descriptor, &source)
-        .await?
-        .sent_bytes()
-    {
-        true => {
-            stats.blobs_copied = 1;
-            stats.bytes_copied = retimed.descriptor.size;
-        }
-        false => stats.blobs_present = 1,
-    }
+    let placed = dst.put_blob(&retimed.descriptor, &source).await?;
+    let stats = CopyStats::of_blob(placed, retimed.descriptor.size);
     Ok((stats, Some(retimed)))
 }
 

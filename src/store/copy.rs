@@ -35,6 +35,21 @@ pub struct CopyStats {
 }
 
 impl CopyStats {
+    /// What putting one blob of `size` bytes moved, by how it was placed.
+    pub fn of_blob(placed: Placed, size: u64) -> CopyStats {
+        let mut stats = CopyStats::default();
+        match placed {
+            Placed::Present => stats.blobs_present = 1,
+            Placed::Mounted => stats.blobs_mounted = 1,
+            Placed::Uploaded { declined } => {
+                stats.blobs_copied = 1;
+                stats.bytes_copied = size;
+                stats.mounts_declined = u64::from(declined);
+            }
+        }
+        stats
+    }
+
     fn add(&mut self, other: CopyStats) {
         self.blobs_present += other.blobs_present;
         self.blobs_mounted += other.blobs_mounted;
@@ -48,21 +63,11 @@ impl CopyStats {
 /// Copies one blob from `src` to `dst` unless `dst` has it.
 pub async fn copy_blob(src: &Store, dst: &Store, desc: &Descriptor) -> Result<CopyStats> {
     let _slots = dst.transfer_slots(src).await;
-    let mut stats = CopyStats::default();
     let placed = match dst.same_repository(src) {
         true => Placed::Present,
         false => place_blob(src, dst, desc).await?,
     };
-    match placed {
-        Placed::Present => stats.blobs_present = 1,
-        Placed::Mounted => stats.blobs_mounted = 1,
-        Placed::Uploaded { declined } => {
-            stats.blobs_copied = 1;
-            stats.bytes_copied = desc.size;
-            stats.mounts_declined = u64::from(declined);
-        }
-    }
-    Ok(stats)
+    Ok(CopyStats::of_blob(placed, desc.size))
 }
 
 /// Puts a blob of `src` into `dst`: into a registry, mounted from `src`
