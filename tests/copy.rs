@@ -3,7 +3,10 @@
 
 mod support;
 
+use predicates::prelude::PredicateBooleanExt;
+use predicates::str::contains;
 use support::faults::FaultProxy;
+use support::http::http_request_with;
 use support::images::four_bundle_index;
 use support::tree::write;
 use support::{require_tool, run_ok, Registry, Run};
@@ -112,5 +115,66 @@ fn blobs_move_in_parallel_up_to_max_transfers_per_registry() {
     assert!(
         (5..=8).contains(&default),
         "{default} blob downloads at once with the default of 8"
+    );
+}
+
+/// A source registry that serves a layer whose bytes do not match its
+/// digest (same size, one byte changed): the copy fails as a digest
+/// mismatch naming the layer, and the destination is never sent the whole
+/// blob, so it neither stores the blob nor gets the tag.
+#[test]
+fn a_corrupt_blob_in_the_source_never_reaches_the_destination() {
+    let (a, b) = (Registry::start(), Registry::start());
+    let tmp = tempfile::tempdir().unwrap();
+    // Incompressible, so the layer spans many chunks on the wire.
+    write(
+        tmp.path(),
+        "src/data",
+        &support::tree::pseudo_random(3 << 20, 7),
+    );
+    let image = format!("{}/app:v1", a.host());
+    Run::push_bundle(tmp.path().join("src"))
+        .image(&image)
+        .assert()
+        .success();
+    let mut layer = None;
+    for path in support::tree::all_paths(&a.storage_dir()) {
+        if path.file_name().is_some_and(|n| n == "data")
+            && std::fs::metadata(&path).unwrap().len() > 1 << 20
+        {
+            let mut bytes = std::fs::read(&path).unwrap();
+            let middle = bytes.len() / 2;
+            bytes[middle] ^= 0xff;
+            std::fs::write(&path, bytes).unwrap();
+            let digest_dir = path.parent().unwrap().file_name().unwrap();
+            layer = Some(format!("sha256:{}", digest_dir.to_str().unwrap()));
+        }
+    }
+    let layer = layer.expect("the layer is in the source registry's storage");
+
+    let target = format!("{}/mirror/app:v1", b.host());
+    Run::copy(&image, &target)
+        .assert()
+        .code(5)
+        .stderr(contains("digest mismatch").and(contains(layer.as_str())));
+    let head = |path: String| {
+        let accept = [("Accept", "application/vnd.oci.image.manifest.v1+json")];
+        let path = format!("/v2/mirror/app/{path}");
+        http_request_with("HEAD", &b.host(), &path, None, &accept)
+            .unwrap()
+            .status
+    };
+    assert_eq!(head(format!("blobs/{layer}")), 404, "the blob was stored");
+    assert_eq!(head("manifests/v1".into()), 404, "the tag was set");
+    // The upload of the layer was cut short: the destination never had the
+    // whole blob to judge, so it never answered that upload's PUT.
+    let puts: Vec<_> = b
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PUT" && r.uri.contains(&layer))
+        .collect();
+    assert!(
+        puts.iter().all(|r| r.status != 201 && r.status != 400),
+        "the destination judged the whole corrupt blob: {puts:?}"
     );
 }

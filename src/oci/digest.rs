@@ -172,6 +172,11 @@ impl StreamHasher {
         self.len += chunk.len() as u64;
     }
 
+    /// How many bytes were added so far.
+    pub fn added(&self) -> u64 {
+        self.len
+    }
+
     /// The digest and length of everything added.
     pub fn finish(self) -> (Digest, u64) {
         (Digest::from_hasher(self.hasher), self.len)

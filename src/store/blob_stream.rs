@@ -64,11 +64,7 @@ impl Store {
                 Ok(Some(chunk)) => {
                     received += chunk.len() as u64;
                     if received > desc.size {
-                        break Err(Error::DigestMismatch {
-                            what: format!("{what} (size)"),
-                            expected: format!("{} bytes", desc.size),
-                            actual: format!("more than {} bytes", desc.size),
-                        });
+                        break Err(too_long(&what, desc.size));
                     }
                     hasher.update(&chunk);
                     if let Some(entry) = cache_entry.as_mut() {
@@ -101,16 +97,17 @@ impl Store {
     }
 
     /// The blob's chunks as they arrive from this store, checked against
-    /// the descriptor's size as they pass and its digest at the end (a
-    /// mismatch ends the stream with an error). Nothing is read until the
-    /// stream is first polled, and nothing is cached: for sending a blob on
-    /// to another registry.
+    /// the descriptor's size as they pass and against its digest before the
+    /// last one is given out: a blob that does not match ends its stream
+    /// with an error before all of it has passed, so whatever receives the
+    /// stream never holds the whole of a wrong blob. Nothing is read until
+    /// the stream is first polled, and nothing is cached: for sending a
+    /// blob on to another registry.
     pub fn verified_chunks(&self, desc: &Descriptor) -> BoxStream<'static, Result<Bytes>> {
-        /// A stream under way.
+        /// A stream under way; `hasher` is `None` once the digest is checked.
         struct Open {
             source: BlobStream,
-            hasher: StreamHasher,
-            received: u64,
+            hasher: Option<StreamHasher>,
         }
         let from = std::sync::Arc::new((self.clone(), desc.clone()));
         futures_util::stream::try_unfold(None::<Open>, move |open| {
@@ -122,30 +119,32 @@ impl Store {
                     Some(open) => open,
                     None => Open {
                         source: store.open_uncached(&digest).await?,
-                        hasher: StreamHasher::default(),
-                        received: 0,
+                        hasher: Some(StreamHasher::default()),
                     },
                 };
                 let what = format!("blob {digest}");
-                match open.source.next_chunk().await? {
-                    Some(chunk) => {
-                        open.received += chunk.len() as u64;
-                        if open.received > desc.size {
-                            return Err(Error::DigestMismatch {
-                                what: format!("{what} (size)"),
-                                expected: format!("{} bytes", desc.size),
-                                actual: format!("more than {} bytes", desc.size),
-                            });
-                        }
-                        open.hasher.update(&chunk);
-                        Ok(Some((chunk, Some(open))))
+                let chunk = open.source.next_chunk().await?;
+                let Some(hasher) = open.hasher.as_mut() else {
+                    // Verified: the source has nothing more to send, or
+                    // sends more than the descriptor's size.
+                    return match chunk {
+                        Some(chunk) if !chunk.is_empty() => Err(too_long(&what, desc.size)),
+                        _ => Ok(None),
+                    };
+                };
+                if let Some(chunk) = &chunk {
+                    if hasher.added() + chunk.len() as u64 > desc.size {
+                        return Err(too_long(&what, desc.size));
                     }
-                    None => {
-                        let (actual, size) = open.hasher.finish();
+                    hasher.update(chunk);
+                }
+                if chunk.is_none() || hasher.added() == desc.size {
+                    if let Some(hasher) = open.hasher.take() {
+                        let (actual, size) = hasher.finish();
                         digest::verify(&what, &digest, Some(desc.size), &actual, size)?;
-                        Ok(None)
                     }
                 }
+                Ok(chunk.map(|chunk| (chunk, Some(open))))
             }
         })
         .boxed()
@@ -242,5 +241,14 @@ impl Read for ChannelReader {
         let n = buf.len().min(self.current.len());
         buf[..n].copy_from_slice(&self.current.split_to(n));
         Ok(n)
+    }
+}
+
+/// The error for a blob that runs past its descriptor's `size`.
+fn too_long(what: &str, size: u64) -> Error {
+    Error::DigestMismatch {
+        what: format!("{what} (size)"),
+        expected: format!("{size} bytes"),
+        actual: format!("more than {size} bytes"),
     }
 }
