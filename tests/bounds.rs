@@ -122,6 +122,59 @@ fn an_endless_token_reply_is_cut_off_fast_in_little_memory() {
     assert!(!work.exists());
 }
 
+/// A registry whose refusals name no challenge sends ocistep to `GET /v2/`
+/// for one; the token service found there is bounded all the same.
+#[test]
+fn a_token_service_named_only_by_the_version_check_is_bounded_too() {
+    let reg = token_registry(TokenReply::Endless);
+    // Manifest requests get a bare 401; `/v2/` passes through, with the
+    // registry's challenge naming the flooding token service.
+    let proxy = FaultProxy::start(
+        &reg.host(),
+        vec![Rule::every(
+            "/manifests/",
+            Fault::Status {
+                code: 401,
+                retry_after: None,
+            },
+        )],
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    docker_config(tmp.path(), &proxy.host());
+    let work = tmp.path().join("work");
+    let image = format!("{}/app:v1", proxy.host());
+    let run = measured(
+        &[
+            "--pull-source-bundle",
+            work.to_str().unwrap(),
+            "--image",
+            &image,
+        ],
+        tmp.path(),
+    );
+    eprintln!("peak RSS {} KiB in {:?}", run.peak_rss_kib, run.took);
+    assert_eq!(run.code, Some(11), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("token service") && run.stderr.contains("larger than 256 KiB"),
+        "the error should name the token service and the limit: {}",
+        run.stderr
+    );
+    assert!(
+        run.peak_rss_kib > 0 && run.peak_rss_kib < MAX_RSS_KIB,
+        "peak RSS {} KiB",
+        run.peak_rss_kib
+    );
+    assert!(
+        proxy
+            .hits()
+            .iter()
+            .any(|(method, target, _)| method == "GET" && target == "/v2/"),
+        "no version check: {:#?}",
+        proxy.hits()
+    );
+    assert!(!work.exists());
+}
+
 #[test]
 fn a_huge_token_is_refused_and_never_sent() {
     // 1 MiB does not fit the reply limit; 64 KiB does, but not the token's.

@@ -59,17 +59,6 @@ pub enum Credentials {
 }
 
 impl Credentials {
-    /// The form oci-client takes for its token handshake.
-    pub fn to_registry_auth(&self) -> oci_client::secrets::RegistryAuth {
-        match self {
-            Credentials::Anonymous => oci_client::secrets::RegistryAuth::Anonymous,
-            Credentials::Basic { username, password } => oci_client::secrets::RegistryAuth::Basic(
-                username.clone(),
-                password.expose().to_string(),
-            ),
-        }
-    }
-
     /// Where the credentials came from, for messages.
     pub fn is_anonymous(&self) -> bool {
         matches!(self, Credentials::Anonymous)

@@ -1,16 +1,15 @@
 //! One place that sends requests to registries: scheme choice (TLS, or
 //! plain HTTP for loopback and `--insecure`), the auth handshake (the
-//! registry's bearer challenge answered with the scopes a request needs,
-//! oci-client's handshake otherwise), token renewal before expiry,
-//! re-authentication on 401, and retries of transient faults.
+//! registry's bearer challenge answered with the scopes a request needs;
+//! for a refusal that names no challenge, the one `GET /v2/` names), token
+//! renewal before expiry, re-authentication on 401, and retries of
+//! transient faults.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
-use oci_client::RegistryOperation;
 use reqwest::{RequestBuilder, Response, StatusCode};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
@@ -70,7 +69,6 @@ const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// A client for any number of registries, shared by one run.
 pub struct RegistryClient {
     opts: ClientOptions,
-    ca_certs: Vec<Vec<u8>>,
     http: reqwest::Client,
     hosts: Mutex<HashMap<String, Arc<Host>>>,
     /// Blob transfers in flight, per registry host.
@@ -85,10 +83,6 @@ struct Host {
     scheme: &'static str,
     /// Credentials found for the host.
     credentials: Credentials,
-    /// oci-client, for the token handshake: made on first use, since it
-    /// loads the system's root certificates, which a registry that asks
-    /// for no token never needs.
-    oci: std::sync::OnceLock<oci_client::Client>,
     /// Authorization per repository and access.
     auth: Mutex<HashMap<AuthKey, AuthHeader>>,
 }
@@ -159,12 +153,11 @@ enum AuthHeader {
     Bearer(Bearer),
 }
 
-/// A bearer token, with what is needed to renew it; tokens from
-/// oci-client's handshake have no known lifetime and are never renewed.
+/// A bearer token, with what is needed to renew it.
 #[derive(Clone)]
 struct Bearer {
     token: Secret,
-    renewal: Option<Renewal>,
+    renewal: Renewal,
 }
 
 /// When and how to ask for a new token rather than send the old one.
@@ -178,10 +171,7 @@ struct Renewal {
 impl Bearer {
     /// The challenge to answer again, once the token is due for renewal.
     fn due_renewal(&self) -> Option<&token::BearerChallenge> {
-        self.renewal
-            .as_ref()
-            .filter(|r| std::time::Instant::now() >= r.at)
-            .map(|r| &r.challenge)
+        (std::time::Instant::now() >= self.renewal.at).then_some(&self.renewal.challenge)
     }
 }
 
@@ -192,7 +182,6 @@ impl RegistryClient {
     /// Builds a client; reads the CA file now so a bad path fails early.
     pub fn new(opts: ClientOptions) -> Result<Self> {
         crate::registry::install_crypto_provider();
-        let mut ca_certs = Vec::new();
         let mut extra_roots = Vec::new();
         if let Some(path) = &opts.ca_file {
             let pem = std::fs::read(path).map_err(|e| Error::io("reading --ca-file", path, e))?;
@@ -207,7 +196,6 @@ impl RegistryClient {
                         path.display()
                     ))
                 })?;
-            ca_certs.push(pem);
         }
         let tls = super::tls::client_config(opts.insecure, extra_roots)
             .map_err(|e| Error::Internal(format!("cannot set up TLS: {e}")))?;
@@ -222,7 +210,6 @@ impl RegistryClient {
             .map_err(|e| Error::Internal(format!("cannot set up the HTTP client: {e}")))?;
         Ok(RegistryClient {
             opts,
-            ca_certs,
             http,
             hosts: Mutex::new(HashMap::new()),
             transfer_slots: std::sync::Mutex::new(HashMap::new()),
@@ -388,7 +375,7 @@ impl RegistryClient {
                             let header = AuthHeader::Basic(username.clone(), password.clone());
                             host.auth.lock().await.insert(key.clone(), header);
                         }
-                        _ => self.authenticate(&host, image, &key, challenge).await?,
+                        _ => self.authenticate(&host, &key, challenge).await?,
                     }
                 }
                 Ok(resp) if is_transient_status(resp.status()) && policy.may_retry(attempt) => {
@@ -423,39 +410,22 @@ impl RegistryClient {
         Ok(cached)
     }
 
-    /// Runs the token handshake (or settles on basic auth) for one repository.
+    /// Runs the token handshake (or settles on basic auth) for one
+    /// repository. A refusal without a bearer challenge is answered with
+    /// the one the registry's `GET /v2/` names, if any; with none, basic
+    /// credentials are sent when there are some, else nothing.
     async fn authenticate(
         &self,
         host: &Host,
-        image: &ImageRef,
         key: &AuthKey,
         challenge: Option<token::BearerChallenge>,
     ) -> Result<()> {
-        if let Some(challenge) = challenge {
-            let header = self.fetch_bearer(host, key, challenge).await?;
-            host.auth.lock().await.insert(key.clone(), header);
-            return Ok(());
-        }
-        let reference = oci_client::Reference::with_tag(
-            host.name.clone(),
-            image.repository.clone(),
-            "latest".to_string(),
-        );
-        let op = match key.access {
-            Access::Pull => RegistryOperation::Pull,
-            Access::Push | Access::Delete => RegistryOperation::Push,
+        let challenge = match challenge {
+            Some(challenge) => Some(challenge),
+            None => self.version_check_challenge(host).await?,
         };
-        let token = host
-            .oci
-            .get_or_init(|| self.oci_client(&host.name, host.scheme))
-            .auth(&reference, &host.credentials.to_registry_auth(), op)
-            .await
-            .map_err(|e| auth_error(host, image, &e))?;
-        let header = match (token, &host.credentials) {
-            (Some(token), _) => Some(AuthHeader::Bearer(Bearer {
-                token: Secret::new(token),
-                renewal: None,
-            })),
+        let header = match (challenge, &host.credentials) {
+            (Some(challenge), _) => Some(self.fetch_bearer(host, key, challenge).await?),
             (None, Credentials::Basic { username, password }) => {
                 Some(AuthHeader::Basic(username.clone(), password.clone()))
             }
@@ -467,6 +437,29 @@ impl RegistryClient {
             None => auth.remove(key),
         };
         Ok(())
+    }
+
+    /// The bearer challenge of the registry's version check (`GET /v2/`),
+    /// the handshake's starting point in the distribution token
+    /// specification; `None` when it names none.
+    async fn version_check_challenge(&self, host: &Host) -> Result<Option<token::BearerChallenge>> {
+        let resp = self
+            .http
+            .get(format!("{}://{}/v2/", host.scheme, host.name))
+            .send()
+            .await
+            .map_err(|e| {
+                Error::Unreachable(format!(
+                    "asking registry {} how to authenticate (GET /v2/): {}",
+                    host.name,
+                    error_chain(&e)
+                ))
+            })?;
+        Ok(resp
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(token::parse_challenge))
     }
 
     /// A token for every scope `key` needs, plus any other scope the
@@ -489,10 +482,10 @@ impl RegistryClient {
         .await?;
         Ok(AuthHeader::Bearer(Bearer {
             token: fetched.token,
-            renewal: Some(Renewal {
+            renewal: Renewal {
                 at: fetched.renew_at,
                 challenge,
-            }),
+            },
         }))
     }
 
@@ -514,7 +507,6 @@ impl RegistryClient {
             }
         );
         let host = Arc::new(Host {
-            oci: std::sync::OnceLock::new(),
             name: name.clone(),
             scheme,
             credentials,
@@ -550,30 +542,6 @@ impl RegistryClient {
             Err(_) => Ok("http"),
         }
     }
-
-    fn oci_client(&self, host: &str, scheme: &str) -> oci_client::Client {
-        let config = ClientConfig {
-            protocol: if scheme == "http" {
-                ClientProtocol::HttpsExcept(vec![host.to_string()])
-            } else {
-                ClientProtocol::Https
-            },
-            accept_invalid_certificates: self.opts.insecure,
-            extra_root_certificates: self
-                .ca_certs
-                .iter()
-                .map(|pem| Certificate {
-                    encoding: CertificateEncoding::Pem,
-                    data: pem.clone(),
-                })
-                .collect(),
-            user_agent: USER_AGENT,
-            connect_timeout: Some(Duration::from_secs(15)),
-            read_timeout: Some(self.read_timeout()),
-            ..Default::default()
-        };
-        oci_client::Client::new(config)
-    }
 }
 
 /// The docker config's `HttpHeaders`, sent with every request (marked
@@ -603,34 +571,6 @@ fn apply_auth(request: RequestBuilder, auth: Option<&AuthHeader>) -> RequestBuil
         Some(AuthHeader::Bearer(bearer)) => request.bearer_auth(bearer.token.expose()),
         None => request,
     }
-}
-
-fn auth_error(
-    host: &Host,
-    image: &ImageRef,
-    e: &oci_client::errors::OciDistributionError,
-) -> Error {
-    use oci_client::errors::OciDistributionError as E;
-    match e {
-        E::AuthenticationFailure(_) => Error::Auth(format!(
-            "registry {} refused the credentials for {}: check the docker config in --secret-path, DOCKER_CONFIG or ~/.docker/config.json",
-            host.name, image.repository
-        )),
-        other => Error::Unreachable(format!(
-            "authentication with registry {} failed: {}",
-            host.name,
-            redact_oci_error(other)
-        )),
-    }
-}
-
-/// oci-client errors may quote server bodies: the start of the message,
-/// with secrets redacted.
-fn redact_oci_error(e: &oci_client::errors::OciDistributionError) -> String {
-    crate::redact::redact(&e.to_string())
-        .chars()
-        .take(200)
-        .collect()
 }
 
 /// True for `localhost`, `127.0.0.0/8` and `::1`, with or without a port.

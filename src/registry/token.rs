@@ -1,7 +1,7 @@
-//! The bearer-token handshake for scopes oci-client cannot ask for: deletes
+//! The bearer-token handshake: parses the registry's challenge and fetches
+//! one token for every scope a request needs, deletes
 //! (`repository:NAME:delete`) and cross-repository mounts (a push scope on
-//! one repository and a pull scope on another, in one token). Parses the
-//! registry's challenge and fetches a token for the scopes needed.
+//! one repository and a pull scope on another) included.
 //!
 //! A token service's reply is read up to [`MAX_TOKEN_REPLY_BYTES`] and the
 //! token in it may be at most [`MAX_TOKEN_BYTES`]: a service that streams
