@@ -126,9 +126,17 @@ pub fn publish(files: &ResultFiles, outcome: &Outcome) -> Result<()> {
     Ok(())
 }
 
-/// Writes `value` to `path` (when given) via a temporary file and a rename.
+/// Writes `value` to `path` (when given). A regular file, or nothing yet,
+/// is replaced atomically: a temporary file beside it, then a rename.
+/// Anything else already at `path` (`/dev/null`, `/dev/stdout`, a FIFO, a
+/// symlink) is written through, as a shell redirection would: renaming
+/// over it would replace the device node or the link itself.
 pub fn write(path: Option<&Path>, value: &str) -> Result<()> {
     let Some(path) = path else { return Ok(()) };
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_file() => return write_through(path, value),
+        _ => {}
+    }
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -141,6 +149,18 @@ pub fn write(path: Option<&Path>, value: &str) -> Result<()> {
     tmp.persist(path)
         .map_err(|e| Error::io("writing result file", path, e.error))?;
     Ok(())
+}
+
+/// Writes `value` into what `path` names, which exists and is not a
+/// regular file, without creating or replacing anything.
+fn write_through(path: &Path, value: &str) -> Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| Error::io("opening result file", path, e))?;
+    file.write_all(value.as_bytes())
+        .map_err(|e| Error::io("writing result file", path, e))
 }
 
 fn append(path: &Path, text: &str) -> Result<()> {

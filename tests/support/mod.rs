@@ -62,6 +62,7 @@ fn package_for(tool: &str) -> &str {
         "setpriv" => "util-linux",
         "busybox" => "busybox-static",
         "node" => "nodejs",
+        "mknod" | "mkfifo" | "timeout" => "coreutils",
         other => other,
     }
 }
