@@ -154,23 +154,40 @@ pub fn write(path: Option<&Path>, value: &str) -> Result<()> {
 /// Writes `value` into what `path` names, which exists and is not a
 /// regular file, without creating or replacing anything.
 fn write_through(path: &Path, value: &str) -> Result<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .truncate(true)
-        .open(path)
-        .map_err(|e| Error::io("opening result file", path, e))?;
-    file.write_all(value.as_bytes())
-        .map_err(|e| Error::io("writing result file", path, e))
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).truncate(true);
+    write_opened(
+        &options,
+        path,
+        value,
+        ["opening result file", "writing result file"],
+    )
 }
 
 fn append(path: &Path, text: &str) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    write_opened(
+        &options,
+        path,
+        text,
+        ["opening $GITHUB_OUTPUT", "writing $GITHUB_OUTPUT"],
+    )
+}
+
+/// Opens `path` with `options` and writes `text`; `[opening, writing]`
+/// say what failed in an error.
+fn write_opened(
+    options: &std::fs::OpenOptions,
+    path: &Path,
+    text: &str,
+    [opening, writing]: [&'static str; 2],
+) -> Result<()> {
+    let mut file = options
         .open(path)
-        .map_err(|e| Error::io("opening $GITHUB_OUTPUT", path, e))?;
-    f.write_all(text.as_bytes())
-        .map_err(|e| Error::io("writing $GITHUB_OUTPUT", path, e))
+        .map_err(|e| Error::io(opening, path, e))?;
+    file.write_all(text.as_bytes())
+        .map_err(|e| Error::io(writing, path, e))
 }
 
 #[cfg(test)]
