@@ -191,12 +191,13 @@ pub struct RegistryArgs {
     /// Attempts per request for transient faults (429, 5xx, resets).
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20), help_heading = "Registry")]
     pub retries: u32,
-    /// Seconds a registry may stay silent in the middle of a request before
-    /// the request counts as failed (and is retried like a reset).
+    /// Seconds a registry may stay silent in the middle of a request (taking
+    /// none of its body, not answering) before the request counts as failed
+    /// (and is retried like a reset); a transfer that keeps moving may take longer.
     #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600), help_heading = "Registry")]
     pub timeout: u64,
-    /// Slowest transfer accepted, in bytes per second (suffixes K, M), averaged
-    /// over --timeout seconds of waiting; slower counts as a stall. 0: no minimum.
+    /// Slowest transfer accepted either way, in bytes per second (suffixes K, M),
+    /// averaged over --timeout seconds of waiting; slower counts as a stall. 0: no minimum.
     // The default, 60 KiB in the default 60 s window, would take 28 hours
     // over a 100 MB layer; real registries, even across continents or
     // behind a busy proxy, send orders of magnitude faster.

@@ -2,8 +2,10 @@
 //! streams without end is cut off at 256 KiB (exit 11, fast, in little
 //! memory), a 1 MiB token is refused before it is sent; a registry that
 //! trickles a blob a byte at a time is a stall under `--min-rate`, retried
-//! as one and given up after `--retries` with exit 8; and `--deadline` ends
-//! a run that would otherwise go on.
+//! as one and given up after `--retries` with exit 8; so is a registry
+//! that stops taking an upload's body, while one that keeps taking it
+//! slowly may take longer than `--timeout` for the whole upload; and
+//! `--deadline` ends a run that would otherwise go on.
 
 mod support;
 
@@ -11,6 +13,8 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use ocistep::oci::digest::Digest;
+use support::fault_runs::tag_status;
 use support::faults::{Fault, FaultProxy, Rule};
 use support::tree::{sample_tree, snapshot};
 use support::{http_request_with, Registry, RegistryOptions, Run, TokenPolicy, TokenReply};
@@ -329,4 +333,108 @@ fn the_deadline_ends_a_run_that_would_go_on() {
         "the error should name the deadline: {stderr}"
     );
     assert_eq!(trickling.blob_gets(), 1, "{:#?}", trickling.proxy.hits());
+}
+
+/// A registry behind a proxy that reads every upload's body at a fixed
+/// pace, and a 20 MiB file to push to it as an artifact.
+struct SlowUploads {
+    reg: Registry,
+    proxy: FaultProxy,
+    file: std::path::PathBuf,
+    /// The file's blob path (`/blobs/sha256:…`).
+    blob: String,
+    _tmp: tempfile::TempDir,
+}
+
+impl SlowUploads {
+    fn start(bytes_per_sec: u64) -> SlowUploads {
+        let reg = Registry::start();
+        let proxy = FaultProxy::start(
+            &reg.host(),
+            vec![Rule::every(
+                "/blobs/uploads/",
+                Fault::ReadBodySlowly { bytes_per_sec },
+            )],
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("large.bin");
+        let bytes: Vec<u8> = (0..20u32 << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
+        std::fs::write(&file, &bytes).unwrap();
+        SlowUploads {
+            reg,
+            proxy,
+            file,
+            blob: format!("/blobs/{}", Digest::of(&bytes)),
+            _tmp: tmp,
+        }
+    }
+
+    /// Pushes the file to `repo:v1` through the proxy with `extra`;
+    /// returns the outcome and how long it took.
+    fn push(&self, repo: &str, extra: &[&str]) -> (assert_cmd::assert::Assert, Duration) {
+        let started = Instant::now();
+        let run = Run::push_artifact()
+            .image(format!("{}/{repo}:v1", self.proxy.host()))
+            .args(["--artifact-type", "application/vnd.example.large", "--file"])
+            .arg(&self.file)
+            .args(extra)
+            .timeout(Duration::from_secs(120))
+            .assert();
+        (run, started.elapsed())
+    }
+}
+
+#[test]
+fn an_upload_longer_than_the_timeout_goes_on_while_the_registry_takes_it() {
+    // About 7 s for the upload at 3 MB/s, never 3 s without a byte taken.
+    let slow = SlowUploads::start(3_000_000);
+
+    let (run, took) = slow.push("slow/large", &["--timeout", "3", "--retries", "1"]);
+
+    run.success();
+    assert!(
+        took > Duration::from_secs(3),
+        "the upload took {took:?}, not longer than --timeout: the proxy did not slow it"
+    );
+    let hex = slow.blob.rsplit(':').next().unwrap();
+    let puts = slow.proxy.count("PUT", hex);
+    assert_eq!(
+        puts,
+        1,
+        "one upload, never cut off: {:#?}",
+        slow.proxy.hits()
+    );
+    let stored = http_request_with(
+        "GET",
+        &slow.reg.host(),
+        &format!("/v2/slow/large{}", slow.blob),
+        None,
+        &[],
+    )
+    .unwrap();
+    assert_eq!(stored.body, std::fs::read(&slow.file).unwrap());
+}
+
+#[test]
+fn an_upload_the_registry_stops_taking_is_a_stall_with_exit_8() {
+    // 1 KB/s: once the connection's buffers are full, the next piece of
+    // the body waits minutes.
+    let slow = SlowUploads::start(1000);
+
+    let (run, took) = slow.push("stuck/large", &["--timeout", "2", "--retries", "2"]);
+
+    let run = run.code(8);
+    assert!(took < Duration::from_secs(40), "took {took:?}");
+    let stderr = String::from_utf8_lossy(&run.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("stalled") && stderr.contains("--timeout"),
+        "the error should say the upload stalled, and what to raise: {stderr}"
+    );
+    assert_eq!(
+        tag_status(&slow.reg, "stuck/large", "v1"),
+        404,
+        "no tag after a failed push"
+    );
 }

@@ -7,6 +7,7 @@ pub mod error_chain;
 pub mod rate;
 pub mod referrers;
 pub mod retry;
+pub mod sending;
 pub mod session;
 pub mod tls;
 pub mod token;

@@ -1,11 +1,15 @@
-//! The minimum transfer rate (`--min-rate`): a response body that arrives
-//! slower than that over a window of `--timeout` seconds counts as stalled,
-//! as one silent for `--timeout` does, so a server that trickles a byte
-//! now and then cannot hold a request open for ever.
+//! The minimum transfer rate (`--min-rate`): a transfer that moves slower
+//! than that over a window of `--timeout` seconds counts as stalled, and
+//! so does one that moves nothing for `--timeout`, so a server that
+//! trickles a byte now and then cannot hold a request open for ever. It
+//! applies both ways: to a response body as it arrives, and to a request
+//! (its body as the registry takes it, then the wait for the response's
+//! headers; see [`super::sending`]).
 //!
 //! Only time spent waiting for the server counts: while ocistep itself is
-//! busy with the bytes (writing files, hashing) the window does not move,
-//! so a slow disk never looks like a slow registry.
+//! busy with the bytes (writing files, hashing, packing what it uploads)
+//! the window does not move, so a slow disk never looks like a slow
+//! registry.
 
 use std::pin::Pin;
 use std::time::{Duration, Instant};
@@ -29,17 +33,18 @@ pub struct MinRate {
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl MinRate {
-    /// The fewest bytes a window must bring.
+    /// The fewest bytes a window must move: at least one, so that a
+    /// window of silence is a stall even with no minimum rate.
     fn floor(&self) -> u64 {
         let bytes = u128::from(self.bytes_per_sec) * self.window.as_millis() / 1000;
-        u64::try_from(bytes).unwrap_or(u64::MAX)
+        u64::try_from(bytes).unwrap_or(u64::MAX).max(1)
     }
 
     /// `resp` with its body watched: a window of waiting that brings fewer
     /// bytes than the rule asks ends the body with a [`TooSlow`] error,
     /// which reading the body reports like a connection that broke off.
     pub fn guard(self, resp: Response) -> Result<Response> {
-        if self.bytes_per_sec == 0 || self.window.is_zero() {
+        if self.window.is_zero() {
             return Ok(resp);
         }
         let mut builder = http::Response::builder()
@@ -49,10 +54,8 @@ impl MinRate {
             *headers = resp.headers().clone();
         }
         let watch = Watch {
-            rule: self,
             inner: Box::pin(resp.bytes_stream()),
-            waited: Duration::ZERO,
-            got: 0,
+            window: Window::new(self, Direction::Receiving),
             done: false,
         };
         let body = futures_util::stream::unfold(watch, |mut watch| async move {
@@ -65,14 +68,81 @@ impl MinRate {
     }
 }
 
-/// A body stream and what its current window brought so far.
-struct Watch {
+/// Which way the bytes a window counts go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// A response body, arriving.
+    Receiving,
+    /// A request body, taken by the registry.
+    Sending,
+}
+
+/// One window of waiting for the server: how long it has waited and the
+/// bytes that moved meanwhile.
+#[derive(Debug)]
+pub struct Window {
     rule: MinRate,
-    inner: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    direction: Direction,
     /// Time spent waiting for the server in this window.
     waited: Duration,
-    /// Bytes received in this window.
-    got: u64,
+    /// Bytes moved in this window.
+    moved: u64,
+}
+
+impl Window {
+    /// An empty window under `rule`.
+    pub fn new(rule: MinRate, direction: Direction) -> Self {
+        Window {
+            rule,
+            direction,
+            waited: Duration::ZERO,
+            moved: 0,
+        }
+    }
+
+    /// Counts time spent waiting for the server.
+    pub fn waited(&mut self, time: Duration) {
+        self.waited += time;
+    }
+
+    /// Counts bytes that moved.
+    pub fn moved(&mut self, bytes: u64) {
+        self.moved += bytes;
+    }
+
+    /// The waiting left before this window ends.
+    pub fn left(&self) -> Duration {
+        self.rule.window.saturating_sub(self.waited)
+    }
+
+    /// Starts a new window now, whatever the current one brought.
+    pub fn restart(&mut self) {
+        self.waited = Duration::ZERO;
+        self.moved = 0;
+    }
+
+    /// At the end of a window: too few bytes is an error, enough starts
+    /// the next window.
+    pub fn judge(&mut self) -> std::result::Result<(), TooSlow> {
+        if self.waited < self.rule.window {
+            return Ok(());
+        }
+        if self.moved < self.rule.floor() {
+            return Err(TooSlow {
+                moved: self.moved,
+                rule: self.rule,
+                direction: self.direction,
+            });
+        }
+        self.restart();
+        Ok(())
+    }
+}
+
+/// A body stream and its current window.
+struct Watch {
+    inner: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    window: Window,
     /// An error ended the body.
     done: bool,
 }
@@ -83,10 +153,9 @@ impl Watch {
             return None;
         }
         loop {
-            let left = self.rule.window.saturating_sub(self.waited);
             let started = Instant::now();
-            let item = tokio::time::timeout(left, self.inner.next()).await;
-            self.waited += started.elapsed();
+            let item = tokio::time::timeout(self.window.left(), self.inner.next()).await;
+            self.window.waited(started.elapsed());
             let chunk = match item {
                 Ok(Some(Ok(chunk))) => Some(chunk),
                 Ok(Some(Err(e))) => {
@@ -96,8 +165,9 @@ impl Watch {
                 Ok(None) => return None,
                 Err(_) => None,
             };
-            self.got += chunk.as_ref().map_or(0, |c| c.len() as u64);
-            if let Err(slow) = self.judge() {
+            self.window
+                .moved(chunk.as_ref().map_or(0, |c| c.len() as u64));
+            if let Err(slow) = self.window.judge() {
                 self.done = true;
                 return Some(Err(slow.into()));
             }
@@ -106,41 +176,41 @@ impl Watch {
             }
         }
     }
-
-    /// At the end of a window: too few bytes is an error, enough starts
-    /// the next window.
-    fn judge(&mut self) -> std::result::Result<(), TooSlow> {
-        if self.waited < self.rule.window {
-            return Ok(());
-        }
-        if self.got < self.rule.floor() {
-            return Err(TooSlow {
-                got: self.got,
-                rule: self.rule,
-            });
-        }
-        self.waited = Duration::ZERO;
-        self.got = 0;
-        Ok(())
-    }
 }
 
-/// A body that arrived slower than the rule allows.
+/// A transfer that moved slower than the rule allows, or not at all.
 #[derive(Debug)]
 pub struct TooSlow {
-    got: u64,
+    moved: u64,
     rule: MinRate,
+    direction: Direction,
 }
 
 impl std::fmt::Display for TooSlow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let seconds = self.rule.window.as_secs_f64();
+        let verb = match self.direction {
+            Direction::Receiving => "arrived",
+            Direction::Sending => "went out",
+        };
+        if self.moved == 0 {
+            return match self.direction {
+                Direction::Receiving => write!(
+                    f,
+                    "stalled: the registry sent nothing for {seconds} s (--timeout)"
+                ),
+                Direction::Sending => write!(
+                    f,
+                    "stalled: the registry neither took more of the request nor answered \
+                     for {seconds} s (--timeout)"
+                ),
+            };
+        }
         write!(
             f,
-            "stalled: only {} bytes arrived in {} s, below the minimum rate of {} bytes/s \
+            "stalled: only {} bytes {verb} in {seconds} s, below the minimum rate of {} bytes/s \
              (--min-rate, averaged over --timeout)",
-            self.got,
-            self.rule.window.as_secs_f64(),
-            self.rule.bytes_per_sec
+            self.moved, self.rule.bytes_per_sec
         )
     }
 }
@@ -158,11 +228,40 @@ mod tests {
             window: Duration::from_millis(1500),
         };
         assert_eq!(rule.floor(), 1536);
-        let message = TooSlow { got: 12, rule }.to_string();
+        let message = TooSlow {
+            moved: 12,
+            rule,
+            direction: Direction::Receiving,
+        }
+        .to_string();
         assert!(
             message.contains("only 12 bytes arrived in 1.5 s"),
             "{message}"
         );
         assert!(message.contains("--min-rate"), "{message}");
+    }
+
+    #[test]
+    fn a_silent_window_is_a_stall_even_without_a_minimum_rate() {
+        let rule = MinRate {
+            bytes_per_sec: 0,
+            window: Duration::from_secs(2),
+        };
+        let mut window = Window::new(rule, Direction::Sending);
+        window.waited(Duration::from_secs(1));
+        assert!(window.judge().is_ok(), "half a window is not a stall yet");
+        assert_eq!(window.left(), Duration::from_secs(1));
+        window.waited(Duration::from_secs(1));
+        let message = window.judge().unwrap_err().to_string();
+        assert!(
+            message.contains("neither took more of the request nor answered for 2 s"),
+            "{message}"
+        );
+
+        let mut window = Window::new(rule, Direction::Receiving);
+        window.moved(1);
+        window.waited(Duration::from_secs(2));
+        assert!(window.judge().is_ok(), "one byte keeps a window alive");
+        assert_eq!(window.left(), Duration::from_secs(2), "and starts the next");
     }
 }

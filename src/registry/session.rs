@@ -18,7 +18,8 @@ use tokio::sync::Mutex;
 use super::credentials::{self, Credentials, Secret};
 use super::error_chain::error_chain;
 use super::rate::MinRate;
-use super::retry::{is_transient_error, is_transient_status, retry_after, RetryPolicy};
+use super::retry::{is_transient_status, retry_after, RetryPolicy};
+use super::sending::{self, SendError};
 use super::token;
 use crate::error::{Error, Result};
 use crate::oci::reference::ImageRef;
@@ -203,7 +204,6 @@ impl RegistryClient {
             .user_agent(USER_AGENT)
             .default_headers(config_headers(&opts.credential_files)?)
             .connect_timeout(Duration::from_secs(15))
-            .read_timeout(opts.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT))
             .pool_idle_timeout(Duration::from_secs(60))
             .tls_backend_preconfigured(tls)
             .build()
@@ -341,20 +341,22 @@ impl RegistryClient {
             attempt += 1;
             let auth = self.current_auth(&host, &key).await?;
             let request = apply_auth(build(&self.http, &origin)?, auth.as_ref());
-            match request.send().await {
-                Err(e) if is_transient_error(&e) && policy.may_retry(attempt) => {
+            match sending::send(request, self.min_rate()).await {
+                Err(e) if e.is_transient() && policy.may_retry(attempt) => {
                     let delay = policy.delay(attempt, None);
-                    tracing::warn!(
-                        "{what}: {} (attempt {attempt}), retrying in {delay:?}",
-                        error_chain(&e)
-                    );
+                    tracing::warn!("{what}: {e} (attempt {attempt}), retrying in {delay:?}");
                     tokio::time::sleep(delay).await;
+                }
+                Err(e @ SendError::Stalled(_)) => {
+                    return Err(Error::Unreachable(format!(
+                        "{what}: registry {} {e}, after {attempt} attempt(s); raise --timeout (or lower --min-rate) if the link is that slow",
+                        host.name
+                    )));
                 }
                 Err(e) => {
                     return Err(Error::Unreachable(format!(
-                        "{what}: cannot reach registry {} after {attempt} attempt(s): {}; check the address, the network, and TLS settings (--ca-file, --insecure)",
-                        host.name,
-                        error_chain(&e)
+                        "{what}: cannot reach registry {} after {attempt} attempt(s): {e}; check the address, the network, and TLS settings (--ca-file, --insecure)",
+                        host.name
                     )));
                 }
                 Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED && !authenticated => {
@@ -443,18 +445,15 @@ impl RegistryClient {
     /// the handshake's starting point in the distribution token
     /// specification; `None` when it names none.
     async fn version_check_challenge(&self, host: &Host) -> Result<Option<token::BearerChallenge>> {
-        let resp = self
+        let request = self
             .http
-            .get(format!("{}://{}/v2/", host.scheme, host.name))
-            .send()
-            .await
-            .map_err(|e| {
-                Error::Unreachable(format!(
-                    "asking registry {} how to authenticate (GET /v2/): {}",
-                    host.name,
-                    error_chain(&e)
-                ))
-            })?;
+            .get(format!("{}://{}/v2/", host.scheme, host.name));
+        let resp = sending::send(request, self.min_rate()).await.map_err(|e| {
+            Error::Unreachable(format!(
+                "asking registry {} how to authenticate (GET /v2/): {e}",
+                host.name
+            ))
+        })?;
         Ok(resp
             .headers()
             .get(reqwest::header::WWW_AUTHENTICATE)

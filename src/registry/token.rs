@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::credentials::{Credentials, Secret};
 use super::rate::MinRate;
-use super::retry::{is_transient_error, is_transient_status, retry_after, RetryPolicy};
+use super::retry::{is_transient_status, retry_after, RetryPolicy};
 use crate::error::{Error, Result};
 
 /// A `WWW-Authenticate: Bearer …` challenge.
@@ -133,7 +133,7 @@ pub async fn fetch_token(
         if let Credentials::Basic { username, password } = credentials {
             request = request.basic_auth(username, Some(password.expose()));
         }
-        let (problem, retry_after) = match request.send().await {
+        let (problem, retry_after) = match super::sending::send(request, rate).await {
             Ok(resp) if resp.status().is_success() => break resp,
             Ok(resp) if is_transient_status(resp.status()) => {
                 let retry_after = retry_after(&resp);
@@ -147,11 +147,10 @@ pub async fn fetch_token(
                     super::api::describe(status, &body)
                 )));
             }
-            Err(e) if is_transient_error(&e) => (super::error_chain::error_chain(&e), None),
+            Err(e) if e.is_transient() => (e.to_string(), None),
             Err(e) => {
                 return Err(Error::Unreachable(format!(
-                    "cannot reach the token service {realm}: {}",
-                    super::error_chain::error_chain(&e)
+                    "cannot reach the token service {realm}: {e}"
                 )))
             }
         };

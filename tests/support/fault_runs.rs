@@ -38,6 +38,20 @@ pub fn layer_digest(reg: &Registry, repo: &str, tag: &str) -> Digest {
     Digest::parse(manifest["layers"][0]["digest"].as_str().unwrap()).unwrap()
 }
 
+/// The status of a HEAD of the manifest `repo:tag` in the registry: 404
+/// when a failed push left no tag.
+pub fn tag_status(reg: &Registry, repo: &str, tag: &str) -> u16 {
+    http_request_with(
+        "HEAD",
+        &reg.host(),
+        &format!("/v2/{repo}/manifests/{tag}"),
+        None,
+        &[("Accept", OCI_MANIFEST)],
+    )
+    .unwrap()
+    .status
+}
+
 /// Pushes the sample tree straight to the registry as `app:v1`; returns
 /// the source directory.
 pub fn pushed_sample(reg: &Registry, dir: &Path) -> PathBuf {

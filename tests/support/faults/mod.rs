@@ -371,7 +371,12 @@ fn handle(
     if let Some(Fault::StallBeforeBody { millis }) = fault {
         state.sleep(millis);
     }
-    let body = read_body(reader, request.framing())?;
+    let body = match fault {
+        Some(Fault::ReadBodySlowly { bytes_per_sec }) => {
+            read_body_slowly(reader, request, bytes_per_sec, state)?
+        }
+        _ => read_body(reader, request.framing())?,
+    };
     state
         .bodies
         .lock()
@@ -458,10 +463,37 @@ fn handle(
         Some(Fault::ReferrersApi) => {
             personas::referrers_api(writer, state, request, &body, keep_open)
         }
-        Some(Fault::StallBeforeBody { .. }) | None => {
+        Some(Fault::StallBeforeBody { .. } | Fault::ReadBodySlowly { .. }) | None => {
             relay(writer, state, request, &body, keep_open)
         }
     }
+}
+
+/// Reads a request body of known length at no more than `bytes_per_sec`,
+/// in pieces of 16 KiB; any other body is read at once.
+fn read_body_slowly(
+    reader: &mut BufReader<TcpStream>,
+    request: &RequestHead,
+    bytes_per_sec: u64,
+    state: &State,
+) -> io::Result<Vec<u8>> {
+    let Framing::Length(length) = request.framing() else {
+        return read_body(reader, request.framing());
+    };
+    wire::shrink_receive_buffer(reader.get_ref());
+    let started = Instant::now();
+    let mut body = vec![0; length];
+    let mut read = 0;
+    while read < length {
+        let piece = (length - read).min(16 * 1024);
+        reader.read_exact(&mut body[read..read + piece])?;
+        read += piece;
+        let due = Duration::from_secs_f64(read as f64 / bytes_per_sec as f64);
+        if let Some(early) = due.checked_sub(started.elapsed()) {
+            state.sleep(early.as_millis() as u64);
+        }
+    }
+    Ok(body)
 }
 
 /// Forwards a request and relays the whole response. Returns whether the

@@ -65,6 +65,14 @@ pub enum Fault {
         /// The delay in milliseconds.
         millis: u64,
     },
+    /// Read the request's body at no more than `bytes_per_sec` (the
+    /// client's sending has to wait once the connection's buffers are
+    /// full), then forward the request normally: a registry at the end of
+    /// a slow link, which keeps taking the body.
+    ReadBodySlowly {
+        /// The pace of reading.
+        bytes_per_sec: u64,
+    },
     /// Relay the response headers at once, then its body one byte every
     /// `millis_per_byte` ms: a server that never goes silent long enough
     /// for a read timeout, yet never finishes.
@@ -96,7 +104,8 @@ pub enum Fault {
 impl fmt::Display for Fault {
     /// A short label, as logged in [`FaultProxy::hits`](super::FaultProxy::hits): `status 503`,
     /// `reset before response`, `reset mid-body`, `truncated body`,
-    /// `stall mid-body`, `stall`, `stall before body`, `trickle`,
+    /// `stall mid-body`, `stall`, `stall before body`, `read body slowly`,
+    /// `trickle`,
     /// `echo authorization 401`, `decline mount`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -107,6 +116,7 @@ impl fmt::Display for Fault {
             Fault::StallMidBody { .. } => f.write_str("stall mid-body"),
             Fault::Stall { .. } => f.write_str("stall"),
             Fault::StallBeforeBody { .. } => f.write_str("stall before body"),
+            Fault::ReadBodySlowly { .. } => f.write_str("read body slowly"),
             Fault::Trickle { .. } => f.write_str("trickle"),
             Fault::EchoAuthorization { code } => write!(f, "echo authorization {code}"),
             Fault::DeclineMount => f.write_str("decline mount"),

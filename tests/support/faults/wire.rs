@@ -315,34 +315,53 @@ pub(super) fn write_status(
 /// an orderly FIN: `SO_LINGER` with a zero timeout. Elsewhere than on
 /// Linux the close is orderly, unless request bytes are left unread.
 pub(super) fn reset(stream: &TcpStream) {
+    #[repr(C)]
+    struct Linger {
+        onoff: i32,
+        seconds: i32,
+    }
+    const SO_LINGER: i32 = 13;
+    set_socket_option(
+        stream,
+        SO_LINGER,
+        &Linger {
+            onoff: 1,
+            seconds: 0,
+        },
+    );
+}
+
+/// Caps the connection's receive buffer at a few KiB (`SO_RCVBUF`), so
+/// that a client sending faster than the proxy reads soon has to wait,
+/// as it would on a slow link. Linux only.
+pub(super) fn shrink_receive_buffer(stream: &TcpStream) {
+    const SO_RCVBUF: i32 = 8;
+    set_socket_option(stream, SO_RCVBUF, &(16 * 1024_i32));
+}
+
+/// Sets a `SOL_SOCKET` option of `stream` to `value`, on Linux; does
+/// nothing elsewhere.
+fn set_socket_option<T>(stream: &TcpStream, name: i32, value: &T) {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
 
-        #[repr(C)]
-        struct Linger {
-            onoff: i32,
-            seconds: i32,
-        }
         extern "C" {
-            fn setsockopt(fd: i32, level: i32, name: i32, value: *const Linger, len: u32) -> i32;
+            fn setsockopt(fd: i32, level: i32, name: i32, value: *const u8, len: u32) -> i32;
         }
         const SOL_SOCKET: i32 = 1;
-        const SO_LINGER: i32 = 13;
-        let linger = Linger {
-            onoff: 1,
-            seconds: 0,
-        };
-        // SAFETY: a valid socket descriptor and a `struct linger` of the
-        // size passed, which outlives the call.
+        // SAFETY: a valid socket descriptor and a value of the size passed,
+        // which outlives the call.
         unsafe {
             setsockopt(
                 stream.as_raw_fd(),
                 SOL_SOCKET,
-                SO_LINGER,
-                &linger,
-                std::mem::size_of::<Linger>() as u32,
+                name,
+                (value as *const T).cast::<u8>(),
+                std::mem::size_of::<T>() as u32,
             );
         }
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (stream, name, value);
 }
