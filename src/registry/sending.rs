@@ -58,9 +58,9 @@ impl std::fmt::Display for SendError {
 /// ([`MinRate::guard`]).
 pub async fn send(request: RequestBuilder, rule: MinRate) -> Result<Response, SendError> {
     let (client, request) = request.build_split();
-    let mut request = request.map_err(SendError::Http)?;
+    let mut request = request.map_err(failed)?;
     if rule.window.is_zero() {
-        return client.execute(request).await.map_err(SendError::Http);
+        return client.execute(request).await.map_err(failed);
     }
     let progress = Arc::new(Mutex::new(Progress {
         window: Window::new(rule, Direction::Sending),
@@ -88,10 +88,20 @@ pub async fn send(request: RequestBuilder, rule: MinRate) -> Result<Response, Se
             progress.window.left()
         };
         tokio::select! {
-            sent = &mut response => return sent.map_err(SendError::Http),
+            sent = &mut response => return sent.map_err(failed),
             () = tokio::time::sleep(left) => {}
         }
     }
+}
+
+/// A failed request's error, naming its URL without the query: that can
+/// hold an upload session's state or a redirect's signature, which are no
+/// help to a reader and may be a capability.
+fn failed(mut e: reqwest::Error) -> SendError {
+    if let Some(url) = e.url_mut() {
+        url.set_query(None);
+    }
+    SendError::Http(e)
 }
 
 /// How far a request has got: its window, and whether it is waiting for
@@ -161,5 +171,37 @@ impl Body for WatchedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_failed_request_names_its_url_without_the_query() {
+        crate::registry::install_crypto_provider();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let url = format!("http://127.0.0.1:{port}/v2/app/blobs/uploads/1");
+        let request = reqwest::Client::new().put(format!(
+            "{url}?_state=SESSIONSTATE&X-Amz-Signature=SIGNATUREVALUE"
+        ));
+        let rule = MinRate {
+            bytes_per_sec: 0,
+            window: Duration::from_secs(5),
+        };
+
+        let error = send(request, rule).await.unwrap_err();
+
+        let text = error.to_string();
+        assert!(error.is_transient(), "{text}");
+        assert!(text.contains(&url), "{text}");
+        assert!(
+            !text.contains("SESSIONSTATE") && !text.contains("SIGNATUREVALUE"),
+            "{text}"
+        );
     }
 }
