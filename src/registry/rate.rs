@@ -189,22 +189,15 @@ pub struct TooSlow {
 impl std::fmt::Display for TooSlow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let seconds = self.rule.window.as_secs_f64();
-        let verb = match self.direction {
-            Direction::Receiving => "arrived",
-            Direction::Sending => "went out",
+        let (verb, silent) = match self.direction {
+            Direction::Receiving => ("arrived", "sent nothing"),
+            Direction::Sending => ("went out", "neither took more of the request nor answered"),
         };
         if self.moved == 0 {
-            return match self.direction {
-                Direction::Receiving => write!(
-                    f,
-                    "stalled: the registry sent nothing for {seconds} s (--timeout)"
-                ),
-                Direction::Sending => write!(
-                    f,
-                    "stalled: the registry neither took more of the request nor answered \
-                     for {seconds} s (--timeout)"
-                ),
-            };
+            return write!(
+                f,
+                "stalled: the registry {silent} for {seconds} s (--timeout)"
+            );
         }
         write!(
             f,

@@ -105,8 +105,7 @@ impl fmt::Display for Fault {
     /// A short label, as logged in [`FaultProxy::hits`](super::FaultProxy::hits): `status 503`,
     /// `reset before response`, `reset mid-body`, `truncated body`,
     /// `stall mid-body`, `stall`, `stall before body`, `read body slowly`,
-    /// `trickle`,
-    /// `echo authorization 401`, `decline mount`.
+    /// `trickle`, `echo authorization 401`, `decline mount`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Fault::Status { code, .. } => write!(f, "status {code}"),
