@@ -107,6 +107,12 @@ impl FaultProxy {
         let listener =
             TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind the fault proxy's port");
         let addr = listener.local_addr().expect("fault proxy address");
+        if schedule
+            .iter()
+            .any(|rule| matches!(rule.fault, Fault::ReadBodySlowly { .. }))
+        {
+            wire::cap_receive_buffer(&listener);
+        }
         let state = Arc::new(State {
             upstream: upstream.to_string(),
             host: addr.to_string(),
@@ -480,7 +486,6 @@ fn read_body_slowly(
     let Framing::Length(length) = request.framing() else {
         return read_body(reader, request.framing());
     };
-    wire::shrink_receive_buffer(reader.get_ref());
     let started = Instant::now();
     let mut body = vec![0; length];
     let mut read = 0;

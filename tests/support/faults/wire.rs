@@ -331,21 +331,22 @@ pub(super) fn reset(stream: &TcpStream) {
     );
 }
 
-/// Caps the connection's receive buffer at a few KiB (`SO_RCVBUF`), so
-/// that a client sending faster than the proxy reads soon has to wait,
-/// as it would on a slow link. Linux only.
-pub(super) fn shrink_receive_buffer(stream: &TcpStream) {
+/// Caps the receive buffer (`SO_RCVBUF`) of the connections `listener`
+/// accepts at 64 KiB, so that a client sending faster than the proxy
+/// reads soon has to wait, as it would on a slow link. Set on the
+/// listener, the cap is part of each connection from its handshake, so
+/// the window it advertises never has to shrink (which would drop
+/// segments and leave the client backing off). Linux only.
+pub(super) fn cap_receive_buffer(listener: &std::net::TcpListener) {
     const SO_RCVBUF: i32 = 8;
-    set_socket_option(stream, SO_RCVBUF, &(16 * 1024_i32));
+    set_socket_option(listener, SO_RCVBUF, &(64 * 1024_i32));
 }
 
-/// Sets a `SOL_SOCKET` option of `stream` to `value`, on Linux; does
+/// Sets a `SOL_SOCKET` option of `socket` to `value`, on Linux; does
 /// nothing elsewhere.
-fn set_socket_option<T>(stream: &TcpStream, name: i32, value: &T) {
+fn set_socket_option<T>(socket: &impl std::os::fd::AsRawFd, name: i32, value: &T) {
     #[cfg(target_os = "linux")]
     {
-        use std::os::fd::AsRawFd;
-
         extern "C" {
             fn setsockopt(fd: i32, level: i32, name: i32, value: *const u8, len: u32) -> i32;
         }
@@ -354,7 +355,7 @@ fn set_socket_option<T>(stream: &TcpStream, name: i32, value: &T) {
         // which outlives the call.
         unsafe {
             setsockopt(
-                stream.as_raw_fd(),
+                socket.as_raw_fd(),
                 SOL_SOCKET,
                 name,
                 (value as *const T).cast::<u8>(),
@@ -363,5 +364,5 @@ fn set_socket_option<T>(stream: &TcpStream, name: i32, value: &T) {
         }
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = (stream, name, value);
+    let _ = (socket, name, value);
 }
