@@ -3,8 +3,9 @@
 //! memory), a 1 MiB token is refused before it is sent; a registry that
 //! trickles a blob a byte at a time is a stall under `--min-rate`, retried
 //! as one and given up after `--retries` with exit 8; so is a registry
-//! that stops taking an upload's body, while one that keeps taking it
-//! slowly may take longer than `--timeout` for the whole upload; and
+//! that stops taking an upload's body, or stays silent for `--timeout`
+//! after its last byte, while one that keeps taking it slowly may take
+//! longer than `--timeout` for the whole upload; and
 //! `--deadline` ends a run that would otherwise go on.
 
 mod support;
@@ -347,26 +348,30 @@ struct SlowUploads {
 }
 
 impl SlowUploads {
+    /// A 20 MiB file, and a proxy that reads uploads at `bytes_per_sec`.
     fn start(bytes_per_sec: u64) -> SlowUploads {
-        let reg = Registry::start();
-        let proxy = FaultProxy::start(
-            &reg.host(),
-            vec![Rule::every(
-                "/blobs/uploads/",
-                Fault::ReadBodySlowly { bytes_per_sec },
-            )],
-        );
-        let tmp = tempfile::tempdir().unwrap();
-        let file = tmp.path().join("large.bin");
-        let bytes: Vec<u8> = (0..20u32 << 20)
+        SlowUploads::behind(20 << 20, |_| {
+            Rule::every("/blobs/uploads/", Fault::ReadBodySlowly { bytes_per_sec })
+        })
+    }
+
+    /// A file of `size` bytes, and a proxy that injects the rule `rule`
+    /// makes of the file's digest (its hex part).
+    fn behind(size: u32, rule: impl FnOnce(&str) -> Rule) -> SlowUploads {
+        let bytes: Vec<u8> = (0..size)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
             .collect();
+        let digest = Digest::of(&bytes);
+        let reg = Registry::start();
+        let proxy = FaultProxy::start(&reg.host(), vec![rule(digest.hex())]);
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("large.bin");
         std::fs::write(&file, &bytes).unwrap();
         SlowUploads {
             reg,
             proxy,
             file,
-            blob: format!("/blobs/{}", Digest::of(&bytes)),
+            blob: format!("/blobs/{digest}"),
             _tmp: tmp,
         }
     }
@@ -437,4 +442,24 @@ fn an_upload_the_registry_stops_taking_is_a_stall_with_exit_8() {
         404,
         "no tag after a failed push"
     );
+}
+
+#[test]
+fn a_registry_silent_after_the_whole_body_is_a_stall_after_the_timeout() {
+    // The PUT's body goes at once; the answer would come 3.5 s later.
+    // With --timeout 2 that is a stall, counted from the body's last byte
+    // even though the connection never asks past it.
+    let silent = SlowUploads::behind(1 << 20, |hex| {
+        Rule::new("PUT", hex, &[1, 2, 3], Fault::Stall { millis: 3_500 })
+    });
+
+    let (run, _) = silent.push("silent/large", &["--timeout", "2", "--retries", "1"]);
+
+    let run = run.code(8);
+    let stderr = String::from_utf8_lossy(&run.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("stalled") && stderr.contains("nor answered for 2 s"),
+        "the error should name the silence after the body: {stderr}"
+    );
+    assert_eq!(tag_status(&silent.reg, "silent/large", "v1"), 404);
 }

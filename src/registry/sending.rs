@@ -66,12 +66,14 @@ pub async fn send(request: RequestBuilder, rule: MinRate) -> Result<Response, Se
         window: Window::new(rule, Direction::Sending),
         waiting_since: Some(Instant::now()),
     }));
+    let declared = declared_length(&request);
     if let Some(body) = request.body_mut().take() {
         // A body in memory goes out at once; the wait for the answer is
         // all there is to watch.
         let body = match body.as_bytes() {
             Some(_) => body,
             None => reqwest::Body::wrap(WatchedBody {
+                left: declared.or_else(|| body.size_hint().exact()),
                 inner: body,
                 progress: progress.clone(),
             }),
@@ -104,6 +106,17 @@ fn failed(mut e: reqwest::Error) -> SendError {
     SendError::Http(e)
 }
 
+/// The body length `request` declares in its `Content-Length` header.
+fn declared_length(request: &reqwest::Request) -> Option<u64> {
+    request
+        .headers()
+        .get(reqwest::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
 /// How far a request has got: its window, and whether it is waiting for
 /// the registry.
 struct Progress {
@@ -122,6 +135,13 @@ impl Progress {
             self.waiting_since = Some(now);
         }
     }
+
+    /// The body has gone to the connection: the answer gets a window of
+    /// its own from now.
+    fn body_ended(&mut self) {
+        self.window.restart();
+        self.waiting_since = Some(Instant::now());
+    }
 }
 
 fn lock(progress: &Mutex<Progress>) -> MutexGuard<'_, Progress> {
@@ -134,6 +154,10 @@ fn lock(progress: &Mutex<Progress>) -> MutexGuard<'_, Progress> {
 struct WatchedBody {
     inner: reqwest::Body,
     progress: Arc<Mutex<Progress>>,
+    /// The bytes still to come, when the length is known. The connection
+    /// stops asking for a body of known length at its last byte, so that
+    /// byte, not the stream's end, is the body's end.
+    left: Option<u64>,
 }
 
 impl Body for WatchedBody {
@@ -147,18 +171,21 @@ impl Body for WatchedBody {
         // Asked for more: the registry took what it had.
         lock(&self.progress).settle(Instant::now());
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        let mut progress = lock(&self.progress);
+        let this = &mut *self;
+        let mut progress = lock(&this.progress);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 let taken = frame.data_ref().map_or(0, |data| data.len() as u64);
                 progress.window.moved(taken);
                 progress.waiting_since = Some(Instant::now());
+                if let Some(left) = &mut this.left {
+                    *left = left.saturating_sub(taken);
+                    if *left == 0 {
+                        progress.body_ended();
+                    }
+                }
             }
-            // The answer gets a window of its own from the body's end.
-            Poll::Ready(None) => {
-                progress.window.restart();
-                progress.waiting_since = Some(Instant::now());
-            }
+            Poll::Ready(None) => progress.body_ended(),
             Poll::Ready(Some(Err(_))) => {}
             Poll::Pending => progress.waiting_since = None,
         }
