@@ -537,8 +537,11 @@ pub(super) async fn error_body(resp: Response, what: &str) -> Vec<u8> {
 /// body; secrets the server quoted are redacted.
 pub(super) fn describe(status: StatusCode, body: &[u8]) -> String {
     let errors = registry_errors(body);
-    let detail = if errors.is_empty() {
-        quotable(&String::from_utf8_lossy(body))
+    let text = String::from_utf8_lossy(body);
+    let detail = if let Some((code, message)) = super::storage::xml_error(&text) {
+        format!("{}: {}", quotable(&code), quotable(&message))
+    } else if errors.is_empty() {
+        quotable(&text)
     } else {
         errors
             .iter()
@@ -628,7 +631,11 @@ pub async fn check(
         .and_then(|v| v.to_str().ok())
         .and_then(super::token::parse_challenge)
         .is_some_and(|c| c.error.as_deref() == Some("insufficient_scope"));
+    let storage = super::storage::elsewhere(&resp, image.api_host());
     let body = error_body(resp, what).await;
+    if let Some(storage) = storage {
+        return Err(storage_refusal(what, &storage, status, &body));
+    }
     let errors = registry_errors(&body);
     let codes: Vec<&str> = errors.iter().map(|e| e.code.as_str()).collect();
     let detail = describe(status, &body);
@@ -664,6 +671,22 @@ pub async fn check(
         }
         _ => Error::BadContent(format!("{what}: registry answered {detail}")),
     })
+}
+
+/// The error for a refusal by the blob storage a registry redirected to.
+fn storage_refusal(what: &str, storage: &str, status: StatusCode, body: &[u8]) -> Error {
+    let detail = describe(status, body);
+    let message = format!(
+        "{what}: the registry sent it to its blob storage at {storage}, which answered {detail}"
+    );
+    match status {
+        StatusCode::NOT_FOUND => Error::NotFound(format!(
+            "{message}; the registry lists a blob its storage does not hold: report it to the registry's operator"
+        )),
+        _ => Error::Unreachable(format!(
+            "{message}; try again later, or report it to the registry's operator if it persists"
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod referrers;
 pub mod retry;
 pub mod sending;
 pub mod session;
+pub mod storage;
 pub mod tls;
 pub mod token;
 pub mod upload;

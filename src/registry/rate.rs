@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use reqwest::Response;
+use reqwest::{Response, ResponseBuilderExt};
 
 use crate::error::{Error, Result};
 
@@ -49,7 +49,8 @@ impl MinRate {
         }
         let mut builder = http::Response::builder()
             .status(resp.status())
-            .version(resp.version());
+            .version(resp.version())
+            .url(resp.url().clone());
         if let Some(headers) = builder.headers_mut() {
             *headers = resp.headers().clone();
         }

@@ -99,7 +99,7 @@ pub async fn send(request: RequestBuilder, rule: MinRate) -> Result<Response, Se
 /// A failed request's error, naming its URL without the query: that can
 /// hold an upload session's state or a redirect's signature, which are no
 /// help to a reader and may be a capability.
-fn failed(mut e: reqwest::Error) -> SendError {
+pub(super) fn failed(mut e: reqwest::Error) -> SendError {
     if let Some(url) = e.url_mut() {
         url.set_query(None);
     }

@@ -20,6 +20,7 @@ use super::error_chain::error_chain;
 use super::rate::MinRate;
 use super::retry::{is_transient_status, retry_after, RetryPolicy};
 use super::sending::{self, SendError};
+use super::storage;
 use super::token;
 use crate::error::{Error, Result};
 use crate::oci::reference::ImageRef;
@@ -70,7 +71,11 @@ const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// A client for any number of registries, shared by one run.
 pub struct RegistryClient {
     opts: ClientOptions,
+    /// Talks to registries: their auth, the config's `HttpHeaders`.
     http: reqwest::Client,
+    /// Follows a registry's redirects to blob storage elsewhere, with
+    /// none of the registry's headers (see [`storage`]).
+    storage_http: reqwest::Client,
     hosts: Mutex<HashMap<String, Arc<Host>>>,
     /// Blob transfers in flight, per registry host.
     transfer_slots: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
@@ -200,17 +205,26 @@ impl RegistryClient {
         }
         let tls = super::tls::client_config(opts.insecure, extra_roots)
             .map_err(|e| Error::Internal(format!("cannot set up TLS: {e}")))?;
-        let http = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .default_headers(config_headers(&opts.credential_files)?)
-            .connect_timeout(Duration::from_secs(15))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .tls_backend_preconfigured(tls)
-            .build()
-            .map_err(|e| Error::Internal(format!("cannot set up the HTTP client: {e}")))?;
+        let builder = || {
+            reqwest::Client::builder()
+                .user_agent(USER_AGENT)
+                .connect_timeout(Duration::from_secs(15))
+                .pool_idle_timeout(Duration::from_secs(60))
+                .tls_backend_preconfigured(tls.clone())
+        };
+        let built = |b: reqwest::ClientBuilder| {
+            b.build()
+                .map_err(|e| Error::Internal(format!("cannot set up the HTTP client: {e}")))
+        };
+        let http = built(
+            builder()
+                .default_headers(config_headers(&opts.credential_files)?)
+                .redirect(storage::same_origin_policy()),
+        )?;
         Ok(RegistryClient {
             opts,
             http,
+            storage_http: built(builder())?,
             hosts: Mutex::new(HashMap::new()),
             transfer_slots: std::sync::Mutex::new(HashMap::new()),
         })
@@ -341,7 +355,7 @@ impl RegistryClient {
             attempt += 1;
             let auth = self.current_auth(&host, &key).await?;
             let request = apply_auth(build(&self.http, &origin)?, auth.as_ref());
-            match sending::send(request, self.min_rate()).await {
+            match self.send_following_storage(request).await {
                 Err(e) if e.is_transient() && policy.may_retry(attempt) => {
                     let delay = policy.delay(attempt, None);
                     tracing::warn!("{what}: {e} (attempt {attempt}), retrying in {delay:?}");
@@ -359,7 +373,24 @@ impl RegistryClient {
                         host.name
                     )));
                 }
-                Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED && !authenticated => {
+                Ok(resp)
+                    if storage::worth_asking_again(resp.status())
+                        && policy.may_retry(attempt)
+                        && storage::elsewhere(&resp, &host.name).is_some() =>
+                {
+                    let delay = policy.delay(attempt, None);
+                    tracing::warn!(
+                        "{what}: the registry's blob storage at {} answered {} (attempt {attempt}), asking the registry again in {delay:?}",
+                        storage::host_of(resp.url()),
+                        resp.status()
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+                Ok(resp)
+                    if resp.status() == StatusCode::UNAUTHORIZED
+                        && !authenticated
+                        && storage::elsewhere(&resp, &host.name).is_none() =>
+                {
                     authenticated = true;
                     attempt -= 1;
                     let www = resp
@@ -391,6 +422,29 @@ impl RegistryClient {
                 }
                 Ok(resp) => return self.min_rate().guard(resp),
             }
+        }
+    }
+
+    /// Sends `request`; a redirect to blob storage on another origin is
+    /// followed without the registry's headers.
+    async fn send_following_storage(
+        &self,
+        request: RequestBuilder,
+    ) -> std::result::Result<Response, SendError> {
+        let (client, request) = request.build_split();
+        let request = request.map_err(sending::failed)?;
+        let method = request.method().clone();
+        let resp =
+            sending::send(RequestBuilder::from_parts(client, request), self.min_rate()).await?;
+        match storage::target(&method, &resp) {
+            Some(url) => {
+                tracing::debug!(
+                    "following a redirect to blob storage at {}",
+                    storage::host_of(&url)
+                );
+                sending::send(self.storage_http.request(method, url), self.min_rate()).await
+            }
+            None => Ok(resp),
         }
     }
 

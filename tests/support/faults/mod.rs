@@ -41,6 +41,8 @@ use schedule::*;
 pub use schedule::{Fault, Rule, Seeded};
 use wire::*;
 
+use super::blob_storage::BlobStorage;
+
 /// How long the proxy waits for the upstream registry's response.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -70,6 +72,8 @@ struct State {
     bodies: Mutex<Vec<(String, String, usize)>>,
     /// Target, start and end of every request answered.
     spans: Mutex<Vec<(String, Instant, Instant)>>,
+    /// Where [`Fault::RedirectToStorage`] sends blob downloads.
+    storage: Mutex<Option<Arc<BlobStorage>>>,
     shutdown: AtomicBool,
     /// A handle on each open client connection, to end them on drop.
     clients: Mutex<HashMap<u64, TcpStream>>,
@@ -125,6 +129,7 @@ impl FaultProxy {
             heads: Mutex::new(Vec::new()),
             bodies: Mutex::new(Vec::new()),
             spans: Mutex::new(Vec::new()),
+            storage: Mutex::new(None),
             shutdown: AtomicBool::new(false),
             clients: Mutex::new(HashMap::new()),
             workers: Mutex::new(Vec::new()),
@@ -468,6 +473,9 @@ fn handle(
         }
         Some(Fault::ReferrersApi) => {
             personas::referrers_api(writer, state, request, &body, keep_open)
+        }
+        Some(Fault::RedirectToStorage) => {
+            personas::redirect_to_storage(writer, state, request, &body, keep_open)
         }
         Some(Fault::StallBeforeBody { .. } | Fault::ReadBodySlowly { .. }) | None => {
             relay(writer, state, request, &body, keep_open)

@@ -10,15 +10,21 @@
 //!   are answered with `OCI-Subject` and listed, and
 //!   `GET /v2/<name>/referrers/<digest>` serves the list
 //!   ([`FaultProxy::referrers_api`]).
+//!
+//! And registries that keep blobs on another origin (S3, a CDN): a blob
+//! `GET` is answered with a redirect to a [`BlobStorage`]
+//! ([`FaultProxy::storage_redirects`]).
 
-use std::io;
+use std::io::{self, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 
 use super::schedule::EVERY;
 use super::wire::{forward, write_response, RequestHead, Response};
 use super::{relay, Fault, FaultProxy, Rule, State};
+use crate::support::blob_storage::BlobStorage;
 
 impl FaultProxy {
     /// Harbor: the referrers API answers 401.
@@ -65,6 +71,19 @@ impl FaultProxy {
                 Rule::every("/referrers/", Fault::ReferrersApi),
             ],
         )
+    }
+}
+
+impl FaultProxy {
+    /// A registry that keeps its blobs on `storage`: each blob `GET` the
+    /// registry answers is redirected (307) to a signed URL there.
+    pub fn storage_redirects(upstream: &str, storage: Arc<BlobStorage>) -> FaultProxy {
+        let proxy = FaultProxy::start(
+            upstream,
+            vec![every("GET", "/blobs/sha256:", Fault::RedirectToStorage)],
+        );
+        *proxy.state.storage.lock().unwrap() = Some(storage);
+        proxy
     }
 }
 
@@ -201,4 +220,34 @@ pub(super) fn referrers_api(
 
 fn sha256_hex(bytes: &[u8]) -> String {
     ocistep::oci::digest::Digest::of(bytes).hex().to_string()
+}
+
+/// A registry with blobs on other storage: a blob the registry serves is
+/// handed to the storage and answered with a redirect to it; any other
+/// answer (401, 404) is relayed.
+pub(super) fn redirect_to_storage(
+    writer: &mut TcpStream,
+    state: &State,
+    request: &RequestHead,
+    body: &[u8],
+    keep_open: bool,
+) -> io::Result<bool> {
+    let storage = state.storage.lock().unwrap().clone();
+    let response = forward(state, request, body)?;
+    let served = response.status_line.split_whitespace().nth(1) == Some("200");
+    let (Some(storage), true) = (storage, served) else {
+        write_response(writer, state, &response, false, None)?;
+        return Ok(false);
+    };
+    let digest = request.target.rsplit('/').next().unwrap_or_default();
+    let url = storage.offer(digest, response.body);
+    let mut head =
+        format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: {url}\r\nContent-Length: 0\r\n");
+    if !keep_open {
+        head.push_str("Connection: close\r\n");
+    }
+    head.push_str("\r\n");
+    writer.write_all(head.as_bytes())?;
+    writer.flush()?;
+    Ok(keep_open)
 }

@@ -99,6 +99,10 @@ pub enum Fault {
     TagIsDigest,
     /// The referrers API, served by the proxy (see `personas.rs`).
     ReferrersApi,
+    /// A blob `GET` the registry answers 200 is answered with a redirect
+    /// to the proxy's [`BlobStorage`](crate::support::blob_storage::BlobStorage)
+    /// instead, which then serves the bytes (see `personas.rs`).
+    RedirectToStorage,
 }
 
 impl fmt::Display for Fault {
@@ -122,6 +126,7 @@ impl fmt::Display for Fault {
             Fault::RefuseSubject => f.write_str("refuse subject"),
             Fault::TagIsDigest => f.write_str("tag is digest"),
             Fault::ReferrersApi => f.write_str("referrers api"),
+            Fault::RedirectToStorage => f.write_str("redirect to storage"),
         }
     }
 }
