@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine;
-use support::blob_storage::{Answer, BlobStorage, SIGNATURE};
+use support::faults::storage::{Answer, BlobStorage, SIGNATURE};
 use support::faults::FaultProxy;
 use support::{Registry, RegistryOptions, Run};
 

@@ -26,7 +26,6 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod assembly;
-pub mod blob_storage;
 pub mod buildx;
 pub mod chains;
 pub mod ci;

@@ -35,13 +35,13 @@ use std::time::{Duration, Instant};
 
 mod personas;
 mod schedule;
+pub mod storage;
 mod wire;
 
 use schedule::*;
 pub use schedule::{Fault, Rule, Seeded};
+use storage::BlobStorage;
 use wire::*;
-
-use super::blob_storage::BlobStorage;
 
 /// How long the proxy waits for the upstream registry's response.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
@@ -519,7 +519,19 @@ fn relay(
     keep_open: bool,
 ) -> io::Result<bool> {
     let response = forward(state, request, body)?;
+    relay_response(writer, state, request, &response, keep_open)
+}
+
+/// Relays the upstream's `response` to `request`. Returns whether the
+/// connection may carry another request.
+fn relay_response(
+    writer: &mut TcpStream,
+    state: &State,
+    request: &RequestHead,
+    response: &Response,
+    keep_open: bool,
+) -> io::Result<bool> {
     let keep_open = keep_open && response.is_framed(&request.method);
-    write_response(writer, state, &response, keep_open, None)?;
+    write_response(writer, state, response, keep_open, None)?;
     Ok(keep_open)
 }

@@ -15,16 +15,16 @@
 //! `GET` is answered with a redirect to a [`BlobStorage`]
 //! ([`FaultProxy::storage_redirects`]).
 
-use std::io::{self, Write};
+use std::io;
 use std::net::TcpStream;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 
 use super::schedule::EVERY;
+use super::storage::BlobStorage;
 use super::wire::{forward, write_response, RequestHead, Response};
-use super::{relay, Fault, FaultProxy, Rule, State};
-use crate::support::blob_storage::BlobStorage;
+use super::{relay, relay_response, Fault, FaultProxy, Rule, State};
 
 impl FaultProxy {
     /// Harbor: the referrers API answers 401.
@@ -213,9 +213,7 @@ pub(super) fn referrers_api(
             .headers
             .push(("OCI-Subject".to_string(), subject.clone()));
     }
-    let keep_open = keep_open && response.is_framed(&request.method);
-    write_response(writer, state, &response, keep_open, None)?;
-    Ok(keep_open)
+    relay_response(writer, state, request, &response, keep_open)
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -236,18 +234,17 @@ pub(super) fn redirect_to_storage(
     let response = forward(state, request, body)?;
     let served = response.status_line.split_whitespace().nth(1) == Some("200");
     let (Some(storage), true) = (storage, served) else {
-        write_response(writer, state, &response, false, None)?;
-        return Ok(false);
+        return relay_response(writer, state, request, &response, keep_open);
     };
     let digest = request.target.rsplit('/').next().unwrap_or_default();
-    let url = storage.offer(digest, response.body);
-    let mut head =
-        format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: {url}\r\nContent-Length: 0\r\n");
-    if !keep_open {
-        head.push_str("Connection: close\r\n");
-    }
-    head.push_str("\r\n");
-    writer.write_all(head.as_bytes())?;
-    writer.flush()?;
+    let redirect = Response {
+        status_line: "HTTP/1.1 307 Temporary Redirect".to_string(),
+        headers: vec![
+            ("Location".to_string(), storage.offer(digest, response.body)),
+            ("Content-Length".to_string(), "0".to_string()),
+        ],
+        body: Vec::new(),
+    };
+    write_response(writer, state, &redirect, keep_open, None)?;
     Ok(keep_open)
 }

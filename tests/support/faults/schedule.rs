@@ -100,7 +100,7 @@ pub enum Fault {
     /// The referrers API, served by the proxy (see `personas.rs`).
     ReferrersApi,
     /// A blob `GET` the registry answers 200 is answered with a redirect
-    /// to the proxy's [`BlobStorage`](crate::support::blob_storage::BlobStorage)
+    /// to the proxy's [`BlobStorage`](super::storage::BlobStorage)
     /// instead, which then serves the bytes (see `personas.rs`).
     RedirectToStorage,
 }

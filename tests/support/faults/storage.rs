@@ -1,6 +1,6 @@
 //! Blob storage on another origin, as S3, a CDN or a storage account sit
-//! behind many registries: a [`FaultProxy`](super::faults::FaultProxy)
-//! persona ([`FaultProxy::storage_redirects`](super::faults::FaultProxy::storage_redirects))
+//! behind many registries: a [`FaultProxy`](super::FaultProxy)
+//! persona ([`FaultProxy::storage_redirects`](super::FaultProxy::storage_redirects))
 //! answers blob `GET`s with a redirect to a signed URL here, and this
 //! server serves the bytes the registry gave for it.
 //!
@@ -10,11 +10,13 @@
 //! refusal, corrupted bytes, or a bearer challenge naming a realm.
 
 use std::collections::HashMap;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
+
+use super::wire::read_head;
 
 /// The signature in every URL the storage hands out; it must never show
 /// in ocistep's output.
@@ -87,11 +89,6 @@ impl BlobStorage {
         })
     }
 
-    /// `127.0.0.2:PORT`.
-    pub fn host(&self) -> String {
-        self.addr.to_string()
-    }
-
     /// Keeps `bytes` as the blob `digest` and returns its signed URL.
     pub fn offer(&self, digest: &str, bytes: Vec<u8>) -> String {
         self.state
@@ -128,25 +125,15 @@ impl Drop for BlobStorage {
 
 /// Reads one request and answers it, closing the connection.
 fn answer(stream: TcpStream, state: &State) -> io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let target = line.split(' ').nth(1).unwrap_or_default().to_string();
-    let mut headers = Vec::new();
-    loop {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
-            break;
-        }
-        if let Some((name, value)) = line.trim_end().split_once(':') {
-            headers.push((name.to_string(), value.trim().to_string()));
-        }
-    }
+    let Some(head) = read_head(&mut BufReader::new(stream.try_clone()?))? else {
+        return Ok(());
+    };
+    let target = head.target;
     state
         .requests
         .lock()
         .unwrap()
-        .push((target.clone(), headers));
+        .push((target.clone(), head.headers));
     let next = {
         let mut next = state.next.lock().unwrap();
         match next.is_empty() {
